@@ -1,0 +1,497 @@
+//! JSON exactly as MLflow's Python SDK writes it.
+//!
+//! MLflow stores span attributes as `json.dumps(value, ensure_ascii=False)` and writes traces with
+//! `json.dumps(trace_dict)` (ASCII escapes). Both use Python's default separators `", "` and
+//! `": "` and Python's `repr` of floats (`1e-05`, `1e+16`, `2.0`). Size statistics are byte
+//! lengths of that text, so matching it byte for byte matters. [`PyFormatter`] reproduces it on
+//! top of `serde_json`.
+//!
+//! Choices where Python's output is not portable JSON (documented in the README):
+//! - Non-finite floats (`NaN`, `Infinity`): Python writes bare `NaN`, which browsers and most
+//!   JSON parsers reject. This crate writes `null`.
+//! - Nesting deeper than [`MAX_NESTING_DEPTH`] is refused with [`EntityError::TooDeep`] instead
+//!   of overflowing a stack (ours or a reader's).
+//! - Lone UTF-16 surrogates in input JSON (`"\ud800"`, which Python happily writes) are read as
+//!   U+FFFD instead of failing the whole document.
+
+use std::borrow::Cow;
+use std::io;
+
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::ser::{CharEscape, Formatter};
+
+use crate::error::{EntityError, Result};
+
+/// The deepest nesting of arrays/objects this crate writes or reads in a value.
+///
+/// `serde_json` refuses to parse documents nested deeper than 128 levels; writing at most 100
+/// keeps everything this SDK writes readable by itself, by Python and by the MLflow UI.
+pub const MAX_NESTING_DEPTH: usize = 100;
+
+/// A `serde_json` formatter that writes what Python's `json.dumps` writes.
+#[derive(Debug, Clone, Copy)]
+pub struct PyFormatter {
+    ascii: bool,
+    depth: usize,
+}
+
+impl PyFormatter {
+    /// `json.dumps(v, ensure_ascii=True)`: non-ASCII written as `\uXXXX` (surrogate pairs).
+    pub const fn ascii() -> Self {
+        PyFormatter {
+            ascii: true,
+            depth: 0,
+        }
+    }
+
+    /// `json.dumps(v, ensure_ascii=False)`: text kept as UTF-8.
+    pub const fn utf8() -> Self {
+        PyFormatter {
+            ascii: false,
+            depth: 0,
+        }
+    }
+
+    fn enter<W: ?Sized + io::Write>(&mut self, w: &mut W, open: &[u8]) -> io::Result<()> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING_DEPTH {
+            return Err(io::Error::other(TooDeepMarker));
+        }
+        w.write_all(open)
+    }
+}
+
+/// Marker carried through `io::Error` to recognise a nesting-limit failure.
+#[derive(Debug)]
+struct TooDeepMarker;
+
+impl std::fmt::Display for TooDeepMarker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "nesting deeper than {MAX_NESTING_DEPTH} levels")
+    }
+}
+
+impl std::error::Error for TooDeepMarker {}
+
+impl Formatter for PyFormatter {
+    fn write_f64<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
+        writer.write_all(python_float_repr(value).as_bytes())
+    }
+
+    fn write_f32<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f32) -> io::Result<()> {
+        // Python has no f32; it would see the widened double.
+        self.write_f64(writer, f64::from(value))
+    }
+
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        if !self.ascii || fragment.bytes().all(|b| b < 0x7f) {
+            return writer.write_all(fragment.as_bytes());
+        }
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if (c as u32) < 0x7f {
+                continue;
+            }
+            writer.write_all(&fragment.as_bytes()[start..i])?;
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                write!(writer, "\\u{unit:04x}")?;
+            }
+            start = i + c.len_utf8();
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+
+    fn write_char_escape<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        char_escape: CharEscape,
+    ) -> io::Result<()> {
+        let s: &[u8] = match char_escape {
+            CharEscape::Quote => b"\\\"",
+            CharEscape::ReverseSolidus => b"\\\\",
+            CharEscape::Solidus => b"/",
+            CharEscape::Backspace => b"\\b",
+            CharEscape::FormFeed => b"\\f",
+            CharEscape::LineFeed => b"\\n",
+            CharEscape::CarriageReturn => b"\\r",
+            CharEscape::Tab => b"\\t",
+            CharEscape::AsciiControl(byte) => return write!(writer, "\\u{byte:04x}"),
+        };
+        writer.write_all(s)
+    }
+
+    fn begin_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.enter(writer, b"[")
+    }
+
+    fn end_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.depth -= 1;
+        writer.write_all(b"]")
+    }
+
+    fn begin_array_value<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
+
+    fn begin_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.enter(writer, b"{")
+    }
+
+    fn end_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.depth -= 1;
+        writer.write_all(b"}")
+    }
+
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
+
+    fn begin_object_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        writer.write_all(b": ")
+    }
+}
+
+/// Python's `repr(float)` for a finite value: shortest round-trip digits, fixed notation for
+/// decimal exponents in `-4..16` (always with a fractional part), scientific otherwise with a
+/// signed, at least two-digit exponent.
+pub fn python_float_repr(value: f64) -> String {
+    if !value.is_finite() {
+        // Callers only pass finite values (serde_json turns non-finite ones into null); keep a
+        // sane answer anyway rather than panicking.
+        return "null".to_owned();
+    }
+    if value == 0.0 {
+        return if value.is_sign_negative() {
+            "-0.0"
+        } else {
+            "0.0"
+        }
+        .to_owned();
+    }
+    let sci = format!("{value:e}"); // e.g. "-1.2345e-7": shortest round-trip digits
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let mut out = String::with_capacity(digits.len() + 8);
+    out.push_str(sign);
+    if (-4..16).contains(&exp) {
+        if exp >= 0 {
+            let int_len = exp as usize + 1;
+            if digits.len() <= int_len {
+                out.push_str(&digits);
+                out.extend(std::iter::repeat_n('0', int_len - digits.len()));
+                out.push_str(".0");
+            } else {
+                out.push_str(&digits[..int_len]);
+                out.push('.');
+                out.push_str(&digits[int_len..]);
+            }
+        } else {
+            out.push_str("0.");
+            out.extend(std::iter::repeat_n('0', (-exp - 1) as usize));
+            out.push_str(&digits);
+        }
+    } else {
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        out.push('e');
+        out.push(if exp < 0 { '-' } else { '+' });
+        out.push_str(&format!("{:02}", exp.unsigned_abs()));
+    }
+    out
+}
+
+fn write_with<T: Serialize + ?Sized>(value: &T, formatter: PyFormatter) -> Result<String> {
+    let mut buf = Vec::with_capacity(128);
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, formatter);
+    if let Err(err) = value.serialize(&mut ser) {
+        if err.is_io() {
+            return Err(EntityError::TooDeep {
+                limit: MAX_NESTING_DEPTH,
+            });
+        }
+        return Err(EntityError::Json(err));
+    }
+    String::from_utf8(buf).map_err(|e| EntityError::InvalidUtf8 {
+        offset: e.utf8_error().valid_up_to(),
+    })
+}
+
+/// `json.dumps(value, ensure_ascii=False)`: how MLflow stores a span attribute value.
+///
+/// # Errors
+/// [`EntityError::TooDeep`] past [`MAX_NESTING_DEPTH`], [`EntityError::Json`] when the value's
+/// `Serialize` impl fails (e.g. a map with non-string keys).
+pub fn to_attribute_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+    write_with(value, PyFormatter::utf8())
+}
+
+/// `json.dumps(value)` (ASCII escapes): how MLflow writes traces and REST bodies.
+///
+/// # Errors
+/// As [`to_attribute_json`].
+pub fn to_python_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+    write_with(value, PyFormatter::ascii())
+}
+
+/// Parses JSON text the way this SDK reads MLflow data: lone surrogates become U+FFFD, and
+/// nesting beyond `serde_json`'s limit is a [`EntityError::TooDeep`] error, not a stack overflow.
+///
+/// # Errors
+/// [`EntityError::Json`] for malformed JSON, [`EntityError::TooDeep`] for deep nesting.
+pub fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    let text = replace_lone_surrogates(text);
+    serde_json::from_str(&text).map_err(map_parse_error)
+}
+
+/// As [`parse_json`], for bytes that should be UTF-8.
+///
+/// # Errors
+/// [`EntityError::InvalidUtf8`] if `bytes` is not UTF-8, else as [`parse_json`].
+pub fn parse_json_bytes<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    let text = std::str::from_utf8(bytes).map_err(|e| EntityError::InvalidUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    parse_json(text)
+}
+
+pub(crate) fn map_parse_error(err: serde_json::Error) -> EntityError {
+    if err.to_string().starts_with("recursion limit exceeded") {
+        EntityError::TooDeep { limit: 128 }
+    } else {
+        EntityError::Json(err)
+    }
+}
+
+/// Decodes a stored attribute value the way MLflow's `Span.get_attribute` does: JSON text is
+/// parsed; text that is not JSON is returned as a plain string; an empty string reads as `None`.
+/// Non-string stored values (set by foreign OpenTelemetry code) are returned unchanged.
+pub fn decode_attribute(stored: &Value) -> Option<Value> {
+    match stored {
+        Value::String(s) if s.is_empty() => None,
+        Value::String(s) => {
+            Some(parse_json::<Value>(s).unwrap_or_else(|_| Value::String(s.clone())))
+        }
+        Value::Null => None,
+        other => Some(other.clone()),
+    }
+}
+
+/// Replaces `\uD800`-`\uDFFF` escapes that do not form a valid surrogate pair with `\ufffd`.
+///
+/// Only escapes inside JSON strings can hold surrogates; raw UTF-8 text cannot (Rust strings are
+/// valid UTF-8), so scanning for backslash escapes is enough.
+pub(crate) fn replace_lone_surrogates(text: &str) -> Cow<'_, str> {
+    let bytes = text.as_bytes();
+    if !bytes
+        .windows(3)
+        .any(|w| w[0] == b'\\' && (w[1] == b'u' || w[1] == b'U') && matches!(w[2], b'd' | b'D'))
+    {
+        return Cow::Borrowed(text);
+    }
+    let unit_at = |i: usize| -> Option<u16> {
+        if bytes.get(i) == Some(&b'\\') && bytes.get(i + 1) == Some(&b'u') {
+            let hex = text.get(i + 2..i + 6)?;
+            u16::from_str_radix(hex, 16).ok()
+        } else {
+            None
+        }
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        match unit_at(i) {
+            Some(0xD800..=0xDBFF) => {
+                if matches!(unit_at(i + 6), Some(0xDC00..=0xDFFF)) {
+                    i += 12;
+                } else {
+                    out.push_str(&text[copied..i]);
+                    out.push_str("\\ufffd");
+                    i += 6;
+                    copied = i;
+                }
+            }
+            Some(0xDC00..=0xDFFF) => {
+                out.push_str(&text[copied..i]);
+                out.push_str("\\ufffd");
+                i += 6;
+                copied = i;
+            }
+            // Any other escape: skip the backslash and the escaped byte, so that `\\ud800`
+            // (an escaped backslash followed by text) is left alone.
+            _ => i += 2,
+        }
+    }
+    out.push_str(&text[copied.min(text.len())..]);
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn python_separators_and_ascii_escapes() {
+        let v = json!({"a": [1, 2.5, "北京☀️"], "b": null, "c": true});
+        assert_eq!(
+            to_python_json(&v).unwrap(),
+            r#"{"a": [1, 2.5, "\u5317\u4eac\u2600\ufe0f"], "b": null, "c": true}"#
+        );
+        assert_eq!(
+            to_attribute_json(&v).unwrap(),
+            r#"{"a": [1, 2.5, "北京☀️"], "b": null, "c": true}"#
+        );
+        // Emoji outside the BMP become surrogate pairs, DEL is escaped like Python does.
+        assert_eq!(
+            to_python_json("😊\u{7f}").unwrap(),
+            r#""\ud83d\ude0a\u007f""#
+        );
+        assert_eq!(
+            to_python_json("\u{1}\n\t\"\\/").unwrap(),
+            r#""\u0001\n\t\"\\/""#
+        );
+    }
+
+    #[test]
+    fn python_float_repr_matches_python() {
+        let cases = [
+            (1.0, "1.0"),
+            (2.5, "2.5"),
+            (0.1, "0.1"),
+            (5.4e-06, "5.4e-06"),
+            (1.26e-05, "1.26e-05"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1e16, "1e+16"),
+            (1e15, "1000000000000000.0"),
+            (123456789.125, "123456789.125"),
+            (-0.0, "-0.0"),
+            (1.5e300, "1.5e+300"),
+            (12345678901234567.0, "1.2345678901234568e+16"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (5e-324, "5e-324"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(python_float_repr(v), want, "{v:e}");
+        }
+    }
+
+    #[test]
+    fn non_finite_floats_become_null() {
+        let v = vec![f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1.0];
+        assert_eq!(to_attribute_json(&v).unwrap(), "[null, null, null, 1.0]");
+    }
+
+    #[test]
+    fn big_integers_are_exact() {
+        let v = json!([
+            9007199254740993u64,
+            -9223372036854775808i64,
+            18446744073709551615u64
+        ]);
+        assert_eq!(
+            to_attribute_json(&v).unwrap(),
+            "[9007199254740993, -9223372036854775808, 18446744073709551615]"
+        );
+        assert_eq!(
+            to_attribute_json(&(1u128 << 100)).unwrap(),
+            "1267650600228229401496703205376"
+        );
+    }
+
+    fn nested(depth: usize) -> Value {
+        let mut v = Value::from(1);
+        for _ in 0..depth {
+            v = Value::Array(vec![v]);
+        }
+        v
+    }
+
+    #[test]
+    fn nesting_is_bounded_on_write_and_read() {
+        let ok = to_attribute_json(&nested(MAX_NESTING_DEPTH)).unwrap();
+        assert_eq!(parse_json::<Value>(&ok).unwrap(), nested(MAX_NESTING_DEPTH));
+        assert!(matches!(
+            to_attribute_json(&nested(MAX_NESTING_DEPTH + 1)),
+            Err(EntityError::TooDeep { .. })
+        ));
+        // 10,000 levels of input text: an error, no stack overflow.
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let err = parse_json::<Value>(&deep).unwrap_err();
+        assert!(matches!(err, EntityError::TooDeep { .. }), "{err}");
+        assert!(err.to_string().contains("deeper than"));
+    }
+
+    #[test]
+    fn lone_surrogates_read_as_replacement_char() {
+        let v: Value =
+            parse_json(r#"["\ud800", "a\udc00b", "\ud83d\ude0a", "\\ud800", "\ud800\u0041"]"#)
+                .unwrap();
+        assert_eq!(
+            v,
+            json!(["\u{fffd}", "a\u{fffd}b", "😊", "\\ud800", "\u{fffd}A"])
+        );
+        // Truncated escape at the end: still an error, not a panic.
+        assert!(parse_json::<Value>(r#""\ud8"#).is_err());
+        assert!(parse_json::<Value>("\"\\ud800").is_err());
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error() {
+        let err = parse_json_bytes::<Value>(b"\"ab\xff\"").unwrap_err();
+        assert!(
+            matches!(err, EntityError::InvalidUtf8 { offset: 3 }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn decode_attribute_follows_mlflow() {
+        assert_eq!(decode_attribute(&json!("\"LLM\"")), Some(json!("LLM")));
+        assert_eq!(
+            decode_attribute(&json!("{\"a\": 1}")),
+            Some(json!({"a": 1}))
+        );
+        assert_eq!(
+            decode_attribute(&json!("not json")),
+            Some(json!("not json"))
+        );
+        assert_eq!(decode_attribute(&json!("")), None);
+        assert_eq!(decode_attribute(&json!(3)), Some(json!(3)));
+    }
+}

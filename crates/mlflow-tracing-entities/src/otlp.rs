@@ -1,0 +1,294 @@
+//! Spans as OTLP protobuf messages, both ways, the way MLflow converts them.
+//!
+//! To OTLP (`Span.to_otel_proto`, what the SDK sends to `POST /v1/traces`): ids as raw bytes,
+//! attributes **decoded** into typed `AnyValue`s (`mlflow.spanType` becomes the string `LLM`,
+//! inputs become a `kvlistValue`), event attributes as they are, status message only when set.
+//!
+//! From OTLP (`Span.from_otel_proto`, what the server does on ingest): every attribute is
+//! re-encoded as JSON text, and `mlflow.traceRequestId` is derived from the OTLP trace id rather
+//! than trusted.
+
+use base64::Engine as _;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1 as proto;
+use serde_json::{Map, Number, Value};
+
+use crate::error::{EntityError, Result};
+use crate::ids::{MlflowTraceId, SpanId, TraceId};
+use crate::json::{decode_attribute, to_attribute_json};
+use crate::keys;
+use crate::span::{Link, Span, SpanEvent, SpanStatus, SpanStatusCode};
+
+/// A decoded JSON value as an OTLP `AnyValue` (`_set_otel_proto_anyvalue`): `null` is an empty
+/// `AnyValue`, integers that fit `i64` are `intValue`, other numbers `doubleValue`, arrays
+/// `arrayValue`, objects `kvlistValue`.
+pub fn json_to_any_value(value: &Value) -> AnyValue {
+    let v = match value {
+        Value::Null => None,
+        Value::Bool(b) => Some(Any::BoolValue(*b)),
+        Value::String(s) => Some(Any::StringValue(s.clone())),
+        Value::Number(n) => Some(match n.as_i64() {
+            Some(i) => Any::IntValue(i),
+            // u64 above i64::MAX and floats: the nearest double (protobuf int64 cannot hold it).
+            None => Any::DoubleValue(n.as_f64().unwrap_or(f64::NAN)),
+        }),
+        Value::Array(items) => Some(Any::ArrayValue(ArrayValue {
+            values: items.iter().map(json_to_any_value).collect(),
+        })),
+        Value::Object(map) => Some(Any::KvlistValue(KeyValueList {
+            values: map
+                .iter()
+                .map(|(k, v)| KeyValue {
+                    key: k.clone(),
+                    value: Some(json_to_any_value(v)),
+                    ..Default::default()
+                })
+                .collect(),
+        })),
+    };
+    AnyValue { value: v }
+}
+
+/// An OTLP `AnyValue` as JSON (`_decode_otel_proto_anyvalue`); bytes become base64 text and
+/// non-finite doubles `null`.
+pub fn any_value_to_json(value: &AnyValue) -> Value {
+    match &value.value {
+        None => Value::Null,
+        Some(Any::BoolValue(b)) => Value::Bool(*b),
+        Some(Any::StringValue(s)) => Value::String(s.clone()),
+        Some(Any::IntValue(i)) => Value::from(*i),
+        Some(Any::DoubleValue(d)) => Number::from_f64(*d).map_or(Value::Null, Value::Number),
+        Some(Any::BytesValue(b)) => {
+            Value::String(base64::engine::general_purpose::STANDARD.encode(b))
+        }
+        Some(Any::ArrayValue(a)) => Value::Array(a.values.iter().map(any_value_to_json).collect()),
+        Some(Any::KvlistValue(kv)) => Value::Object(
+            kv.values
+                .iter()
+                .map(|e| {
+                    (
+                        e.key.clone(),
+                        e.value.as_ref().map_or(Value::Null, any_value_to_json),
+                    )
+                })
+                .collect(),
+        ),
+        // String-table indices only occur in profiles, never in spans.
+        Some(Any::StringValueStrindex(_)) => Value::Null,
+    }
+}
+
+fn key_values<'a>(entries: impl Iterator<Item = (&'a String, Value)>) -> Vec<KeyValue> {
+    entries
+        .map(|(k, v)| KeyValue {
+            key: k.clone(),
+            value: Some(json_to_any_value(&v)),
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn status_code(code: SpanStatusCode) -> i32 {
+    match code {
+        SpanStatusCode::Unset => proto::status::StatusCode::Unset as i32,
+        SpanStatusCode::Ok => proto::status::StatusCode::Ok as i32,
+        SpanStatusCode::Error => proto::status::StatusCode::Error as i32,
+    }
+}
+
+impl Span {
+    /// The OTLP span MLflow's `Span.to_otel_proto()` builds.
+    pub fn to_otlp(&self) -> proto::Span {
+        let attributes = key_values(
+            self.attributes
+                .iter()
+                .map(|(k, v)| (k, decode_attribute(v).unwrap_or(Value::Null))),
+        );
+        let events = self
+            .events
+            .iter()
+            .map(|e| proto::span::Event {
+                time_unix_nano: e.time_unix_nano,
+                name: e.name.clone(),
+                attributes: key_values(e.attributes.iter().map(|(k, v)| (k, v.clone()))),
+                dropped_attributes_count: 0,
+            })
+            .collect();
+        let links = self
+            .links
+            .iter()
+            .filter_map(|l| {
+                // Links whose trace id cannot be read are dropped, as MLflow drops over-wide ids.
+                let trace_id = l.otel_trace_id().ok()?;
+                Some(proto::span::Link {
+                    trace_id: trace_id.to_bytes().to_vec(),
+                    span_id: l.span_id.to_bytes().to_vec(),
+                    trace_state: String::new(),
+                    attributes: l
+                        .attributes
+                        .as_ref()
+                        .map(|a| key_values(a.iter().map(|(k, v)| (k, v.clone()))))
+                        .unwrap_or_default(),
+                    dropped_attributes_count: 0,
+                    flags: 0,
+                })
+            })
+            .collect();
+        proto::Span {
+            trace_id: self.trace_id.to_bytes().to_vec(),
+            span_id: self.span_id.to_bytes().to_vec(),
+            trace_state: String::new(),
+            parent_span_id: self
+                .parent_id
+                .map(|p| p.to_bytes().to_vec())
+                .unwrap_or_default(),
+            flags: 0,
+            name: self.name.clone(),
+            kind: 0,
+            start_time_unix_nano: self.start_time_ns,
+            end_time_unix_nano: self.end_time_ns.unwrap_or(0),
+            attributes,
+            dropped_attributes_count: 0,
+            events,
+            dropped_events_count: 0,
+            links,
+            dropped_links_count: 0,
+            status: Some(proto::Status {
+                message: self.status.message.clone(),
+                code: status_code(self.status.code),
+            }),
+        }
+    }
+
+    /// The span the MLflow server stores for an OTLP span (`Span.from_otel_proto`): attributes
+    /// re-encoded as JSON text, `mlflow.traceRequestId` set to `tr-<hex>` (or the V4 id when
+    /// `uc_location` is given).
+    ///
+    /// # Errors
+    /// [`EntityError::InvalidId`] for missing or malformed ids, [`EntityError::TooDeep`] for
+    /// attribute values nested too deeply.
+    pub fn from_otlp(span: &proto::Span, uc_location: Option<&str>) -> Result<Span> {
+        if span.trace_id.is_empty() || span.span_id.is_empty() {
+            return Err(EntityError::InvalidSpan(
+                "trace_id and span_id are required".into(),
+            ));
+        }
+        let trace_id = TraceId::from_slice(&span.trace_id)?;
+        let span_id = SpanId::from_slice(&span.span_id)?;
+        let parent_id = if span.parent_span_id.is_empty() {
+            None
+        } else {
+            Some(SpanId::from_slice(&span.parent_span_id)?)
+        };
+        let request_id = match uc_location {
+            Some(loc) => MlflowTraceId::v4(loc, trace_id)?,
+            None => MlflowTraceId::v3(trace_id),
+        };
+        let mut attributes = Map::new();
+        for kv in &span.attributes {
+            let value = kv.value.as_ref().map_or(Value::Null, any_value_to_json);
+            attributes.insert(kv.key.clone(), Value::String(to_attribute_json(&value)?));
+        }
+        attributes.insert(
+            keys::span::REQUEST_ID.into(),
+            Value::String(to_attribute_json(&request_id.to_string())?),
+        );
+        let to_map = |kvs: &[KeyValue]| -> Map<String, Value> {
+            kvs.iter()
+                .map(|kv| {
+                    (
+                        kv.key.clone(),
+                        kv.value.as_ref().map_or(Value::Null, any_value_to_json),
+                    )
+                })
+                .collect()
+        };
+        let status = match &span.status {
+            Some(s) if s.code == proto::status::StatusCode::Ok as i32 => SpanStatus {
+                code: SpanStatusCode::Ok,
+                message: s.message.clone(),
+            },
+            Some(s) if s.code == proto::status::StatusCode::Error as i32 => {
+                SpanStatus::error(s.message.clone())
+            }
+            Some(s) => SpanStatus {
+                code: SpanStatusCode::Unset,
+                message: s.message.clone(),
+            },
+            None => SpanStatus::default(),
+        };
+        let links = span
+            .links
+            .iter()
+            .map(|l| {
+                let attrs = to_map(&l.attributes);
+                Ok(Link {
+                    trace_id: MlflowTraceId::v3(TraceId::from_slice(&l.trace_id)?).to_string(),
+                    span_id: SpanId::from_slice(&l.span_id)?,
+                    attributes: (!attrs.is_empty()).then_some(attrs),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Span {
+            trace_id,
+            span_id,
+            parent_id,
+            name: span.name.clone(),
+            start_time_ns: span.start_time_unix_nano,
+            end_time_ns: (span.end_time_unix_nano != 0).then_some(span.end_time_unix_nano),
+            status,
+            events: span
+                .events
+                .iter()
+                .map(|e| SpanEvent {
+                    name: e.name.clone(),
+                    time_unix_nano: e.time_unix_nano,
+                    attributes: to_map(&e.attributes),
+                })
+                .collect(),
+            links,
+            attributes,
+        })
+    }
+}
+
+/// The resource attributes MLflow's provider sends (`telemetry.sdk.*`), here naming this SDK.
+pub fn sdk_resource(sdk_version: &str) -> Resource {
+    let attr = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(Any::StringValue(v.into())),
+        }),
+        ..Default::default()
+    };
+    Resource {
+        attributes: vec![
+            attr("telemetry.sdk.language", "rust"),
+            attr("telemetry.sdk.name", "mlflow-tracing"),
+            attr("telemetry.sdk.version", sdk_version),
+        ],
+        dropped_attributes_count: 0,
+        entity_refs: Vec::new(),
+    }
+}
+
+/// One OTLP export request as MLflow builds it: one resource, one scope with no name, the spans.
+pub fn export_request<'a>(
+    resource: Resource,
+    spans: impl IntoIterator<Item = &'a Span>,
+) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![proto::ResourceSpans {
+            resource: Some(resource),
+            scope_spans: vec![proto::ScopeSpans {
+                scope: None,
+                spans: spans.into_iter().map(Span::to_otlp).collect(),
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}

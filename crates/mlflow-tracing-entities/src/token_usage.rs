@@ -1,0 +1,96 @@
+//! Token usage of LLM calls and its aggregation over a trace (`aggregate_usage_from_spans`).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ids::SpanId;
+use crate::span::Span;
+
+/// Token counts of one LLM call (`mlflow.chat.tokenUsage`) or of a whole trace
+/// (`mlflow.trace.tokenUsage`). Field order matches the JSON MLflow writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    /// Prompt tokens.
+    #[serde(default)]
+    pub input_tokens: i64,
+    /// Completion tokens.
+    #[serde(default)]
+    pub output_tokens: i64,
+    /// Total tokens.
+    #[serde(default)]
+    pub total_tokens: i64,
+    /// Tokens read from a prompt cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read_input_tokens: Option<i64>,
+    /// Tokens written to a prompt cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_creation_input_tokens: Option<i64>,
+    /// Tokens written to a prompt cache with a TTL above one hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_creation_input_tokens_above_1hr: Option<i64>,
+}
+
+impl TokenUsage {
+    /// Reads a decoded `mlflow.chat.tokenUsage` value; `None` if it is not an object of integers.
+    pub fn from_value(value: &Value) -> Option<TokenUsage> {
+        if !value.is_object() {
+            return None;
+        }
+        TokenUsage::deserialize(value).ok()
+    }
+
+    fn add(&mut self, other: &TokenUsage) {
+        fn add_opt(a: &mut Option<i64>, b: Option<i64>) {
+            if let Some(b) = b {
+                *a = Some(a.unwrap_or(0).saturating_add(b));
+            }
+        }
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
+        self.total_tokens = self.total_tokens.saturating_add(other.total_tokens);
+        add_opt(
+            &mut self.cache_read_input_tokens,
+            other.cache_read_input_tokens,
+        );
+        add_opt(
+            &mut self.cache_creation_input_tokens,
+            other.cache_creation_input_tokens,
+        );
+        add_opt(
+            &mut self.cache_creation_input_tokens_above_1hr,
+            other.cache_creation_input_tokens_above_1hr,
+        );
+    }
+
+    /// Sums usage over a trace's spans without counting a parent's roll-up twice: a span's usage
+    /// counts only when no ancestor has usage. Spans whose parent is not in `spans` are roots.
+    /// Iterative (no recursion), so 10,000-deep span trees are fine. `None` if no span has usage.
+    pub fn aggregate<'a>(spans: impl IntoIterator<Item = &'a Span>) -> Option<TokenUsage> {
+        let spans: Vec<&Span> = spans.into_iter().collect();
+        let ids: std::collections::HashSet<SpanId> = spans.iter().map(|s| s.span_id()).collect();
+        let mut children: HashMap<SpanId, Vec<usize>> = HashMap::new();
+        let mut stack: Vec<(usize, bool)> = Vec::new();
+        for (i, span) in spans.iter().enumerate() {
+            match span.parent_id() {
+                Some(p) if ids.contains(&p) => children.entry(p).or_default().push(i),
+                _ => stack.push((i, false)),
+            }
+        }
+        let mut total = TokenUsage::default();
+        let mut found = false;
+        while let Some((i, ancestor_has)) = stack.pop() {
+            let usage = spans[i].token_usage();
+            if let (Some(u), false) = (&usage, ancestor_has) {
+                total.add(u);
+                found = true;
+            }
+            let has = ancestor_has || usage.is_some();
+            if let Some(kids) = children.get(&spans[i].span_id()) {
+                stack.extend(kids.iter().map(|&k| (k, has)));
+            }
+        }
+        found.then_some(total)
+    }
+}

@@ -1,0 +1,210 @@
+//! `Trace` and `TraceData` (`entities/trace.py`, `trace_data.py`), the size statistics MLflow
+//! attaches before upload, and the end-of-trace rules that live with the data.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::keys;
+use crate::preview::{PreviewRole, preview, truncate_with_ellipsis};
+use crate::span::Span;
+use crate::token_usage::TokenUsage;
+use crate::trace_info::{TraceInfo, TraceState};
+
+/// The spans of a trace.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TraceData {
+    /// Spans, in the order they were recorded.
+    pub spans: Vec<Span>,
+}
+
+impl TraceData {
+    /// The root span: the first span without a parent.
+    pub fn root_span(&self) -> Option<&Span> {
+        self.spans.iter().find(|s| s.parent_id().is_none())
+    }
+
+    /// Raw JSON text of the root span's inputs (Python's `TraceData.request`).
+    pub fn request(&self) -> Option<&str> {
+        self.root_span()?.raw_inputs()
+    }
+
+    /// Raw JSON text of the root span's outputs (Python's `TraceData.response`).
+    pub fn response(&self) -> Option<&str> {
+        self.root_span()?.raw_outputs()
+    }
+}
+
+/// A finished trace: info plus spans.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    /// The trace info.
+    pub info: TraceInfo,
+    /// The spans.
+    pub data: TraceData,
+}
+
+/// Size statistics of a trace (`mlflow.trace.sizeStats`), in MLflow's key order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SizeStats {
+    /// Size of the whole `Trace.to_json()` text in bytes.
+    pub total_size_bytes: u64,
+    /// Number of spans.
+    pub num_spans: u64,
+    /// Largest span.
+    pub max: u64,
+    /// 25th percentile of span sizes.
+    pub p25: u64,
+    /// Median span size.
+    pub p50: u64,
+    /// 75th percentile of span sizes.
+    pub p75: u64,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    let Some(&last) = sorted.last() else { return 0 };
+    let index = p * (sorted.len() - 1) as f64;
+    let lower = index as usize;
+    let upper = lower + 1;
+    if upper >= sorted.len() {
+        return last;
+    }
+    let weight = index - lower as f64;
+    (sorted[lower] as f64 * (1.0 - weight) + sorted[upper] as f64 * weight) as u64
+}
+
+impl Trace {
+    /// A trace from its parts.
+    pub fn new(info: TraceInfo, spans: Vec<Span>) -> Self {
+        Trace {
+            info,
+            data: TraceData { spans },
+        }
+    }
+
+    /// `Trace.to_json()`: the exact text Python writes (ASCII escapes, `", "`/`": "`).
+    ///
+    /// # Errors
+    /// Only for raw attribute values nested deeper than [`crate::json::MAX_NESTING_DEPTH`].
+    pub fn to_json(&self) -> Result<String> {
+        crate::json::to_python_json(self)
+    }
+
+    /// Parses `Trace.to_json()` text, including traces written by older MLflow versions.
+    ///
+    /// # Errors
+    /// [`crate::EntityError`] naming what is missing or malformed.
+    pub fn from_json(text: &str) -> Result<Trace> {
+        crate::json::parse_json(text)
+    }
+
+    /// As [`Trace::from_json`], for bytes that should be UTF-8.
+    ///
+    /// # Errors
+    /// As [`Trace::from_json`], plus invalid UTF-8.
+    pub fn from_json_bytes(bytes: &[u8]) -> Result<Trace> {
+        crate::json::parse_json_bytes(bytes)
+    }
+
+    /// Python's `repr`: `Trace(trace_id='tr-…')`.
+    pub fn repr(&self) -> String {
+        format!("Trace(trace_id='{}')", self.info.trace_id)
+    }
+
+    /// Computes size statistics exactly as `add_size_stats_to_trace_metadata` does: each
+    /// span's `json.dumps(span.to_dict())` byte length, plus the trace without spans, plus the
+    /// `", "` separators. `None` for a trace without spans (Python logs a warning there).
+    pub fn size_stats(&self) -> Option<SizeStats> {
+        let mut sizes = Vec::with_capacity(self.data.spans.len());
+        for span in &self.data.spans {
+            sizes.push(span.to_json().ok()?.len() as u64);
+        }
+        let max = *sizes.iter().max()?;
+        let empty = Trace {
+            info: self.info.clone(),
+            data: TraceData::default(),
+        };
+        let metadata_size = empty.to_json().ok()?.len() as u64;
+        let total = sizes.iter().sum::<u64>() + metadata_size + 2 * (sizes.len() as u64 - 1);
+        sizes.sort_unstable();
+        Some(SizeStats {
+            total_size_bytes: total,
+            num_spans: sizes.len() as u64,
+            max,
+            p25: percentile(&sizes, 0.25),
+            p50: percentile(&sizes, 0.50),
+            p75: percentile(&sizes, 0.75),
+        })
+    }
+
+    /// Writes `mlflow.trace.sizeStats` and `mlflow.trace.sizeBytes` (what the exporter does right
+    /// before StartTraceV3). Any previous values are replaced; they are not counted.
+    pub fn add_size_stats(&mut self) -> Option<SizeStats> {
+        self.info
+            .trace_metadata
+            .shift_remove(keys::metadata::SIZE_STATS);
+        self.info
+            .trace_metadata
+            .shift_remove(keys::metadata::SIZE_BYTES);
+        let stats = self.size_stats()?;
+        let json = crate::json::to_python_json(&stats).ok()?;
+        self.info
+            .trace_metadata
+            .insert(keys::metadata::SIZE_STATS.into(), json);
+        self.info.trace_metadata.insert(
+            keys::metadata::SIZE_BYTES.into(),
+            stats.total_size_bytes.to_string(),
+        );
+        Some(stats)
+    }
+
+    /// The root-end rules of `_update_trace_info` and `pop_trace` applied to a complete trace:
+    /// request time and duration from the root span, state from the root status (only while
+    /// `IN_PROGRESS`, so a user-set state wins), `mlflow.traceInputs`/`mlflow.traceOutputs`
+    /// (250 characters), aggregated token usage, and previews of `preview_max_chars` characters
+    /// (only where still unset, so user previews win). Does nothing without a root span.
+    pub fn finalize(&mut self, preview_max_chars: usize) {
+        let Some(root) = self.data.root_span() else {
+            return;
+        };
+        let start = root.start_time_ns();
+        let end = root.end_time_ns();
+        let code = root.status().code;
+        let inputs = root.raw_inputs().map(str::to_owned);
+        let outputs = root.raw_outputs().map(str::to_owned);
+
+        let info = &mut self.info;
+        info.request_time = (start / 1_000_000) as i64;
+        if let Some(end) = end {
+            info.execution_duration = Some((end.saturating_sub(start) / 1_000_000) as i64);
+        }
+        if info.state == TraceState::InProgress {
+            info.state = TraceState::from_root_status(code);
+        }
+        let io = |v: &Option<String>| {
+            truncate_with_ellipsis(
+                v.as_deref().unwrap_or(""),
+                keys::MAX_CHARS_IN_TRACE_IO_METADATA,
+            )
+        };
+        info.trace_metadata
+            .insert(keys::metadata::INPUTS.into(), io(&inputs));
+        info.trace_metadata
+            .insert(keys::metadata::OUTPUTS.into(), io(&outputs));
+        if let Some(usage) = TokenUsage::aggregate(&self.data.spans)
+            && let Ok(json) = crate::json::to_python_json(&usage)
+        {
+            info.trace_metadata
+                .insert(keys::metadata::TOKEN_USAGE.into(), json);
+        }
+        if info.request_preview.is_none()
+            && let Some(raw) = &inputs
+        {
+            info.request_preview = Some(preview(raw, PreviewRole::Request, preview_max_chars));
+        }
+        if info.response_preview.is_none()
+            && let Some(raw) = &outputs
+        {
+            info.response_preview = Some(preview(raw, PreviewRole::Response, preview_max_chars));
+        }
+    }
+}

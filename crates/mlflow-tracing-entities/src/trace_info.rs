@@ -1,0 +1,722 @@
+//! `TraceInfo` (V3, and V4 for Unity Catalog locations), `TraceState` and `TraceLocation`
+//! (`entities/trace_info.py`, `trace_state.py`, `trace_location.py`).
+//!
+//! Two JSON forms, both through serde:
+//! - the `TraceInfo.to_dict()` form inside `Trace.to_json()` (`execution_duration_ms` integer),
+//!   which is the `Serialize` impl of [`TraceInfo`];
+//! - the proto-JSON form of REST bodies such as StartTraceV3 (`"execution_duration": "0.139s"`),
+//!   written by [`TraceInfo::proto_json`].
+//!
+//! Both write fields in protobuf field-number order, the RFC 3339 `request_time` with 0 or 3
+//! fractional digits, and apply MLflow's truncation (metadata keys/values 250 characters, tag
+//! keys 250 and values 4096). Reading accepts either form (and V2's `request_id` dicts).
+
+use std::fmt;
+use std::str::FromStr;
+
+use indexmap::IndexMap;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+use crate::error::{EntityError, Result, short};
+use crate::keys::{
+    MAX_CHARS_IN_TRACE_INFO_METADATA, MAX_CHARS_IN_TRACE_INFO_TAGS_KEY,
+    MAX_CHARS_IN_TRACE_INFO_TAGS_VALUE,
+};
+use crate::span::SpanStatusCode;
+use crate::token_usage::TokenUsage;
+
+/// The state of a trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum TraceState {
+    /// Unknown (also what unknown strings read as).
+    #[default]
+    StateUnspecified,
+    /// Finished successfully.
+    Ok,
+    /// Finished with an error.
+    Error,
+    /// Root span still running.
+    InProgress,
+}
+
+impl TraceState {
+    /// The enum name MLflow writes.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TraceState::StateUnspecified => "STATE_UNSPECIFIED",
+            TraceState::Ok => "OK",
+            TraceState::Error => "ERROR",
+            TraceState::InProgress => "IN_PROGRESS",
+        }
+    }
+
+    /// The state of a finished trace from its root span's status: ERROR stays ERROR, OK and
+    /// UNSET become OK (`update_trace_state_from_span_conditionally`).
+    pub const fn from_root_status(code: SpanStatusCode) -> Self {
+        match code {
+            SpanStatusCode::Error => TraceState::Error,
+            SpanStatusCode::Ok | SpanStatusCode::Unset => TraceState::Ok,
+        }
+    }
+}
+
+impl fmt::Display for TraceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TraceState {
+    type Err = EntityError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "STATE_UNSPECIFIED" | "TRACE_STATUS_UNSPECIFIED" => Ok(TraceState::StateUnspecified),
+            "OK" => Ok(TraceState::Ok),
+            "ERROR" => Ok(TraceState::Error),
+            "IN_PROGRESS" => Ok(TraceState::InProgress),
+            _ => Err(EntityError::InvalidField {
+                field: "state",
+                reason: format!("unknown state {:?}", short(s)),
+            }),
+        }
+    }
+}
+
+impl Serialize for TraceState {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for TraceState {
+    /// Unknown names read as `STATE_UNSPECIFIED` (what the server does with them), so that a
+    /// newer server's state does not make a whole trace unreadable.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(s.parse().unwrap_or_default())
+    }
+}
+
+/// Default spans table of a Unity Catalog schema location.
+pub const DEFAULT_UC_SPANS_TABLE: &str = "mlflow_experiment_trace_otel_spans";
+/// Default logs table of a Unity Catalog schema location.
+pub const DEFAULT_UC_LOGS_TABLE: &str = "mlflow_experiment_trace_otel_logs";
+
+/// A Unity Catalog schema (`catalog.schema`) holding OpenTelemetry span and log tables.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UcSchemaLocation {
+    /// Catalog.
+    pub catalog_name: String,
+    /// Schema.
+    pub schema_name: String,
+    /// Spans table name (unqualified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otel_spans_table_name: Option<String>,
+    /// Logs table name (unqualified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otel_logs_table_name: Option<String>,
+}
+
+impl UcSchemaLocation {
+    /// `catalog.schema` with MLflow's default table names.
+    pub fn new(catalog_name: impl Into<String>, schema_name: impl Into<String>) -> Self {
+        UcSchemaLocation {
+            catalog_name: catalog_name.into(),
+            schema_name: schema_name.into(),
+            otel_spans_table_name: Some(DEFAULT_UC_SPANS_TABLE.into()),
+            otel_logs_table_name: Some(DEFAULT_UC_LOGS_TABLE.into()),
+        }
+    }
+
+    /// `catalog.schema`.
+    pub fn schema_location(&self) -> String {
+        format!("{}.{}", self.catalog_name, self.schema_name)
+    }
+
+    /// `catalog.schema.<spans table>`.
+    pub fn full_otel_spans_table_name(&self) -> String {
+        let table = self
+            .otel_spans_table_name
+            .as_deref()
+            .unwrap_or(DEFAULT_UC_SPANS_TABLE);
+        format!("{}.{}.{}", self.catalog_name, self.schema_name, table)
+    }
+}
+
+/// A Unity Catalog table prefix (`catalog.schema.prefix`); table names come from the backend.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UcTablePrefixLocation {
+    /// Catalog.
+    pub catalog_name: String,
+    /// Schema.
+    pub schema_name: String,
+    /// Table prefix.
+    pub table_prefix: String,
+    /// Fully qualified spans table, if the backend provided it.
+    #[serde(
+        default,
+        alias = "otel_spans_table_name",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub spans_table_name: Option<String>,
+    /// Fully qualified logs table, if the backend provided it.
+    #[serde(
+        default,
+        alias = "otel_logs_table_name",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub logs_table_name: Option<String>,
+    /// Fully qualified annotations table, if the backend provided it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations_table_name: Option<String>,
+}
+
+impl UcTablePrefixLocation {
+    /// `catalog.schema.prefix` with no table names yet.
+    pub fn new(
+        catalog: impl Into<String>,
+        schema: impl Into<String>,
+        prefix: impl Into<String>,
+    ) -> Self {
+        UcTablePrefixLocation {
+            catalog_name: catalog.into(),
+            schema_name: schema.into(),
+            table_prefix: prefix.into(),
+            spans_table_name: None,
+            logs_table_name: None,
+            annotations_table_name: None,
+        }
+    }
+
+    /// `catalog.schema.prefix`.
+    pub fn full_table_prefix(&self) -> String {
+        format!(
+            "{}.{}.{}",
+            self.catalog_name, self.schema_name, self.table_prefix
+        )
+    }
+}
+
+/// Where a trace is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TraceLocation {
+    /// An MLflow experiment.
+    MlflowExperiment {
+        /// Experiment id, e.g. `"0"`.
+        experiment_id: String,
+    },
+    /// A Databricks inference table (deprecated in MLflow 3.7).
+    InferenceTable {
+        /// `catalog.schema.table`.
+        full_table_name: String,
+    },
+    /// A Unity Catalog schema.
+    UcSchema(UcSchemaLocation),
+    /// A Unity Catalog table prefix.
+    UcTablePrefix(UcTablePrefixLocation),
+    /// Not specified.
+    Unspecified,
+}
+
+impl TraceLocation {
+    /// An experiment location.
+    pub fn experiment(experiment_id: impl Into<String>) -> Self {
+        TraceLocation::MlflowExperiment {
+            experiment_id: experiment_id.into(),
+        }
+    }
+
+    /// The experiment id, for experiment locations.
+    pub fn experiment_id(&self) -> Option<&str> {
+        match self {
+            TraceLocation::MlflowExperiment { experiment_id } => Some(experiment_id),
+            _ => None,
+        }
+    }
+
+    /// The `<location>` of V4 trace ids: `catalog.schema` or `catalog.schema.prefix`.
+    pub fn uc_location(&self) -> Option<String> {
+        match self {
+            TraceLocation::UcSchema(l) => Some(l.schema_location()),
+            TraceLocation::UcTablePrefix(l) => Some(l.full_table_prefix()),
+            _ => None,
+        }
+    }
+
+    /// Whether traces here use the V4 (Unity Catalog) protocol.
+    pub fn is_uc(&self) -> bool {
+        matches!(
+            self,
+            TraceLocation::UcSchema(_) | TraceLocation::UcTablePrefix(_)
+        )
+    }
+
+    /// The `type` string.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            TraceLocation::MlflowExperiment { .. } => "MLFLOW_EXPERIMENT",
+            TraceLocation::InferenceTable { .. } => "INFERENCE_TABLE",
+            TraceLocation::UcSchema(_) => "UC_SCHEMA",
+            TraceLocation::UcTablePrefix(_) => "UC_TABLE_PREFIX",
+            TraceLocation::Unspecified => "TRACE_LOCATION_TYPE_UNSPECIFIED",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ExperimentPayload<'a> {
+    experiment_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct InferenceTablePayload<'a> {
+    full_table_name: &'a str,
+}
+
+impl Serialize for TraceLocation {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("type", self.type_name())?;
+        match self {
+            TraceLocation::MlflowExperiment { experiment_id } => {
+                m.serialize_entry("mlflow_experiment", &ExperimentPayload { experiment_id })?;
+            }
+            TraceLocation::InferenceTable { full_table_name } => {
+                m.serialize_entry(
+                    "inference_table",
+                    &InferenceTablePayload { full_table_name },
+                )?;
+            }
+            TraceLocation::UcSchema(l) => m.serialize_entry("uc_schema", l)?,
+            TraceLocation::UcTablePrefix(l) => m.serialize_entry("uc_table_prefix", l)?,
+            TraceLocation::Unspecified => {}
+        }
+        m.end()
+    }
+}
+
+#[derive(Deserialize)]
+struct AnyLocation {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    mlflow_experiment: Option<AnyExperiment>,
+    #[serde(default)]
+    inference_table: Option<AnyInferenceTable>,
+    #[serde(default)]
+    uc_schema: Option<UcSchemaLocation>,
+    #[serde(default)]
+    uc_table_prefix: Option<UcTablePrefixLocation>,
+}
+
+#[derive(Deserialize)]
+struct AnyExperiment {
+    #[serde(default)]
+    experiment_id: String,
+}
+
+#[derive(Deserialize)]
+struct AnyInferenceTable {
+    #[serde(default)]
+    full_table_name: String,
+}
+
+impl<'de> Deserialize<'de> for TraceLocation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let mut raw = AnyLocation::deserialize(d)?;
+        let kind = raw.kind.take();
+        let loc = match (kind.as_deref(), raw) {
+            (
+                Some("MLFLOW_EXPERIMENT") | None,
+                AnyLocation {
+                    mlflow_experiment: Some(e),
+                    ..
+                },
+            ) => TraceLocation::MlflowExperiment {
+                experiment_id: e.experiment_id,
+            },
+            (
+                Some("INFERENCE_TABLE") | None,
+                AnyLocation {
+                    inference_table: Some(t),
+                    ..
+                },
+            ) => TraceLocation::InferenceTable {
+                full_table_name: t.full_table_name,
+            },
+            (
+                Some("UC_SCHEMA") | None,
+                AnyLocation {
+                    uc_schema: Some(l), ..
+                },
+            ) => TraceLocation::UcSchema(l),
+            (
+                Some("UC_TABLE_PREFIX") | None,
+                AnyLocation {
+                    uc_table_prefix: Some(l),
+                    ..
+                },
+            ) => TraceLocation::UcTablePrefix(l),
+            (Some("TRACE_LOCATION_TYPE_UNSPECIFIED") | None, _) => TraceLocation::Unspecified,
+            (Some(other), _) => {
+                return Err(serde::de::Error::custom(format!(
+                    "trace location of type {:?} has no matching payload",
+                    short(other)
+                )));
+            }
+        };
+        Ok(loc)
+    }
+}
+
+/// Formats ms since the epoch as protobuf-JSON `Timestamp`: `2023-11-14T22:13:20Z` or
+/// `2023-11-14T22:13:20.123Z`.
+pub fn format_request_time(ms: i64) -> String {
+    let ts = prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    };
+    ts.to_string()
+}
+
+/// Parses an RFC 3339 timestamp into ms since the epoch (sub-millisecond digits truncated, as
+/// protobuf's `ToMilliseconds` does).
+///
+/// # Errors
+/// [`EntityError::InvalidField`] for anything that is not RFC 3339.
+pub fn parse_request_time(s: &str) -> Result<i64> {
+    let ts: prost_types::Timestamp = s.parse().map_err(|_| EntityError::InvalidField {
+        field: "request_time",
+        reason: format!("{:?} is not an RFC 3339 timestamp", short(s)),
+    })?;
+    Ok(ts
+        .seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(ts.nanos) / 1_000_000))
+}
+
+/// Formats ms as protobuf-JSON `Duration`: `0s`, `1s`, `0.139s`, `61.234s`.
+pub fn format_duration_ms(ms: i64) -> String {
+    let d = prost_types::Duration {
+        seconds: ms / 1000,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    };
+    d.to_string()
+}
+
+/// Parses a protobuf-JSON `Duration` (`"0.139s"`) into ms (truncated).
+///
+/// # Errors
+/// [`EntityError::InvalidField`] if it is not a duration.
+pub fn parse_duration_ms(s: &str) -> Result<i64> {
+    let d: prost_types::Duration = s.parse().map_err(|_| EntityError::InvalidField {
+        field: "execution_duration",
+        reason: format!("{:?} is not a duration such as \"0.139s\"", short(s)),
+    })?;
+    Ok(d.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(d.nanos) / 1_000_000))
+}
+
+/// The metadata and tags of a trace, as an insertion-ordered map (Python dict order).
+pub type StringMap = IndexMap<String, String>;
+
+/// Everything about a trace except its spans.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct TraceInfo {
+    /// `tr-<hex>` or `trace:/<location>/<hex>`; kept as a string because servers hold ids of
+    /// older formats too (see [`TraceInfo::mlflow_trace_id`]).
+    pub trace_id: String,
+    /// Caller-supplied request id.
+    pub client_request_id: Option<String>,
+    /// Where the trace is stored.
+    pub trace_location: TraceLocation,
+    /// Root span start, ms since the epoch.
+    pub request_time: i64,
+    /// Root span duration in ms; `None` while in progress.
+    pub execution_duration: Option<i64>,
+    /// State.
+    pub state: TraceState,
+    /// Request preview.
+    pub request_preview: Option<String>,
+    /// Response preview.
+    pub response_preview: Option<String>,
+    /// Immutable key/values.
+    pub trace_metadata: StringMap,
+    /// Mutable key/values.
+    pub tags: StringMap,
+    /// Assessments (feedback/expectations), kept as JSON.
+    pub assessments: Vec<Value>,
+}
+
+impl TraceInfo {
+    /// A new in-progress trace info.
+    pub fn new(
+        trace_id: impl Into<String>,
+        trace_location: TraceLocation,
+        request_time_ms: i64,
+    ) -> Self {
+        TraceInfo {
+            trace_id: trace_id.into(),
+            client_request_id: None,
+            trace_location,
+            request_time: request_time_ms,
+            execution_duration: None,
+            state: TraceState::InProgress,
+            request_preview: None,
+            response_preview: None,
+            trace_metadata: StringMap::new(),
+            tags: StringMap::new(),
+            assessments: Vec::new(),
+        }
+    }
+
+    /// The parsed trace id.
+    ///
+    /// # Errors
+    /// [`EntityError::InvalidId`] for ids that are not `tr-…`/`trace:/…` (e.g. V2 request ids).
+    pub fn mlflow_trace_id(&self) -> Result<crate::ids::MlflowTraceId> {
+        self.trace_id.parse()
+    }
+
+    /// The experiment id, for experiment locations.
+    pub fn experiment_id(&self) -> Option<&str> {
+        self.trace_location.experiment_id()
+    }
+
+    /// Parsed `mlflow.trace.tokenUsage`.
+    pub fn token_usage(&self) -> Option<TokenUsage> {
+        let text = self
+            .trace_metadata
+            .get(crate::keys::metadata::TOKEN_USAGE)?;
+        TokenUsage::from_value(&crate::json::parse_json(text).ok()?)
+    }
+
+    /// The proto-JSON form used in REST bodies (`execution_duration` as `"0.139s"`).
+    pub fn proto_json(&self) -> ProtoJson<'_> {
+        ProtoJson(self)
+    }
+
+    /// The exact body Python sends to `POST /api/3.0/mlflow/traces` (StartTraceV3):
+    /// `{"trace": {"trace_info": …}}`, ASCII-escaped, Python separators.
+    ///
+    /// # Errors
+    /// Practically none (all values are strings and numbers); kept for nesting-limit safety of
+    /// assessments.
+    pub fn start_trace_v3_body(&self) -> Result<String> {
+        #[derive(Serialize)]
+        struct TraceWrap<'a> {
+            trace_info: ProtoJson<'a>,
+        }
+        #[derive(Serialize)]
+        struct Body<'a> {
+            trace: TraceWrap<'a>,
+        }
+        crate::json::to_python_json(&Body {
+            trace: TraceWrap {
+                trace_info: self.proto_json(),
+            },
+        })
+    }
+
+    fn write<S: Serializer>(
+        &self,
+        s: S,
+        proto_duration: bool,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        let v4 = self.trace_location.is_uc();
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("trace_id", &self.trace_id)?;
+        if let Some(id) = &self.client_request_id {
+            m.serialize_entry("client_request_id", id)?;
+        }
+        m.serialize_entry("trace_location", &self.trace_location)?;
+        let previews = |m: &mut S::SerializeMap| -> std::result::Result<(), S::Error> {
+            if let Some(p) = &self.request_preview {
+                m.serialize_entry("request_preview", p)?;
+            }
+            if let Some(p) = &self.response_preview {
+                m.serialize_entry("response_preview", p)?;
+            }
+            Ok(())
+        };
+        // V4's proto numbers the previews 4 and 5; V3's 12 and 13.
+        if v4 {
+            previews(&mut m)?;
+        }
+        m.serialize_entry("request_time", &format_request_time(self.request_time))?;
+        if proto_duration && let Some(d) = self.execution_duration {
+            m.serialize_entry("execution_duration", &format_duration_ms(d))?;
+        }
+        m.serialize_entry("state", &self.state)?;
+        if !self.trace_metadata.is_empty() {
+            m.serialize_entry(
+                "trace_metadata",
+                &Truncated(
+                    &self.trace_metadata,
+                    MAX_CHARS_IN_TRACE_INFO_METADATA,
+                    MAX_CHARS_IN_TRACE_INFO_METADATA,
+                ),
+            )?;
+        }
+        if !self.assessments.is_empty() {
+            m.serialize_entry("assessments", &self.assessments)?;
+        }
+        if !self.tags.is_empty() {
+            m.serialize_entry(
+                "tags",
+                &Truncated(
+                    &self.tags,
+                    MAX_CHARS_IN_TRACE_INFO_TAGS_KEY,
+                    MAX_CHARS_IN_TRACE_INFO_TAGS_VALUE,
+                ),
+            )?;
+        }
+        if !v4 {
+            previews(&mut m)?;
+        }
+        if !proto_duration && let Some(d) = self.execution_duration {
+            m.serialize_entry("execution_duration_ms", &d)?;
+        }
+        m.end()
+    }
+}
+
+/// Cuts `s` to at most `max` characters (Python `s[:max]`, no suffix).
+pub(crate) fn cut(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+struct Truncated<'a>(&'a StringMap, usize, usize);
+
+impl Serialize for Truncated<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (cut(k, self.1), cut(v, self.2))))
+    }
+}
+
+/// [`TraceInfo`] in the proto-JSON form of REST bodies. See [`TraceInfo::proto_json`].
+#[derive(Clone, Copy, Debug)]
+pub struct ProtoJson<'a>(&'a TraceInfo);
+
+impl Serialize for ProtoJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.write(s, true)
+    }
+}
+
+impl Serialize for TraceInfo {
+    /// The `TraceInfo.to_dict()` form.
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.write(s, false)
+    }
+}
+
+/// A timestamp field that may be RFC 3339 text or an integer of ms.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TimeField {
+    Ms(i64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+struct AnyTraceInfo {
+    #[serde(default)]
+    trace_id: Option<String>,
+    #[serde(default)]
+    client_request_id: Option<String>,
+    #[serde(default)]
+    trace_location: Option<TraceLocation>,
+    #[serde(default)]
+    request_time: Option<TimeField>,
+    #[serde(default)]
+    execution_duration: Option<TimeField>,
+    #[serde(default)]
+    execution_duration_ms: Option<i64>,
+    #[serde(default)]
+    state: Option<TraceState>,
+    #[serde(default)]
+    request_preview: Option<String>,
+    #[serde(default)]
+    response_preview: Option<String>,
+    #[serde(default)]
+    trace_metadata: Option<StringMap>,
+    #[serde(default)]
+    tags: Option<StringMap>,
+    #[serde(default)]
+    assessments: Option<Vec<Value>>,
+    // V2 (`request_id` dicts).
+    #[serde(default)]
+    request_id: Option<String>,
+    #[serde(default)]
+    experiment_id: Option<String>,
+    #[serde(default)]
+    timestamp_ms: Option<i64>,
+    #[serde(default)]
+    execution_time_ms: Option<i64>,
+    #[serde(default)]
+    status: Option<TraceState>,
+    #[serde(default)]
+    request_metadata: Option<StringMap>,
+}
+
+impl TryFrom<AnyTraceInfo> for TraceInfo {
+    type Error = EntityError;
+
+    fn try_from(raw: AnyTraceInfo) -> Result<Self> {
+        let time = |f: Option<TimeField>, parse: fn(&str) -> Result<i64>| -> Result<Option<i64>> {
+            match f {
+                None => Ok(None),
+                Some(TimeField::Ms(v)) => Ok(Some(v)),
+                Some(TimeField::Text(s)) => parse(&s).map(Some),
+            }
+        };
+        let trace_id =
+            raw.trace_id
+                .or(raw.request_id)
+                .ok_or_else(|| EntityError::InvalidField {
+                    field: "trace_info",
+                    reason: "missing `trace_id`".into(),
+                })?;
+        let trace_location = match (raw.trace_location, raw.experiment_id) {
+            (Some(l), _) => l,
+            (None, Some(e)) => TraceLocation::experiment(e),
+            (None, None) => TraceLocation::Unspecified,
+        };
+        Ok(TraceInfo {
+            trace_id,
+            client_request_id: raw.client_request_id,
+            trace_location,
+            request_time: time(raw.request_time, parse_request_time)?
+                .or(raw.timestamp_ms)
+                .unwrap_or(0),
+            execution_duration: raw
+                .execution_duration_ms
+                .or(time(raw.execution_duration, parse_duration_ms)?)
+                .or(raw.execution_time_ms),
+            state: raw.state.or(raw.status).unwrap_or_default(),
+            request_preview: raw.request_preview,
+            response_preview: raw.response_preview,
+            trace_metadata: raw
+                .trace_metadata
+                .or(raw.request_metadata)
+                .unwrap_or_default(),
+            tags: raw.tags.unwrap_or_default(),
+            assessments: raw.assessments.unwrap_or_default(),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for TraceInfo {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        TraceInfo::try_from(AnyTraceInfo::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
