@@ -2,6 +2,13 @@
 //! `to_json` gives the same JSON of the same length (maps may come back reordered), and Python's `add_size_stats_to_trace_metadata` computes the
 //! same size statistics as ours. Runs the real `mlflow` package (see the harness crate).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking on unexpected values"
+)]
+
 mod common;
 
 use common::{SCENARIOS, fixture};
