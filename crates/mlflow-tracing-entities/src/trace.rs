@@ -208,3 +208,160 @@ impl Trace {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{SpanId, TraceId};
+    use crate::span::{SpanStatus, SpanType};
+    use crate::trace_info::TraceLocation;
+    use serde_json::json;
+
+    /// The constructed example of the spec (§3.9), whose size stats were produced by MLflow.
+    fn spec_example() -> Trace {
+        let tid = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+        let root_id = SpanId::from_hex("00f067aa0ba902b7").unwrap();
+        let root = Span::builder(tid, root_id, "answer_question")
+            .times(1_700_000_000_000_000_000, Some(1_700_000_000_250_000_000))
+            .status(SpanStatus::ok())
+            .span_type(&SpanType::Chain)
+            .attribute(keys::span::FUNCTION_NAME, "answer_question")
+            .unwrap()
+            .attribute(keys::span::INPUTS, &json!({"question": "2+2?"}))
+            .unwrap()
+            .attribute(keys::span::OUTPUTS, "4")
+            .unwrap()
+            .attribute(keys::span::LOG_LEVEL, &10)
+            .unwrap()
+            .build();
+        let child = Span::builder(
+            tid,
+            SpanId::from_hex("b7ad6b7169203331").unwrap(),
+            "call_llm",
+        )
+        .parent(Some(root_id))
+        .times(1_700_000_000_100_000_000, Some(1_700_000_000_150_000_000))
+        .status(SpanStatus::ok())
+        .span_type(&SpanType::Llm)
+        .attribute(
+            keys::span::INPUTS,
+            &json!({"messages": [{"role": "user", "content": "2+2?"}]}),
+        )
+        .unwrap()
+        .attribute(
+            keys::span::OUTPUTS,
+            &json!({"choices": [{"message": {"role": "assistant", "content": "4"}}]}),
+        )
+        .unwrap()
+        .attribute(
+            keys::span::CHAT_USAGE,
+            &json!({"input_tokens": 5, "output_tokens": 1, "total_tokens": 6}),
+        )
+        .unwrap()
+        .attribute(keys::span::LOG_LEVEL, &20)
+        .unwrap()
+        .build();
+        let mut info = TraceInfo::new(
+            "tr-4bf92f3577b34da6a3ce929d0e0e4736",
+            TraceLocation::experiment("0"),
+            0,
+        );
+        for (k, v) in [
+            ("mlflow.trace_schema.version", "3"),
+            ("mlflow.user", "alice"),
+            ("mlflow.source.name", "app.py"),
+            ("mlflow.source.type", "LOCAL"),
+        ] {
+            info.trace_metadata.insert(k.into(), v.into());
+        }
+        info.tags
+            .insert(keys::tag::TRACE_NAME.into(), "answer_question".into());
+        let mut t = Trace::new(info, vec![root, child]);
+        t.finalize(keys::PREVIEW_MAX_LENGTH_OSS);
+        t.info
+            .trace_metadata
+            .insert(keys::metadata::TRACE_SESSION.into(), "sess-1".into());
+        t.info
+            .trace_metadata
+            .insert(keys::metadata::TRACE_USER.into(), "user-7".into());
+        t
+    }
+
+    #[test]
+    fn finalize_and_size_stats_match_the_spec_example() {
+        let mut t = spec_example();
+        assert_eq!(t.info.state, TraceState::Ok);
+        assert_eq!(t.info.execution_duration, Some(250));
+        assert_eq!(t.info.request_time, 1_700_000_000_000);
+        assert_eq!(
+            t.info.request_preview.as_deref(),
+            Some(r#"{"question": "2+2?"}"#)
+        );
+        assert_eq!(t.info.response_preview.as_deref(), Some(r#""4""#));
+        assert_eq!(t.info.trace_metadata[keys::metadata::OUTPUTS], r#""4""#);
+        assert_eq!(
+            t.info.trace_metadata[keys::metadata::TOKEN_USAGE],
+            r#"{"input_tokens": 5, "output_tokens": 1, "total_tokens": 6}"#
+        );
+        let stats = t.add_size_stats().unwrap();
+        // Numbers printed by MLflow 3.17.2 for this exact trace (spec §3.9).
+        assert_eq!(
+            t.info.trace_metadata[keys::metadata::SIZE_STATS],
+            r#"{"total_size_bytes": 2051, "num_spans": 2, "max": 715, "p25": 599, "p50": 638, "p75": 676}"#
+        );
+        assert_eq!(t.info.trace_metadata[keys::metadata::SIZE_BYTES], "2051");
+        assert_eq!(stats.num_spans, 2);
+        // Idempotent: existing size keys are not counted again.
+        assert_eq!(t.add_size_stats(), Some(stats));
+    }
+
+    #[test]
+    fn state_rules() {
+        let mut t = spec_example();
+        t.info.state = TraceState::InProgress;
+        t.data.spans[0].status = SpanStatus::error("ValueError: boom");
+        t.finalize(1000);
+        assert_eq!(t.info.state, TraceState::Error);
+        // Unset root status finishes OK; a user-set state is kept.
+        t.info.state = TraceState::InProgress;
+        t.data.spans[0].status = SpanStatus::default();
+        t.finalize(1000);
+        assert_eq!(t.info.state, TraceState::Ok);
+        t.info.state = TraceState::Error;
+        t.finalize(1000);
+        assert_eq!(t.info.state, TraceState::Error);
+    }
+
+    #[test]
+    fn trace_io_metadata_and_previews_are_cut() {
+        let mut t = spec_example();
+        t.info.request_preview = None;
+        let long = "d".repeat(3000);
+        t.data.spans[0].attributes.insert(
+            keys::span::INPUTS.into(),
+            json!(crate::json::to_attribute_json(&json!({"document": long})).unwrap()),
+        );
+        t.data.spans[0].attributes.shift_remove(keys::span::OUTPUTS);
+        t.info.response_preview = Some("user preview wins".into());
+        t.finalize(1000);
+        let inputs = &t.info.trace_metadata[keys::metadata::INPUTS];
+        assert_eq!(inputs.chars().count(), 250);
+        assert!(inputs.starts_with("{\"document\": \"ddd") && inputs.ends_with("d..."));
+        assert_eq!(t.info.trace_metadata[keys::metadata::OUTPUTS], "");
+        assert_eq!(t.info.request_preview.as_ref().unwrap().len(), 1000);
+        assert_eq!(
+            t.info.response_preview.as_deref(),
+            Some("user preview wins")
+        );
+    }
+
+    #[test]
+    fn percentiles_interpolate_like_python() {
+        assert_eq!(percentile(&[], 0.5), 0);
+        assert_eq!(percentile(&[7], 0.25), 7);
+        assert_eq!(percentile(&[10, 20, 30, 40], 0.25), 17); // 10*0.25 + 20*0.75 = 17.5 -> 17
+        assert_eq!(percentile(&[10, 20, 30, 40], 0.5), 25);
+        assert_eq!(percentile(&[10, 20, 30, 40], 0.75), 32);
+        assert_eq!(Trace::new(spec_example().info, vec![]).size_stats(), None);
+    }
+}

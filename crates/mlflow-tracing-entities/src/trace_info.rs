@@ -720,3 +720,159 @@ impl<'de> Deserialize<'de> for TraceInfo {
         TraceInfo::try_from(AnyTraceInfo::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(location: TraceLocation, id: &str) -> TraceInfo {
+        let mut i = TraceInfo::new(id, location, 1_700_000_000_123);
+        i.state = TraceState::Ok;
+        i.execution_duration = Some(61_234);
+        i.client_request_id = Some("c1".into());
+        i.request_preview = Some("rq".into());
+        i.response_preview = Some("rs".into());
+        i.trace_metadata.insert("a".into(), "b".into());
+        i.tags.insert("t".into(), "v".into());
+        i
+    }
+
+    #[test]
+    fn v3_dict_and_proto_forms() {
+        let i = info(
+            TraceLocation::experiment("3"),
+            "tr-0123456789abcdef0123456789abcdef",
+        );
+        assert_eq!(
+            crate::json::to_python_json(&i).unwrap(),
+            r#"{"trace_id": "tr-0123456789abcdef0123456789abcdef", "client_request_id": "c1", "trace_location": {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "3"}}, "request_time": "2023-11-14T22:13:20.123Z", "state": "OK", "trace_metadata": {"a": "b"}, "tags": {"t": "v"}, "request_preview": "rq", "response_preview": "rs", "execution_duration_ms": 61234}"#
+        );
+        assert_eq!(
+            crate::json::to_python_json(&i.proto_json()).unwrap(),
+            r#"{"trace_id": "tr-0123456789abcdef0123456789abcdef", "client_request_id": "c1", "trace_location": {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "3"}}, "request_time": "2023-11-14T22:13:20.123Z", "execution_duration": "61.234s", "state": "OK", "trace_metadata": {"a": "b"}, "tags": {"t": "v"}, "request_preview": "rq", "response_preview": "rs"}"#
+        );
+        // Both forms read back to the same info.
+        let a: TraceInfo =
+            crate::json::parse_json(&crate::json::to_python_json(&i).unwrap()).unwrap();
+        let b: TraceInfo =
+            crate::json::parse_json(&crate::json::to_python_json(&i.proto_json()).unwrap())
+                .unwrap();
+        assert_eq!(a, i);
+        assert_eq!(b, i);
+    }
+
+    /// Output of MLflow 3.17.2's `TraceInfo.to_dict()` for the same V4 info (previews first).
+    #[test]
+    fn v4_dict_form_matches_python() {
+        let i = info(
+            TraceLocation::UcSchema(UcSchemaLocation::new("cat", "sch")),
+            "trace:/cat.sch/0123456789abcdef0123456789abcdef",
+        );
+        let mut i = i;
+        i.execution_duration = Some(5);
+        assert_eq!(
+            crate::json::to_python_json(&i).unwrap(),
+            r#"{"trace_id": "trace:/cat.sch/0123456789abcdef0123456789abcdef", "client_request_id": "c1", "trace_location": {"type": "UC_SCHEMA", "uc_schema": {"catalog_name": "cat", "schema_name": "sch", "otel_spans_table_name": "mlflow_experiment_trace_otel_spans", "otel_logs_table_name": "mlflow_experiment_trace_otel_logs"}}, "request_preview": "rq", "response_preview": "rs", "request_time": "2023-11-14T22:13:20.123Z", "state": "OK", "trace_metadata": {"a": "b"}, "tags": {"t": "v"}, "execution_duration_ms": 5}"#
+        );
+        let p = TraceInfo::new(
+            "trace:/cat.sch.pfx/0123456789abcdef0123456789abcdef",
+            TraceLocation::UcTablePrefix(UcTablePrefixLocation::new("cat", "sch", "pfx")),
+            1_700_000_000_000,
+        );
+        assert_eq!(
+            crate::json::to_python_json(&p).unwrap(),
+            r#"{"trace_id": "trace:/cat.sch.pfx/0123456789abcdef0123456789abcdef", "trace_location": {"type": "UC_TABLE_PREFIX", "uc_table_prefix": {"catalog_name": "cat", "schema_name": "sch", "table_prefix": "pfx"}}, "request_time": "2023-11-14T22:13:20Z", "state": "IN_PROGRESS"}"#
+        );
+        assert_eq!(
+            p.trace_location.uc_location().as_deref(),
+            Some("cat.sch.pfx")
+        );
+    }
+
+    #[test]
+    fn truncation_on_write() {
+        let mut i = info(
+            TraceLocation::experiment("0"),
+            "tr-0123456789abcdef0123456789abcdef",
+        );
+        i.trace_metadata.insert("k".repeat(251), "é".repeat(300));
+        i.tags.insert("t".repeat(300), "v".repeat(5000));
+        let back: TraceInfo =
+            crate::json::parse_json(&crate::json::to_python_json(&i).unwrap()).unwrap();
+        assert_eq!(
+            back.trace_metadata["k".repeat(250).as_str()],
+            "é".repeat(250)
+        );
+        assert_eq!(back.tags["t".repeat(250).as_str()].len(), 4096);
+        // Short values are untouched.
+        assert_eq!(back.trace_metadata["a"], "b");
+    }
+
+    #[test]
+    fn times_and_durations() {
+        assert_eq!(
+            format_request_time(1_700_000_000_000),
+            "2023-11-14T22:13:20Z"
+        );
+        assert_eq!(
+            format_request_time(1_700_000_000_001),
+            "2023-11-14T22:13:20.001Z"
+        );
+        assert_eq!(
+            parse_request_time("2023-11-14T22:13:20.123456Z").unwrap(),
+            1_700_000_000_123
+        );
+        assert_eq!(
+            parse_request_time("2023-11-14T23:13:20+01:00").unwrap(),
+            1_700_000_000_000
+        );
+        assert!(
+            parse_request_time("yesterday")
+                .unwrap_err()
+                .to_string()
+                .contains("RFC 3339")
+        );
+        for (ms, s) in [
+            (0, "0s"),
+            (1000, "1s"),
+            (139, "0.139s"),
+            (61_234, "61.234s"),
+        ] {
+            assert_eq!(format_duration_ms(ms), s);
+            assert_eq!(parse_duration_ms(s).unwrap(), ms);
+        }
+        assert!(parse_duration_ms("1 minute").is_err());
+    }
+
+    #[test]
+    fn lenient_reading() {
+        // Unknown states read as unspecified; V2 dicts are converted.
+        let i: TraceInfo =
+            crate::json::parse_json(r#"{"trace_id": "x", "state": "PAUSED"}"#).unwrap();
+        assert_eq!(i.state, TraceState::StateUnspecified);
+        let v2: TraceInfo = crate::json::parse_json(
+            r#"{"request_id": "abc", "experiment_id": "2", "timestamp_ms": 5, "execution_time_ms": 7, "status": "OK", "request_metadata": {"m": "1"}, "tags": {}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                v2.trace_id.as_str(),
+                v2.experiment_id(),
+                v2.request_time,
+                v2.execution_duration
+            ),
+            ("abc", Some("2"), 5, Some(7))
+        );
+        assert_eq!(v2.state, TraceState::Ok);
+        assert!(
+            crate::json::parse_json::<TraceInfo>("{}")
+                .unwrap_err()
+                .to_string()
+                .contains("trace_id")
+        );
+        assert!(
+            crate::json::parse_json::<TraceInfo>(r#"{"trace_id": "x", "request_time": "soon"}"#)
+                .is_err()
+        );
+    }
+}
