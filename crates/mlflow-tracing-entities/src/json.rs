@@ -314,7 +314,7 @@ pub(crate) fn replace_lone_surrogates(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
     if !bytes
         .windows(3)
-        .any(|w| w[0] == b'\\' && (w[1] == b'u' || w[1] == b'U') && matches!(w[2], b'd' | b'D'))
+        .any(|w| w[0] == b'\\' && w[1] == b'u' && matches!(w[2], b'd' | b'D'))
     {
         return Cow::Borrowed(text);
     }
@@ -450,6 +450,25 @@ mod tests {
             to_attribute_json(&nested(MAX_NESTING_DEPTH + 1)),
             Err(EntityError::TooDeep { .. })
         ));
+        // A value that would nest 10,000 levels is cut off at the limit while being written,
+        // so serialization never recurses that deep.
+        struct Deep(usize);
+        impl Serialize for Deep {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                use serde::ser::SerializeSeq;
+                if self.0 == 0 {
+                    return s.serialize_u8(1);
+                }
+                let mut seq = s.serialize_seq(Some(1))?;
+                seq.serialize_element(&Deep(self.0 - 1))?;
+                seq.end()
+            }
+        }
+        let err = to_attribute_json(&Deep(10_000)).unwrap_err();
+        assert!(err.to_string().contains("deeper than 100 levels"), "{err}");
         // 10,000 levels of input text: an error, no stack overflow.
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         let err = parse_json::<Value>(&deep).unwrap_err();
