@@ -2,14 +2,16 @@
 //!
 //! - `ci`: everything CI checks, in order: formatting, clippy (`-D warnings`, all targets and
 //!   features), the full test suite (which provisions the pinned Python `mlflow` itself), and
-//!   `cargo doc` with warnings denied. This is the README's test command.
-
+//!   `cargo doc` with warnings denied. This is the README's test command. It ends with one line,
+//!   `ci: N passed, M failed`, summing every test binary and doc-test run.
 #![expect(
     clippy::print_stderr,
-    reason = "xtask is a command-line tool; it reports progress on stderr"
+    clippy::print_stdout,
+    reason = "xtask is a command-line tool; it reports on stdout and stderr"
 )]
 
-use std::process::{Command, ExitCode};
+use std::io::BufRead as _;
+use std::process::{Command, ExitCode, Stdio};
 
 mod ci;
 
@@ -35,22 +37,79 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs `cargo <args>` in the workspace root, failing with the step's name.
-pub(crate) fn cargo(step: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
+fn cargo_command(step: &str, args: &[&str], env: &[(&str, &str)]) -> Result<Command, String> {
     eprintln!("==> {step}: cargo {}", args.join(" "));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .ok_or("no workspace root")?;
-    let status = Command::new(cargo)
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(root)
+    let mut cmd = Command::new(cargo);
+    cmd.args(args).envs(env.iter().copied()).current_dir(root);
+    Ok(cmd)
+}
+
+/// Runs `cargo <args>` in the workspace root, failing with the step's name.
+pub(crate) fn cargo(step: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
+    let status = cargo_command(step, args, env)?
         .status()
         .map_err(|e| format!("{step}: cannot run cargo: {e}"))?;
     if status.success() {
         Ok(())
     } else {
         Err(format!("{step} failed ({status})"))
+    }
+}
+
+/// Runs a `cargo test` command, echoing its output, and returns the summed
+/// `(passed, failed)` counts of its `test result:` lines.
+pub(crate) fn cargo_test(step: &str, args: &[&str]) -> Result<(u64, u64), String> {
+    let mut child = cargo_command(step, args, &[])?
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{step}: cannot run cargo: {e}"))?;
+    let (mut passed, mut failed) = (0, 0);
+    if let Some(out) = child.stdout.take() {
+        for line in std::io::BufReader::new(out).lines() {
+            let line = line.map_err(|e| format!("{step}: reading output: {e}"))?;
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                passed += count(rest, " passed");
+                failed += count(rest, " failed");
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| format!("{step}: {e}"))?;
+    if status.success() {
+        Ok((passed, failed))
+    } else {
+        Err(format!(
+            "{step} failed ({status}): {passed} passed, {failed} failed"
+        ))
+    }
+}
+
+/// The number before `label` in a summary such as `ok. 8 passed; 0 failed; 0 ignored`.
+fn count(summary: &str, label: &str) -> u64 {
+    summary
+        .split(';')
+        .map(|part| {
+            part.trim()
+                .trim_start_matches("ok. ")
+                .trim_start_matches("FAILED. ")
+        })
+        .find_map(|part| part.strip_suffix(label))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_test_result_lines() {
+        let line =
+            "ok. 28 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.03s";
+        assert_eq!(super::count(line, " passed"), 28);
+        assert_eq!(super::count(line, " failed"), 2);
+        assert_eq!(super::count("FAILED. 1 passed; 3 failed;", " failed"), 3);
     }
 }
