@@ -255,6 +255,13 @@ pub fn to_attribute_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
     write_with(value, PyFormatter::utf8())
 }
 
+/// `json.dumps(text, ensure_ascii=False)` of a single string, which cannot fail: a lone string
+/// is written the same by `serde_json` and by Python (quotes, backslashes and control characters
+/// escaped, everything else kept).
+pub fn string_attribute_json(text: &str) -> String {
+    Value::from(text).to_string()
+}
+
 /// `json.dumps(value)` (ASCII escapes): how MLflow writes traces and REST bodies.
 ///
 /// # Errors

@@ -18,7 +18,7 @@ use serde_json::{Map, Number, Value};
 
 use crate::error::{EntityError, Result};
 use crate::ids::{MlflowTraceId, SpanId, TraceId};
-use crate::json::{decode_attribute, to_attribute_json};
+use crate::json::{decode_attribute, string_attribute_json, to_attribute_json};
 use crate::keys;
 use crate::span::{Link, Span, SpanEvent, SpanStatus, SpanStatusCode};
 
@@ -194,7 +194,7 @@ impl Span {
         }
         attributes.insert(
             keys::span::REQUEST_ID.into(),
-            Value::String(to_attribute_json(&request_id.to_string())?),
+            Value::String(string_attribute_json(&request_id.to_string())),
         );
         let to_map = |kvs: &[KeyValue]| -> Map<String, Value> {
             kvs.iter()

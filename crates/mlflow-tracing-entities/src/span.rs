@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{EntityError, Result};
 use crate::ids::{MlflowTraceId, SpanId, TraceId};
-use crate::json::{decode_attribute, to_attribute_json};
+use crate::json::{decode_attribute, string_attribute_json, to_attribute_json};
 use crate::keys;
 use crate::token_usage::TokenUsage;
 
@@ -377,7 +377,9 @@ impl Span {
         let mut attributes = Map::new();
         attributes.insert(
             keys::span::REQUEST_ID.into(),
-            Value::String(format!("\"{}\"", MlflowTraceId::v3(trace_id))),
+            Value::String(string_attribute_json(
+                &MlflowTraceId::v3(trace_id).to_string(),
+            )),
         );
         SpanBuilder {
             span: Span {
@@ -535,13 +537,17 @@ impl SpanBuilder {
     }
     /// Overrides `mlflow.traceRequestId` (e.g. with a V4 id).
     pub fn request_id(self, id: &MlflowTraceId) -> Self {
-        let json = format!("\"{id}\"");
-        self.raw_attribute(keys::span::REQUEST_ID, Value::String(json))
+        self.raw_attribute(
+            keys::span::REQUEST_ID,
+            Value::String(string_attribute_json(&id.to_string())),
+        )
     }
     /// Sets `mlflow.spanType`.
     pub fn span_type(self, span_type: &SpanType) -> Self {
-        let json = to_attribute_json(span_type.as_str()).unwrap_or_else(|_| "\"UNKNOWN\"".into());
-        self.raw_attribute(keys::span::SPAN_TYPE, Value::String(json))
+        self.raw_attribute(
+            keys::span::SPAN_TYPE,
+            Value::String(string_attribute_json(span_type.as_str())),
+        )
     }
     /// Sets any attribute to `json.dumps(value)`.
     ///
@@ -573,5 +579,28 @@ impl SpanBuilder {
     /// The finished span.
     pub fn build(self) -> Span {
         self.span
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_id_attribute_is_valid_json_for_any_location() {
+        let tid = TraceId::from_int(0xabc);
+        // A V4 location may hold characters that need escaping; the stored JSON stays valid.
+        let id = MlflowTraceId::v4("cat.\"sch\\ema", tid).unwrap();
+        let span = Span::builder(tid, SpanId::from_int(1), "s")
+            .request_id(&id)
+            .span_type(&SpanType::from("MY \"TYPE\""))
+            .build();
+        assert_eq!(span.request_id(), Some(id.to_string()));
+        assert_eq!(
+            span.span_type(),
+            Some(SpanType::Custom("MY \"TYPE\"".into()))
+        );
+        let back = Span::from_otlp(&span.to_otlp(), Some("cat.\"sch\\ema")).unwrap();
+        assert_eq!(back.request_id(), Some(id.to_string()));
     }
 }

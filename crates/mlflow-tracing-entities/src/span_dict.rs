@@ -14,8 +14,6 @@ use crate::ids::{MlflowTraceId, SpanId, TraceId};
 use crate::keys;
 use crate::span::{Link, Span, SpanEvent, SpanStatus};
 
-struct EventsDict<'a>(&'a [SpanEvent]);
-
 impl Serialize for Span {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut st = s.serialize_struct("Span", 10)?;
@@ -25,17 +23,11 @@ impl Serialize for Span {
         st.serialize_field("name", &self.name)?;
         st.serialize_field("start_time_unix_nano", &self.start_time_ns)?;
         st.serialize_field("end_time_unix_nano", &self.end_time_ns)?;
-        st.serialize_field("events", &EventsDict(&self.events))?;
+        st.serialize_field("events", &self.events)?;
         st.serialize_field("status", &self.status)?;
         st.serialize_field("attributes", &self.attributes)?;
         st.serialize_field("links", &self.links)?;
         st.end()
-    }
-}
-
-impl Serialize for EventsDict<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0)
     }
 }
 
@@ -126,6 +118,18 @@ struct AnySpan {
     status_message: Option<String>,
 }
 
+/// Python truthiness, as `Span.from_dict`'s `if not request_id` applies it.
+fn is_truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
 fn missing(field: &str) -> EntityError {
     EntityError::InvalidSpan(format!("missing field `{field}`"))
 }
@@ -138,15 +142,15 @@ impl TryFrom<AnySpan> for Span {
     type Error = EntityError;
 
     fn try_from(raw: AnySpan) -> Result<Self, EntityError> {
-        match raw.attributes.get(keys::span::REQUEST_ID) {
-            Some(Value::String(s)) if !s.is_empty() => {}
-            Some(v) if !v.is_null() && v != &Value::Bool(false) => {}
-            _ => {
-                return Err(EntityError::InvalidSpan(format!(
-                    "the {} attribute is empty or missing",
-                    keys::span::REQUEST_ID
-                )));
-            }
+        if !raw
+            .attributes
+            .get(keys::span::REQUEST_ID)
+            .is_some_and(is_truthy)
+        {
+            return Err(EntityError::InvalidSpan(format!(
+                "the {} attribute is empty or missing",
+                keys::span::REQUEST_ID
+            )));
         }
         let (trace_id, span_id, parent_id, start, end, status);
         if let Some(ctx) = raw.context {
