@@ -96,6 +96,38 @@ fn entities_stays_small_and_free_of_io_and_runtimes() {
 }
 
 #[test]
+fn manager_does_no_io_and_spawns_no_runtime() {
+    let meta = metadata();
+    let deps = transitive_deps(&meta, "mlflow-tracing-manager");
+    for banned in ["tokio", "reqwest", "hyper"] {
+        assert!(
+            !deps.contains(banned),
+            "mlflow-tracing-manager must not depend on {banned}"
+        );
+    }
+    let internal: BTreeSet<_> = deps
+        .iter()
+        .filter(|d| d.starts_with("mlflow-tracing"))
+        .collect();
+    assert_eq!(
+        internal,
+        BTreeSet::from([&"mlflow-tracing-entities".to_owned()]),
+        "the manager sits right above the entities"
+    );
+}
+
+#[test]
+fn the_macro_crate_only_generates_code() {
+    let meta = metadata();
+    let deps = transitive_deps(&meta, "mlflow-tracing-macros");
+    assert!(
+        !deps.iter().any(|d| d.starts_with("mlflow-tracing")),
+        "the macro expands to paths of the facade and depends on no SDK crate: {deps:?}"
+    );
+    assert!(!deps.contains("tokio") && !deps.contains("moka"));
+}
+
+#[test]
 fn crates_follow_the_workspace_conventions() {
     let meta = metadata();
     let root = root();
@@ -143,7 +175,8 @@ fn crates_follow_the_workspace_conventions() {
                     .filter(|l| !l.is_empty() && !l.starts_with('#'))
                 {
                     assert!(
-                        line.contains(".workspace = true"),
+                        line.contains(".workspace = true")
+                            || line.contains("{ workspace = true"),
                         "{name}: `{line}` must use [workspace.dependencies]"
                     );
                 }

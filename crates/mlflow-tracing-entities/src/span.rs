@@ -511,6 +511,57 @@ impl Span {
     }
 }
 
+/// Edits of a finished span, for span processors that redact or enrich spans before export.
+impl Span {
+    /// Sets an attribute to `json.dumps(value)` (MLflow's stored form).
+    ///
+    /// # Errors
+    /// See [`to_attribute_json`]; the span is unchanged on error.
+    pub fn set_attribute<T: Serialize + ?Sized>(
+        &mut self,
+        key: impl Into<String>,
+        value: &T,
+    ) -> Result<()> {
+        let json = to_attribute_json(value)?;
+        self.attributes.insert(key.into(), Value::String(json));
+        Ok(())
+    }
+    /// Stores an attribute value exactly as given (no JSON encoding).
+    pub fn set_raw_attribute(&mut self, key: impl Into<String>, value: Value) {
+        self.attributes.insert(key.into(), value);
+    }
+    /// Removes an attribute, keeping the order of the others; returns the stored value.
+    pub fn remove_attribute(&mut self, key: &str) -> Option<Value> {
+        self.attributes.shift_remove(key)
+    }
+    /// Replaces `mlflow.spanInputs`.
+    ///
+    /// # Errors
+    /// See [`to_attribute_json`].
+    pub fn set_inputs<T: Serialize + ?Sized>(&mut self, inputs: &T) -> Result<()> {
+        self.set_attribute(keys::span::INPUTS, inputs)
+    }
+    /// Replaces `mlflow.spanOutputs`.
+    ///
+    /// # Errors
+    /// See [`to_attribute_json`].
+    pub fn set_outputs<T: Serialize + ?Sized>(&mut self, outputs: &T) -> Result<()> {
+        self.set_attribute(keys::span::OUTPUTS, outputs)
+    }
+    /// Renames the span.
+    pub fn set_name(&mut self, name: impl Into<String>) {
+        self.name = name.into();
+    }
+    /// Replaces the status.
+    pub fn set_status(&mut self, status: SpanStatus) {
+        self.status = status;
+    }
+    /// The events, for editing (e.g. to scrub an exception message).
+    pub fn events_mut(&mut self) -> &mut Vec<SpanEvent> {
+        &mut self.events
+    }
+}
+
 /// Builds a [`Span`]. Typed setters JSON-encode their values as MLflow stores them.
 #[derive(Debug, Clone)]
 #[must_use]

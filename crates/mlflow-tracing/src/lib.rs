@@ -1,25 +1,62 @@
 //! MLflow Tracing for Rust.
 //!
+//! Instrument LLM calls, agents, tools and retrieval; the SDK turns them into MLflow traces
+//! (spans with inputs, outputs, types, events and status; traces with info, tags, metadata,
+//! previews and token usage) and hands each finished trace to an exporter without blocking the
+//! caller.
+//!
 //! This is the facade crate: it re-exports the SDK's public API and holds no logic of its own.
 //! Depend on it, or on the individual `mlflow-tracing-*` crates a la carte.
 //!
-//! Today it exposes the entities layer: MLflow-compatible [`Trace`], [`Span`] and [`TraceInfo`]
-//! with their wire forms (see [`entities`]). The trace manager, the `#[trace]` macro, the
-//! export runtime and the exporters arrive as their crates land; their features will be listed
-//! here.
+//! # Quickstart
 //!
 //! ```
-//! let trace = mlflow_tracing::Trace::from_json(
-//!     r#"{"info": {"trace_id": "tr-4bf92f3577b34da6a3ce929d0e0e4736",
-//!                  "trace_location": {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "0"}},
-//!                  "request_time": "2023-11-14T22:13:20Z", "state": "OK"},
-//!         "data": {"spans": []}}"#,
-//! )?;
-//! assert_eq!(trace.repr(), "Trace(trace_id='tr-4bf92f3577b34da6a3ce929d0e0e4736')");
-//! # Ok::<(), mlflow_tracing::EntityError>(())
+//! use mlflow_tracing::testing::InMemoryExporter;
+//!
+//! #[mlflow_tracing::trace(span_type = "TOOL")]
+//! fn add(a: i64, b: i64) -> i64 {
+//!     a + b
+//! }
+//!
+//! let exporter = InMemoryExporter::new();
+//! let guard = mlflow_tracing::init(mlflow_tracing::Tracer::builder().with_exporter(exporter.clone()))?;
+//! assert_eq!(add(1, 2), 3);
+//! drop(guard); // flushes
+//!
+//! let span = &exporter.traces()[0].data.spans[0];
+//! assert_eq!(span.inputs(), Some(serde_json::json!({"a": 1, "b": 2})));
+//! # Ok::<(), mlflow_tracing::ConfigError>(())
 //! ```
+//!
+//! # The span API
+//!
+//! - `#[trace]` on a `fn` or `async fn` (methods too): the span is named after the function
+//!   (`name = "..."` overrides), `span_type = "LLM"`, `attributes(key = value, ...)`,
+//!   `skip(arg, ...)`/`skip_all`. Inputs are the arguments as a JSON object; outputs the return
+//!   value. An `Err` is recorded as an `exception` event with ERROR status (`"Type: message"`)
+//!   and returned unchanged; a panic ends the span with ERROR and keeps unwinding. Arguments
+//!   and return values must be `serde::Serialize` (a compile error says so and points at
+//!   `skip`).
+//! - [`start_span`]: a builder (span type, inputs, attributes, explicit parent) whose
+//!   [`StartSpan::start`] returns a guard that is the current span until dropped and ends it on
+//!   drop; [`StartSpan::start_detached`] is MLflow's `start_span_no_context`.
+//! - [`current_span`], [`active_trace_id`], [`last_active_trace_id`],
+//!   [`update_current_trace`].
+//! - Async: a traced `async fn` keeps its span across `.await` on any runtime;
+//!   [`FutureExt::in_current_span`] carries the current span into `tokio::spawn`.
+//! - Distributed tracing: [`tracing_context_headers`] (`traceparent` for outgoing requests) and
+//!   [`continue_trace`] (spans of an incoming request join the caller's trace).
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `macros` | yes | `#[mlflow_tracing::trace]` |
+//! | `testing` | no | [`testing`]: an in-memory exporter and scoped capture helpers |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
+
+use std::time::Duration;
 
 /// The entities crate: ids, spans, traces and their wire forms.
 pub use mlflow_tracing_entities as entities;
@@ -28,3 +65,76 @@ pub use mlflow_tracing_entities::{
     SpanStatusCode, SpanType, TokenUsage, Trace, TraceData, TraceId, TraceInfo, TraceLocation,
     TraceState,
 };
+
+pub use mlflow_tracing_manager::{
+    ConfigError, Dispatch, EnteredSpan, ExportError, ExportItem, FutureExt, InlineDispatch,
+    LifecycleError, LiveSpan, MlflowSpanProcessor, RemoteTrace, RemoteTraceGuard, SpanApiError,
+    SpanGuard, SpanItem, StartSpan, TraceExporter, TraceItem, TraceUpdate, Tracer, TracerBuilder,
+    TracerStats, active_trace_id, async_trait, continue_trace, continue_trace_with, current_span,
+    global_tracer, last_active_trace_id, start_span, tracing_context_headers, update_current_trace,
+};
+
+/// `#[trace]`: traces every call of a function as an MLflow span.
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+pub use mlflow_tracing_macros::trace;
+
+/// Test helpers: an in-memory exporter and scoped captures that keep tests parallel.
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub use mlflow_tracing_manager::testing;
+
+/// Support for the `#[trace]` macro; not a public API.
+#[doc(hidden)]
+pub use mlflow_tracing_manager::__private;
+
+/// How long dropping an [`InitGuard`] waits for the exporter.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Builds the tracer and installs it as the process-wide tracer used by `#[trace]` and
+/// [`start_span`]. Keep the guard alive for the life of the program: dropping it flushes and
+/// shuts the exporter down.
+///
+/// # Errors
+/// [`ConfigError`] when the settings are invalid.
+pub fn init(builder: TracerBuilder) -> Result<InitGuard, ConfigError> {
+    let tracer = builder.build()?;
+    if let Some(previous) = mlflow_tracing_manager::set_global_tracer(tracer.clone()) {
+        tracing::warn!("mlflow_tracing::init called again; the previous tracer is replaced");
+        let _ = previous.shutdown(DEFAULT_SHUTDOWN_TIMEOUT);
+    }
+    Ok(InitGuard { tracer })
+}
+
+/// Returned by [`init`]; flushes and shuts down the tracer when dropped.
+#[must_use = "dropping the guard shuts tracing down"]
+#[derive(Debug)]
+pub struct InitGuard {
+    tracer: Tracer,
+}
+
+impl InitGuard {
+    /// The installed tracer.
+    pub fn tracer(&self) -> &Tracer {
+        &self.tracer
+    }
+}
+
+impl Drop for InitGuard {
+    fn drop(&mut self) {
+        if global_tracer().as_ref() == Some(&self.tracer) {
+            mlflow_tracing_manager::take_global_tracer();
+        }
+        let stats = self.tracer.stats();
+        if let Err(err) = self.tracer.shutdown(DEFAULT_SHUTDOWN_TIMEOUT) {
+            tracing::warn!("MLflow tracing shutdown: {err}");
+        }
+        tracing::debug!(
+            finished = stats.traces_finished,
+            exported = stats.items_exported,
+            failed = stats.items_failed,
+            dropped = stats.items_dropped + stats.spans_dropped + stats.traces_evicted,
+            "MLflow tracing shut down"
+        );
+    }
+}

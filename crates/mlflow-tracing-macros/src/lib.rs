@@ -1,0 +1,252 @@
+//! The `#[trace]` attribute macro of MLflow Tracing for Rust.
+//!
+//! Use it through the facade, `#[mlflow_tracing::trace]`: the expansion refers to
+//! `::mlflow_tracing`. See the facade's documentation for the options.
+
+use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use quote::{ToTokens, quote, quote_spanned};
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Expr, FnArg, Ident, ItemFn, LitStr, Pat, ReturnType, Token, Type};
+
+/// Traces a function: each call is an MLflow span (see the `mlflow-tracing` facade).
+///
+/// Options: `name = "..."`, `span_type = "LLM"` (or any expression convertible into `SpanType`),
+/// `attributes(key = value, "dotted.key" = value)`, `skip(arg, ...)`, `skip_all`.
+#[proc_macro_attribute]
+pub fn trace(args: TokenStream, item: TokenStream) -> TokenStream {
+    let options = match syn::parse::<Options>(args) {
+        Ok(o) => o,
+        Err(e) => return e.to_compile_error().into(),
+    };
+    let function = match syn::parse::<ItemFn>(item) {
+        Ok(f) => f,
+        Err(e) => {
+            return syn::Error::new(
+                e.span(),
+                "#[trace] applies to a `fn` or `async fn` with a body",
+            )
+            .to_compile_error()
+            .into();
+        }
+    };
+    match expand(options, function) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+struct AttributeKv {
+    key: String,
+    value: Expr,
+}
+
+impl Parse for AttributeKv {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let key = if input.peek(LitStr) {
+            input.parse::<LitStr>()?.value()
+        } else {
+            unraw(&input.parse::<Ident>()?)
+        };
+        input.parse::<Token![=]>()?;
+        let value = input.parse()?;
+        Ok(AttributeKv { key, value })
+    }
+}
+
+#[derive(Default)]
+struct Options {
+    name: Option<LitStr>,
+    span_type: Option<Expr>,
+    attributes: Vec<AttributeKv>,
+    skip: Vec<Ident>,
+    skip_all: bool,
+}
+
+impl Parse for Options {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut options = Options::default();
+        while !input.is_empty() {
+            let key: Ident = input.parse()?;
+            match key.to_string().as_str() {
+                "name" => {
+                    input.parse::<Token![=]>()?;
+                    options.name = Some(input.parse()?);
+                }
+                "span_type" => {
+                    input.parse::<Token![=]>()?;
+                    options.span_type = Some(input.parse()?);
+                }
+                "attributes" => {
+                    let content;
+                    syn::parenthesized!(content in input);
+                    let kvs = Punctuated::<AttributeKv, Token![,]>::parse_terminated(&content)?;
+                    options.attributes.extend(kvs);
+                }
+                "skip" => {
+                    let content;
+                    syn::parenthesized!(content in input);
+                    let names = Punctuated::<Ident, Token![,]>::parse_terminated(&content)?;
+                    options.skip.extend(names);
+                }
+                "skip_all" => options.skip_all = true,
+                other => {
+                    return Err(syn::Error::new(
+                        key.span(),
+                        format!(
+                            "unknown #[trace] option `{other}`; expected one of: name, \
+                             span_type, attributes, skip, skip_all"
+                        ),
+                    ));
+                }
+            }
+            if !input.is_empty() {
+                input.parse::<Token![,]>()?;
+            }
+        }
+        Ok(options)
+    }
+}
+
+fn unraw(ident: &Ident) -> String {
+    let s = ident.to_string();
+    s.strip_prefix("r#")
+        .map_or_else(|| s.clone(), str::to_owned)
+}
+
+/// Whether a type mentions `impl Trait` (which cannot annotate a `let`).
+fn has_impl_trait(ty: &Type) -> bool {
+    ty.to_token_stream()
+        .into_iter()
+        .any(|t| matches!(&t, proc_macro2::TokenTree::Ident(i) if i == "impl"))
+        || matches!(ty, Type::ImplTrait(_))
+}
+
+fn expand(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = function;
+    let fn_name = unraw(&sig.ident);
+    let span_name = options
+        .name
+        .as_ref()
+        .map_or_else(|| fn_name.clone(), LitStr::value);
+    let span_type = match &options.span_type {
+        None => quote!(::core::option::Option::None),
+        Some(Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(s),
+            ..
+        })) => quote!(::core::option::Option::Some(::mlflow_tracing::SpanType::from(#s))),
+        Some(e) => {
+            quote!(::core::option::Option::Some(::core::convert::Into::<::mlflow_tracing::SpanType>::into(#e)))
+        }
+    };
+
+    // The arguments recorded as inputs.
+    let mut recorded: Vec<Ident> = Vec::new();
+    let mut known: Vec<String> = Vec::new();
+    for arg in &sig.inputs {
+        let FnArg::Typed(pat) = arg else { continue }; // `self` is never an input (as in MLflow)
+        let mut p = &*pat.pat;
+        while let Pat::Reference(r) = p {
+            p = &r.pat;
+        }
+        if let Pat::Ident(pi) = p {
+            known.push(unraw(&pi.ident));
+            if !options.skip_all && !options.skip.iter().any(|s| unraw(s) == unraw(&pi.ident)) {
+                recorded.push(pi.ident.clone());
+            }
+        }
+    }
+    for s in &options.skip {
+        if !known.contains(&unraw(s)) {
+            return Err(syn::Error::new(
+                s.span(),
+                format!("`skip({s})`: `{fn_name}` has no argument named `{s}`"),
+            ));
+        }
+    }
+    let input_stmts = recorded.iter().map(|ident| {
+        let name = unraw(ident);
+        quote_spanned! {ident.span()=>
+            {
+                #[allow(unused_imports)]
+                use ::mlflow_tracing::__private::{ArgFallback as _, ArgSerialize as _};
+                __mlflow_inputs.arg(
+                    &__mlflow_span,
+                    #name,
+                    (&::mlflow_tracing::__private::Probe(&#ident)).__mlflow_arg(),
+                );
+            }
+        }
+    });
+    let attribute_stmts = options.attributes.iter().map(|kv| {
+        let key = &kv.key;
+        let value = &kv.value;
+        quote!(__mlflow_span.set_attribute(#key, &(#value));)
+    });
+
+    let ret_ty: Option<&Type> = match &sig.output {
+        ReturnType::Default => None,
+        ReturnType::Type(_, ty) => Some(ty),
+    };
+    let annotatable = ret_ty.filter(|t| !has_impl_trait(t));
+    let output_span = ret_ty.map_or_else(Span::call_site, |t| t.span());
+
+    let run = if sig.asyncness.is_some() {
+        let fake_return = annotatable.map(|ty| {
+            quote! {
+                #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::needless_return)]
+                if false {
+                    let __mlflow_fake_return: #ty = loop {};
+                    return __mlflow_fake_return;
+                }
+            }
+        });
+        quote! {
+            ::mlflow_tracing::__private::TracedFuture::new(
+                async move { #fake_return #block },
+                &__mlflow_span,
+            )
+            .await
+        }
+    } else {
+        quote! {
+            ::mlflow_tracing::__private::run_in_span(&__mlflow_span, || #block)
+        }
+    };
+    let value_annotation = match (&sig.output, annotatable) {
+        (ReturnType::Default, _) => quote!(: ()),
+        (_, Some(ty)) => quote!(: #ty),
+        (_, None) => quote!(),
+    };
+    let record = quote_spanned! {output_span=>
+        {
+            #[allow(unused_imports)]
+            use ::mlflow_tracing::__private::{RecordOther as _, RecordResult as _, RecordSerialize as _};
+            (&&::mlflow_tracing::__private::Probe(&__mlflow_value)).__mlflow_record(&__mlflow_span);
+        }
+    };
+
+    Ok(quote! {
+        #(#attrs)*
+        #vis #sig {
+            let __mlflow_span = ::mlflow_tracing::__private::start_fn_span(#span_name, #fn_name, #span_type);
+            if __mlflow_span.is_recording() {
+                let mut __mlflow_inputs = ::mlflow_tracing::__private::Inputs::new();
+                #(#input_stmts)*
+                __mlflow_inputs.finish(&__mlflow_span);
+                #(#attribute_stmts)*
+            }
+            let __mlflow_value #value_annotation = #run;
+            #record
+            __mlflow_span.end();
+            __mlflow_value
+        }
+    })
+}

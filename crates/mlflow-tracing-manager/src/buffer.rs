@@ -1,0 +1,217 @@
+//! The in-memory trace manager: in-progress traces keyed by OpenTelemetry trace id, with MLflow's
+//! TTL and capacity limits (moka), and the bookkeeping that decides when a trace is complete.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use mlflow_tracing_entities::{Span, SpanId, TraceId, TraceInfo, TraceLocation};
+use moka::notification::RemovalCause;
+use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
+
+use crate::live::LiveSpanInner;
+use crate::stats::Stats;
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it (the state stays
+/// consistent: every critical section only pushes, pops or flips flags).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One in-progress trace.
+pub(crate) struct TraceEntry {
+    pub(crate) otel_trace_id: TraceId,
+    /// `tr-<hex>` (or a V4 id).
+    pub(crate) mlflow_trace_id: String,
+    /// `mlflow.traceRequestId` as stored: the JSON text of the id, shared by every span.
+    pub(crate) request_id_attr: Arc<str>,
+    pub(crate) location: TraceLocation,
+    pub(crate) registered: Instant,
+    /// A placeholder for a trace continued from a remote `traceparent`.
+    pub(crate) remote: bool,
+    pub(crate) state: Mutex<EntryState>,
+}
+
+pub(crate) struct EntryState {
+    pub(crate) info: TraceInfo,
+    /// Finished spans with their start sequence number (MLflow keeps start order).
+    pub(crate) finished: Vec<(u64, Span)>,
+    /// Spans started but not ended: (span id, start sequence).
+    pub(crate) open: Vec<(SpanId, u64)>,
+    pub(crate) next_seq: u64,
+    pub(crate) root_span_id: Option<SpanId>,
+    /// The root (or, for a remote placeholder, the continuation scope) has ended.
+    pub(crate) root_ended: bool,
+    /// Halted by the timeout: export even with spans still open.
+    pub(crate) halted: bool,
+    /// Handed to the exporter (or discarded); later spans are dropped.
+    pub(crate) popped: bool,
+    /// The live root span, so the timeout can end it. Weak: the trace buffer never keeps a span
+    /// alive by itself.
+    pub(crate) root_span: Option<Weak<LiveSpanInner>>,
+}
+
+/// What `finish_span` decided.
+pub(crate) struct Completed {
+    pub(crate) info: TraceInfo,
+    pub(crate) spans: Vec<Span>,
+    pub(crate) halted: bool,
+}
+
+impl TraceEntry {
+    pub(crate) fn new(
+        otel_trace_id: TraceId,
+        mlflow_trace_id: String,
+        info: TraceInfo,
+        remote: bool,
+    ) -> Self {
+        let request_id_attr: Arc<str> =
+            mlflow_tracing_entities::json::string_attribute_json(&mlflow_trace_id).into();
+        TraceEntry {
+            otel_trace_id,
+            location: info.trace_location.clone(),
+            mlflow_trace_id,
+            request_id_attr,
+            registered: Instant::now(),
+            remote,
+            state: Mutex::new(EntryState {
+                info,
+                finished: Vec::new(),
+                open: Vec::new(),
+                next_seq: 0,
+                root_span_id: None,
+                root_ended: false,
+                halted: false,
+                popped: false,
+                root_span: None,
+            }),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, EntryState> {
+        lock(&self.state)
+    }
+
+    /// Records a started span; `root` marks the trace's root.
+    pub(crate) fn span_started(&self, span_id: SpanId, root: bool) {
+        let mut st = self.lock();
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        st.open.push((span_id, seq));
+        if root {
+            st.root_span_id = Some(span_id);
+        }
+    }
+
+    /// Records a finished span. Returns the completed trace when this span completes it: the
+    /// root has ended and no span is open (or the trace was halted).
+    pub(crate) fn finish_span(&self, span: Span) -> Result<Option<Completed>, Box<Span>> {
+        let mut st = self.lock();
+        if st.popped {
+            return Err(Box::new(span));
+        }
+        let id = span.span_id();
+        let seq = match st.open.iter().position(|(s, _)| *s == id) {
+            Some(i) => st.open.swap_remove(i).1,
+            None => {
+                let seq = st.next_seq;
+                st.next_seq += 1;
+                seq
+            }
+        };
+        if st.root_span_id == Some(id) {
+            st.root_ended = true;
+        }
+        st.finished.push((seq, span));
+        Ok(Self::take_if_complete(&mut st))
+    }
+
+    /// Marks the root scope as ended (remote placeholders) and returns the trace if complete.
+    pub(crate) fn end_scope(&self) -> Option<Completed> {
+        let mut st = self.lock();
+        st.root_ended = true;
+        Self::take_if_complete(&mut st)
+    }
+
+    /// Forces completion (timeout or shutdown): the trace is exported with what it has.
+    pub(crate) fn force_complete(&self) -> Option<Completed> {
+        let mut st = self.lock();
+        st.root_ended = true;
+        st.halted = true;
+        Self::take_if_complete(&mut st)
+    }
+
+    fn take_if_complete(st: &mut EntryState) -> Option<Completed> {
+        if st.popped || !st.root_ended || !(st.open.is_empty() || st.halted) {
+            return None;
+        }
+        st.popped = true;
+        let mut finished = std::mem::take(&mut st.finished);
+        finished.sort_by_key(|(seq, _)| *seq);
+        Some(Completed {
+            info: st.info.clone(),
+            spans: finished.into_iter().map(|(_, s)| s).collect(),
+            halted: st.halted,
+        })
+    }
+}
+
+/// The buffer of in-progress traces.
+pub(crate) struct TraceBuffer {
+    cache: Cache<u128, Arc<TraceEntry>>,
+}
+
+impl TraceBuffer {
+    pub(crate) fn new(ttl: Duration, max_size: u64, stats: Arc<Stats>) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(max_size)
+            .time_to_live(ttl)
+            .eviction_policy(EvictionPolicy::lru())
+            .eviction_listener(move |_key, entry: Arc<TraceEntry>, cause| {
+                let why = match cause {
+                    RemovalCause::Expired => "older than the buffer TTL",
+                    RemovalCause::Size => "the buffer is full",
+                    RemovalCause::Explicit | RemovalCause::Replaced => return,
+                };
+                // Never block here: the listener may run while another thread works on the entry.
+                let spans = entry.state.try_lock().map_or(0, |st| {
+                    if st.popped {
+                        usize::MAX
+                    } else {
+                        st.finished.len() + st.open.len()
+                    }
+                });
+                if spans != usize::MAX {
+                    stats.trace_evicted(&entry.mlflow_trace_id, spans, why);
+                }
+            })
+            .build();
+        TraceBuffer { cache }
+    }
+
+    pub(crate) fn insert(&self, entry: Arc<TraceEntry>) {
+        self.cache.insert(entry.otel_trace_id.to_int(), entry);
+    }
+
+    pub(crate) fn get(&self, trace_id: TraceId) -> Option<Arc<TraceEntry>> {
+        self.cache.get(&trace_id.to_int())
+    }
+
+    pub(crate) fn remove(&self, trace_id: TraceId) {
+        self.cache.invalidate(&trace_id.to_int());
+    }
+
+    pub(crate) fn entries(&self) -> Vec<Arc<TraceEntry>> {
+        self.cache.iter().map(|(_, v)| v).collect()
+    }
+
+    /// Applies pending expirations and evictions now (moka does this lazily otherwise).
+    pub(crate) fn run_pending_tasks(&self) {
+        self.cache.run_pending_tasks();
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
+    }
+}

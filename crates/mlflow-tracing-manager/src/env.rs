@@ -1,0 +1,165 @@
+//! Environment variables (MLflow's names and parsing rules) and the environment metadata that is
+//! copied into every trace.
+
+use std::process::Command;
+use std::sync::OnceLock;
+
+use mlflow_tracing_entities::keys;
+
+use crate::error::ConfigError;
+
+/// `MLFLOW_EXPERIMENT_ID`.
+pub const MLFLOW_EXPERIMENT_ID: &str = "MLFLOW_EXPERIMENT_ID";
+/// `MLFLOW_TRACE_SAMPLING_RATIO`.
+pub const MLFLOW_TRACE_SAMPLING_RATIO: &str = "MLFLOW_TRACE_SAMPLING_RATIO";
+/// `MLFLOW_TRACE_BUFFER_TTL_SECONDS`.
+pub const MLFLOW_TRACE_BUFFER_TTL_SECONDS: &str = "MLFLOW_TRACE_BUFFER_TTL_SECONDS";
+/// `MLFLOW_TRACE_BUFFER_MAX_SIZE`.
+pub const MLFLOW_TRACE_BUFFER_MAX_SIZE: &str = "MLFLOW_TRACE_BUFFER_MAX_SIZE";
+/// `MLFLOW_TRACE_TIMEOUT_SECONDS`.
+pub const MLFLOW_TRACE_TIMEOUT_SECONDS: &str = "MLFLOW_TRACE_TIMEOUT_SECONDS";
+/// `MLFLOW_TRACE_TIMEOUT_CHECK_INTERVAL_SECONDS`.
+pub const MLFLOW_TRACE_TIMEOUT_CHECK_INTERVAL_SECONDS: &str =
+    "MLFLOW_TRACE_TIMEOUT_CHECK_INTERVAL_SECONDS";
+
+/// Reads a variable through `get` (the process environment in production, a map in tests).
+pub(crate) type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+pub(crate) fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// MLflow's boolean rule: `true/false/1/0`, case-insensitive; anything else is an error.
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "used by the runtime's settings next")
+)]
+pub(crate) fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(ConfigError::InvalidEnv {
+            name,
+            value: value.to_owned(),
+            expected: "boolean (true/false/1/0)",
+        }),
+    }
+}
+
+pub(crate) fn env_u64(get: EnvLookup<'_>, name: &'static str) -> Result<Option<u64>, ConfigError> {
+    get(name)
+        .map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| ConfigError::InvalidEnv {
+                    name,
+                    value: v.clone(),
+                    expected: "non-negative integer",
+                })
+        })
+        .transpose()
+}
+
+pub(crate) fn env_f64(get: EnvLookup<'_>, name: &'static str) -> Result<Option<f64>, ConfigError> {
+    get(name)
+        .map(|v| {
+            v.trim()
+                .parse::<f64>()
+                .map_err(|_| ConfigError::InvalidEnv {
+                    name,
+                    value: v.clone(),
+                    expected: "number",
+                })
+        })
+        .transpose()
+}
+
+/// The metadata MLflow resolves once per process: OS user, entry point, source type and git
+/// commit/branch/remote of the working directory (empty strings outside a git checkout, as in
+/// MLflow).
+pub(crate) fn environment_metadata() -> &'static [(&'static str, String)] {
+    static METADATA: OnceLock<Vec<(&'static str, String)>> = OnceLock::new();
+    METADATA.get_or_init(resolve_environment_metadata)
+}
+
+fn resolve_environment_metadata() -> Vec<(&'static str, String)> {
+    let user = ["LOGNAME", "USER", "LNAME", "USERNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "unknown".to_owned());
+    let source = std::env::args_os()
+        .next()
+        .map(|a| a.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "<console>".to_owned());
+    let git = |args: &[&str]| -> String {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let commit = git(&["rev-parse", "HEAD"]);
+    // Only ask for the rest inside a checkout (one failed process instead of three).
+    let (branch, url) = if commit.is_empty() {
+        (String::new(), String::new())
+    } else {
+        let branch = git(&["rev-parse", "--abbrev-ref", "HEAD"]);
+        let url = git(&["config", "--get", "remote.origin.url"]);
+        (branch, url)
+    };
+    vec![
+        (keys::metadata::USER, user),
+        (keys::metadata::SOURCE_NAME, source),
+        (keys::metadata::SOURCE_TYPE, "LOCAL".to_owned()),
+        (keys::metadata::GIT_COMMIT, commit),
+        (keys::metadata::GIT_BRANCH, branch),
+        (keys::metadata::GIT_REPO_URL, url),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booleans_follow_mlflow() {
+        assert_eq!(parse_bool("X", "TRUE"), Ok(true));
+        assert_eq!(parse_bool("X", "0"), Ok(false));
+        assert!(matches!(
+            parse_bool("X", "yes"),
+            Err(ConfigError::InvalidEnv { name: "X", .. })
+        ));
+    }
+
+    #[test]
+    fn numbers_are_checked() {
+        let env = |n: &str| {
+            (n == "A")
+                .then(|| "12".to_owned())
+                .or_else(|| (n == "B").then(|| "x".to_owned()))
+        };
+        assert_eq!(env_u64(&env, "A"), Ok(Some(12)));
+        assert_eq!(env_u64(&env, "C"), Ok(None));
+        assert!(env_u64(&env, "B").is_err());
+        assert!(env_f64(&env, "B").is_err());
+    }
+
+    #[test]
+    fn environment_metadata_has_mlflow_keys() {
+        let keys: Vec<_> = environment_metadata().iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            keys,
+            [
+                "mlflow.user",
+                "mlflow.source.name",
+                "mlflow.source.type",
+                "mlflow.source.git.commit",
+                "mlflow.source.git.branch",
+                "mlflow.source.git.repoURL"
+            ]
+        );
+    }
+}

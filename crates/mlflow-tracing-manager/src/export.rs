@@ -1,0 +1,171 @@
+//! The exporter contract: what leaves the trace manager, and who receives it.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use mlflow_tracing_entities::{Span, Trace, TraceLocation};
+
+use crate::error::{ExportError, LifecycleError};
+use crate::stats::Stats;
+
+/// A span that just ended, for exporters that log spans incrementally (MLflow's `log_spans`,
+/// Unity Catalog tables). Only sent to exporters whose [`TraceExporter::wants_spans`] is true.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct SpanItem {
+    /// The finished span (user span processors already applied).
+    pub span: Span,
+    /// The MLflow trace id of its trace (`tr-…` or `trace:/…`).
+    pub trace_id: String,
+    /// Where its trace is stored.
+    pub location: TraceLocation,
+}
+
+/// A finished trace: every span, the final trace info, previews and token usage.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct TraceItem {
+    /// The trace. Size stats are not added here: exporters add them just before upload.
+    pub trace: Trace,
+    /// True for the placeholder trace of a request continued from a remote `traceparent`: it
+    /// holds only this process's spans of someone else's trace, so exporters that store whole
+    /// traces skip it (as MLflow does) and span-logging exporters already have its spans.
+    pub remote: bool,
+}
+
+/// One unit handed from the span processor to an exporter.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum ExportItem {
+    /// A span that ended (only for exporters that want spans).
+    Span(Box<SpanItem>),
+    /// A trace whose root span ended (and whose other spans ended too).
+    Trace(Box<TraceItem>),
+}
+
+/// The one trait every exporter implements: the MLflow tracking server, the inference-table
+/// buffer, Unity Catalog tables and the in-memory test exporter.
+///
+/// Exporters are called from the export worker (never from the thread that ended the span, unless
+/// the inline dispatcher is chosen), one batch at a time. They report failures through
+/// [`ExportError`]; the caller counts and logs them and never retries at this layer.
+#[async_trait::async_trait]
+pub trait TraceExporter: Send + Sync + fmt::Debug + 'static {
+    /// Exports a batch, in the order items were produced (a trace's spans before the trace).
+    async fn export(&self, batch: Vec<ExportItem>) -> Result<(), ExportError>;
+
+    /// Whether [`ExportItem::Span`] items are wanted. Read once, when the tracer is built.
+    fn wants_spans(&self) -> bool {
+        false
+    }
+
+    /// Exports whatever the exporter itself still buffers.
+    async fn force_flush(&self) -> Result<(), ExportError> {
+        Ok(())
+    }
+
+    /// Flushes and releases resources; later exports may fail.
+    async fn shutdown(&self) -> Result<(), ExportError> {
+        Ok(())
+    }
+}
+
+/// Where the span processor hands finished items: the seam between the trace manager and the
+/// export runtime. Implementations must never block the caller of [`Dispatch::dispatch`]; a full
+/// queue drops and counts.
+pub trait Dispatch: Send + Sync + fmt::Debug + 'static {
+    /// Hands over one item.
+    fn dispatch(&self, item: ExportItem);
+    /// Whether span items are wanted (see [`TraceExporter::wants_spans`]).
+    fn wants_spans(&self) -> bool;
+    /// Exports everything handed over so far, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`LifecycleError`] on timeout, after shutdown, or when the exporter fails.
+    fn force_flush(&self, timeout: Duration) -> Result<(), LifecycleError>;
+    /// Flushes, then shuts the exporter down. Idempotent: later calls return
+    /// [`LifecycleError::AlreadyShutdown`].
+    ///
+    /// # Errors
+    /// As for [`Dispatch::force_flush`].
+    fn shutdown(&self, timeout: Duration) -> Result<(), LifecycleError>;
+}
+
+/// Runs the exporter on the thread that finished the trace, waiting for it.
+///
+/// Only for exporters that do no I/O (the in-memory exporter of the `testing` feature, or an
+/// exporter that only hands items to another queue). Network exporters belong behind the
+/// runtime's worker, which never blocks the caller.
+pub struct InlineDispatch {
+    exporter: Arc<dyn TraceExporter>,
+    wants_spans: bool,
+    shut_down: AtomicBool,
+    stats: Arc<Stats>,
+}
+
+impl fmt::Debug for InlineDispatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InlineDispatch")
+            .field("exporter", &self.exporter)
+            .field("shut_down", &self.shut_down)
+            .finish()
+    }
+}
+
+impl InlineDispatch {
+    /// Wraps an exporter.
+    pub fn new(exporter: impl TraceExporter) -> Self {
+        Self::from_arc(Arc::new(exporter))
+    }
+
+    /// Wraps a shared exporter.
+    pub fn from_arc(exporter: Arc<dyn TraceExporter>) -> Self {
+        InlineDispatch {
+            wants_spans: exporter.wants_spans(),
+            exporter,
+            shut_down: AtomicBool::new(false),
+            stats: Arc::new(Stats::default()),
+        }
+    }
+
+    pub(crate) fn with_stats(mut self, stats: Arc<Stats>) -> Self {
+        self.stats = stats;
+        self
+    }
+}
+
+impl Dispatch for InlineDispatch {
+    fn dispatch(&self, item: ExportItem) {
+        if self.shut_down.load(Ordering::Acquire) {
+            self.stats
+                .record_export_dropped(1, "the exporter is shut down");
+            return;
+        }
+        match futures_executor::block_on(self.exporter.export(vec![item])) {
+            Ok(()) => self.stats.record_exported(1),
+            Err(err) => self.stats.record_export_failed(1, &err),
+        }
+    }
+
+    fn wants_spans(&self) -> bool {
+        self.wants_spans
+    }
+
+    fn force_flush(&self, _timeout: Duration) -> Result<(), LifecycleError> {
+        if self.shut_down.load(Ordering::Acquire) {
+            return Err(LifecycleError::AlreadyShutdown);
+        }
+        futures_executor::block_on(self.exporter.force_flush())
+            .map_err(|e| LifecycleError::InternalFailure(e.to_string()))
+    }
+
+    fn shutdown(&self, _timeout: Duration) -> Result<(), LifecycleError> {
+        if self.shut_down.swap(true, Ordering::AcqRel) {
+            return Err(LifecycleError::AlreadyShutdown);
+        }
+        futures_executor::block_on(self.exporter.shutdown())
+            .map_err(|e| LifecycleError::InternalFailure(e.to_string()))
+    }
+}

@@ -1,0 +1,79 @@
+//! The trace manager, the OpenTelemetry span processor and the span API of MLflow Tracing for
+//! Rust.
+//!
+//! This crate turns running code into MLflow traces in memory and hands each finished trace to
+//! an exporter:
+//!
+//! - [`Tracer`] owns an isolated OpenTelemetry `SdkTracerProvider` whose [`MlflowSpanProcessor`]
+//!   registers traces and spans in a buffer of in-progress traces (MLflow's `InMemoryTraceManager`:
+//!   moka with `MLFLOW_TRACE_BUFFER_TTL_SECONDS` and `MLFLOW_TRACE_BUFFER_MAX_SIZE`, evictions
+//!   counted and logged, overdue traces halted with `MLFLOW_TRACE_TIMEOUT_SECONDS`).
+//! - The span API: [`start_span`] (a guard that is the current span until dropped),
+//!   [`LiveSpan`] (MLflow's `LiveSpan` setters), [`current_span`], [`update_current_trace`],
+//!   [`FutureExt::in_current_span`] for spawned tasks, and W3C `traceparent` propagation
+//!   ([`tracing_context_headers`], [`continue_trace`]). The `#[trace]` macro (crate
+//!   `mlflow-tracing-macros`) builds on it.
+//! - When a root span ends (and any span still running in the background has ended too), the
+//!   trace is finalized (timings, state, trace inputs/outputs, previews, token usage) and handed
+//!   to a [`Dispatch`]: [`InlineDispatch`] runs a [`TraceExporter`] on the spot; the export
+//!   runtime's worker queues it without blocking.
+//!
+//! The span path holds no lock across user code and does no I/O.
+//!
+//! ```
+//! use mlflow_tracing_manager::{start_span, testing::Capture};
+//!
+//! let capture = Capture::new();
+//! capture.run(|| {
+//!     let root = start_span("agent").inputs(&"What is MLflow?").start();
+//!     {
+//!         let llm = start_span("llm").span_type("LLM").start();
+//!         llm.set_outputs(&"An MLOps platform.");
+//!     }
+//!     root.set_outputs(&"MLflow is an MLOps platform.");
+//! });
+//! let traces = capture.traces();
+//! assert_eq!(traces[0].data.spans.len(), 2);
+//! assert_eq!(traces[0].info.request_preview.as_deref(), Some("\"What is MLflow?\""));
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
+
+mod buffer;
+mod context;
+mod env;
+mod error;
+mod export;
+mod live;
+mod processor;
+mod stats;
+mod tracer;
+
+#[doc(hidden)]
+pub mod __private;
+
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
+
+pub use context::{
+    FutureExt, RemoteTrace, RemoteTraceGuard, TraceUpdate, active_trace_id, continue_trace,
+    continue_trace_with, current_span, last_active_trace_id, tracing_context_headers,
+    update_current_trace,
+};
+pub use env::{
+    MLFLOW_EXPERIMENT_ID, MLFLOW_TRACE_BUFFER_MAX_SIZE, MLFLOW_TRACE_BUFFER_TTL_SECONDS,
+    MLFLOW_TRACE_SAMPLING_RATIO, MLFLOW_TRACE_TIMEOUT_CHECK_INTERVAL_SECONDS,
+    MLFLOW_TRACE_TIMEOUT_SECONDS,
+};
+pub use error::{ConfigError, ExportError, LifecycleError, SpanApiError};
+pub use export::{Dispatch, ExportItem, InlineDispatch, SpanItem, TraceExporter, TraceItem};
+pub use live::{EnteredSpan, LiveSpan, SpanGuard, StartSpan, start_span};
+pub use processor::MlflowSpanProcessor;
+pub use stats::TracerStats;
+pub use tracer::{
+    SpanProcessorFn, Tracer, TracerBuilder, global_tracer, set_global_tracer, take_global_tracer,
+};
+
+/// Re-exported so implementors of [`TraceExporter`] need no direct dependency.
+pub use async_trait::async_trait;

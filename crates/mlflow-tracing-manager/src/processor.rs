@@ -1,0 +1,195 @@
+//! The OpenTelemetry span processor that turns spans into MLflow traces.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use mlflow_tracing_entities::{
+    Link, MlflowTraceId, Span, SpanEvent, SpanId, SpanStatus, SpanType, TraceId, keys,
+};
+use opentelemetry::trace::{Span as _, Status, TraceContextExt};
+use opentelemetry::{Context, KeyValue, StringValue, Value as OtelValue};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{Span as SdkSpan, SpanData, SpanProcessor};
+use serde_json::{Map, Number, Value};
+
+use crate::tracer::Shared;
+
+/// Passed in the parent context of a root span started by the span API: what `on_start` cannot
+/// read from the span itself.
+#[derive(Debug, Clone)]
+pub(crate) struct RootStart {
+    pub(crate) name: String,
+    pub(crate) experiment_id: Option<String>,
+}
+
+/// The MLflow span processor: registers traces and spans with the trace manager on start, and
+/// on end converts each span to MLflow's form, applies user span processors, and hands finished
+/// traces to the exporter.
+///
+/// It is installed in the tracer's own (isolated) `SdkTracerProvider` by
+/// [`TracerBuilder::build`](crate::TracerBuilder::build); spans started through OpenTelemetry's
+/// API on that provider ([`Tracer::otel_tracer`](crate::Tracer::otel_tracer)) become MLflow spans
+/// too.
+#[derive(Debug, Clone)]
+pub struct MlflowSpanProcessor {
+    pub(crate) shared: Arc<Shared>,
+}
+
+const UNKNOWN_SPAN_TYPE_JSON: &str = "\"UNKNOWN\"";
+
+impl SpanProcessor for MlflowSpanProcessor {
+    fn on_start(&self, span: &mut SdkSpan, cx: &Context) {
+        let sc = span.span_context().clone();
+        let trace_id = TraceId::from(sc.trace_id());
+        let span_id = SpanId::from(sc.span_id());
+        let has_parent = cx.has_active_span() && cx.span().span_context().is_valid();
+        let shared = &self.shared;
+        let entry = if has_parent {
+            match shared.buffer.get(trace_id) {
+                Some(entry) => entry,
+                None => {
+                    tracing::debug!(
+                        trace_id = %trace_id.to_hex(),
+                        "span started in a trace that is not in progress (probably timed out); \
+                         it will not be recorded"
+                    );
+                    return;
+                }
+            }
+        } else {
+            let start = cx.get::<RootStart>();
+            let name = match start {
+                Some(s) => s.name.clone(),
+                None => span
+                    .exported_data()
+                    .map(|d| d.name.into_owned())
+                    .unwrap_or_default(),
+            };
+            let experiment_id = start.and_then(|s| s.experiment_id.clone());
+            shared.start_trace(trace_id, &name, experiment_id)
+        };
+        span.set_attribute(KeyValue::new(
+            keys::span::REQUEST_ID,
+            OtelValue::String(StringValue::from(entry.request_id_attr.clone())),
+        ));
+        span.set_attribute(KeyValue::new(keys::span::SPAN_TYPE, UNKNOWN_SPAN_TYPE_JSON));
+        entry.span_started(span_id, !has_parent);
+    }
+
+    fn on_end(&self, data: SpanData) {
+        self.shared.end_span(data);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+fn unix_nanos(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// An OpenTelemetry attribute value in MLflow's stored form: strings as they are (the SDK stores
+/// JSON text), other values raw (as MLflow keeps attributes set by foreign OpenTelemetry code).
+pub(crate) fn otel_value_to_json(value: OtelValue) -> Value {
+    use opentelemetry::Array;
+    fn num(f: f64) -> Value {
+        Number::from_f64(f).map_or(Value::Null, Value::Number)
+    }
+    match value {
+        OtelValue::String(s) => Value::String(String::from(s)),
+        OtelValue::Bool(b) => Value::Bool(b),
+        OtelValue::I64(i) => Value::Number(i.into()),
+        OtelValue::F64(f) => num(f),
+        OtelValue::Array(Array::Bool(v)) => Value::Array(v.into_iter().map(Value::Bool).collect()),
+        OtelValue::Array(Array::I64(v)) => {
+            Value::Array(v.into_iter().map(|i| Value::Number(i.into())).collect())
+        }
+        OtelValue::Array(Array::F64(v)) => Value::Array(v.into_iter().map(num).collect()),
+        OtelValue::Array(Array::String(v)) => Value::Array(
+            v.into_iter()
+                .map(|s| Value::String(String::from(s)))
+                .collect(),
+        ),
+        other => Value::String(other.to_string()),
+    }
+}
+
+/// A raw JSON value as an OpenTelemetry attribute value (for event attributes, which MLflow keeps
+/// raw). Objects and mixed arrays become their JSON text.
+pub(crate) fn json_to_otel_value(value: &Value) -> OtelValue {
+    match value {
+        Value::String(s) => OtelValue::String(s.clone().into()),
+        Value::Bool(b) => OtelValue::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => OtelValue::I64(i),
+            None => OtelValue::F64(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::Null => OtelValue::String("None".into()),
+        other => OtelValue::String(other.to_string().into()),
+    }
+}
+
+/// Converts a finished SDK span to MLflow's span: OK unless ERROR, MLflow's attribute forms,
+/// and the default log level of its type when none was set.
+pub(crate) fn convert(data: SpanData) -> Span {
+    let trace_id = TraceId::from(data.span_context.trace_id());
+    let span_id = SpanId::from(data.span_context.span_id());
+    let parent = (data.parent_span_id != opentelemetry::trace::SpanId::INVALID)
+        .then(|| SpanId::from(data.parent_span_id));
+    let status = match data.status {
+        Status::Error { description } => SpanStatus::error(description.into_owned()),
+        Status::Ok | Status::Unset => SpanStatus::ok(),
+    };
+    let name = match data.name {
+        Cow::Borrowed(s) => s.to_owned(),
+        Cow::Owned(s) => s,
+    };
+    let mut builder = Span::builder(trace_id, span_id, name)
+        .parent(parent)
+        .times(unix_nanos(data.start_time), Some(unix_nanos(data.end_time)))
+        .status(status);
+    for kv in data.attributes {
+        builder = builder.raw_attribute(kv.key.as_str().to_owned(), otel_value_to_json(kv.value));
+    }
+    for event in data.events.events {
+        let mut attributes = Map::new();
+        for kv in event.attributes {
+            attributes.insert(kv.key.as_str().to_owned(), otel_value_to_json(kv.value));
+        }
+        builder = builder.event(SpanEvent {
+            name: event.name.into_owned(),
+            time_unix_nano: unix_nanos(event.timestamp),
+            attributes,
+        });
+    }
+    for link in data.links.links {
+        let mut attributes = Map::new();
+        for kv in link.attributes {
+            attributes.insert(kv.key.as_str().to_owned(), otel_value_to_json(kv.value));
+        }
+        builder = builder.link(Link {
+            trace_id: MlflowTraceId::v3(TraceId::from(link.span_context.trace_id())).to_string(),
+            span_id: SpanId::from(link.span_context.span_id()),
+            attributes: (!attributes.is_empty()).then_some(attributes),
+        });
+    }
+    let mut span = builder.build();
+    if !span.raw_attributes().contains_key(keys::span::LOG_LEVEL) {
+        let level = span
+            .span_type()
+            .unwrap_or(SpanType::Unknown)
+            .default_log_level();
+        span.set_raw_attribute(
+            keys::span::LOG_LEVEL,
+            Value::String(level.as_i64().to_string()),
+        );
+    }
+    span
+}

@@ -1,0 +1,758 @@
+//! The tracer: one isolated OpenTelemetry tracer provider with the MLflow span processor, the
+//! trace buffer, the configuration, and the dispatcher that receives finished traces.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use mlflow_tracing_entities::{
+    MlflowTraceId, Span, SpanEvent, Trace, TraceId, TraceInfo, TraceLocation, TraceState, keys,
+};
+use opentelemetry::trace::{
+    Link as OtelLink, SpanKind, TraceContextExt, TraceId as OtelTraceId, TracerProvider as _,
+};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::trace::{
+    RandomIdGenerator, Sampler, SamplingDecision, SamplingResult, SdkTracer, SdkTracerProvider,
+    ShouldSample, SpanData,
+};
+
+use crate::buffer::{Completed, TraceBuffer, TraceEntry, lock};
+use crate::env::{self, EnvLookup};
+use crate::error::{ConfigError, LifecycleError};
+use crate::export::{Dispatch, ExportItem, InlineDispatch, SpanItem, TraceExporter, TraceItem};
+use crate::processor::{MlflowSpanProcessor, convert};
+use crate::stats::{Stats, TracerStats};
+
+/// A user span processor: runs on every span as it ends, before export, and may edit it (e.g. to
+/// redact inputs). A panic inside is caught, counted and logged; the span is exported as it was.
+pub type SpanProcessorFn = Arc<dyn Fn(&mut Span) + Send + Sync>;
+
+/// MLflow's root sampler: a trace is sampled iff the low 64 bits of its trace id are below
+/// `round(ratio * 2^64)` (OpenTelemetry Python's `TraceIdRatioBased`, which MLflow uses).
+#[derive(Clone, Debug)]
+pub(crate) struct MlflowRatioSampler {
+    bound: u128,
+}
+
+impl MlflowRatioSampler {
+    pub(crate) fn new(ratio: f64) -> Self {
+        let bound = (ratio.clamp(0.0, 1.0) * 18_446_744_073_709_551_616.0).round() as u128;
+        MlflowRatioSampler { bound }
+    }
+
+    pub(crate) fn samples(&self, trace_id: TraceId) -> bool {
+        u128::from(trace_id.to_int() as u64) < self.bound
+    }
+}
+
+impl ShouldSample for MlflowRatioSampler {
+    fn should_sample(
+        &self,
+        parent_context: Option<&Context>,
+        trace_id: OtelTraceId,
+        _name: &str,
+        _span_kind: &SpanKind,
+        _attributes: &[KeyValue],
+        _links: &[OtelLink],
+    ) -> SamplingResult {
+        let decision = if self.samples(TraceId::from(trace_id)) {
+            SamplingDecision::RecordAndSample
+        } else {
+            SamplingDecision::Drop
+        };
+        SamplingResult {
+            decision,
+            attributes: Vec::new(),
+            trace_state: parent_context
+                .map(|cx| cx.span().span_context().trace_state().clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Everything the span processor and the span API share.
+pub(crate) struct Shared {
+    pub(crate) buffer: TraceBuffer,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) dispatch: Option<Arc<dyn Dispatch>>,
+    pub(crate) wants_spans: bool,
+    pub(crate) span_processors: Vec<SpanProcessorFn>,
+    pub(crate) experiment_id: String,
+    pub(crate) environment_metadata: bool,
+    pub(crate) preview_max_chars: usize,
+    pub(crate) trace_timeout: Option<Duration>,
+    pub(crate) timeout_check_interval: Duration,
+    created: Instant,
+    /// ms since `created` of the last timeout check.
+    last_timeout_check_ms: AtomicU64,
+    pub(crate) last_active_trace_id: Mutex<Option<String>>,
+    pub(crate) enabled: AtomicBool,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("dispatch", &self.dispatch)
+            .field("experiment_id", &self.experiment_id)
+            .field("trace_timeout", &self.trace_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Registers a new trace (root span start).
+    pub(crate) fn start_trace(
+        &self,
+        trace_id: TraceId,
+        name: &str,
+        experiment_id: Option<String>,
+    ) -> Arc<TraceEntry> {
+        let mlflow_id = MlflowTraceId::v3(trace_id).to_string();
+        let experiment = experiment_id.unwrap_or_else(|| self.experiment_id.clone());
+        let now_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let mut info = TraceInfo::new(
+            mlflow_id.clone(),
+            TraceLocation::experiment(experiment),
+            now_ms,
+        );
+        if self.environment_metadata {
+            for (k, v) in env::environment_metadata() {
+                info.trace_metadata.insert((*k).to_owned(), v.clone());
+            }
+        }
+        info.trace_metadata
+            .insert(keys::metadata::SCHEMA_VERSION.into(), "3".into());
+        info.tags
+            .insert(keys::tag::TRACE_NAME.into(), name.to_owned());
+        let entry = Arc::new(TraceEntry::new(trace_id, mlflow_id, info, false));
+        self.buffer.insert(entry.clone());
+        self.stats.trace_started();
+        entry
+    }
+
+    /// Registers the placeholder trace of a request continued from a remote `traceparent`.
+    pub(crate) fn start_remote_trace(&self, trace_id: TraceId) -> Option<Arc<TraceEntry>> {
+        if self.buffer.get(trace_id).is_some() {
+            return None;
+        }
+        let mlflow_id = MlflowTraceId::v3(trace_id).to_string();
+        let info = TraceInfo::new(mlflow_id.clone(), TraceLocation::Unspecified, 0);
+        let entry = Arc::new(TraceEntry::new(trace_id, mlflow_id, info, true));
+        self.buffer.insert(entry.clone());
+        Some(entry)
+    }
+
+    /// The processor's `on_end`.
+    pub(crate) fn end_span(&self, data: SpanData) {
+        let trace_id = TraceId::from(data.span_context.trace_id());
+        let Some(entry) = self.buffer.get(trace_id) else {
+            self.stats.span_dropped(&data.name);
+            return;
+        };
+        let mut span = convert(data);
+        self.apply_span_processors(&mut span);
+        let item = self.wants_spans.then(|| {
+            ExportItem::Span(Box::new(SpanItem {
+                span: span.clone(),
+                trace_id: entry.mlflow_trace_id.clone(),
+                location: entry.location.clone(),
+            }))
+        });
+        let completed = match entry.finish_span(span) {
+            Ok(completed) => completed,
+            Err(span) => {
+                self.stats.span_dropped(span.name());
+                return;
+            }
+        };
+        if let Some(item) = item {
+            self.send(item);
+        }
+        if let Some(completed) = completed {
+            self.complete(&entry, completed);
+        }
+    }
+
+    fn apply_span_processors(&self, span: &mut Span) {
+        for processor in &self.span_processors {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| processor(span))) {
+                self.stats
+                    .span_processor_error(&crate::live::panic_message(payload.as_ref()));
+            }
+        }
+    }
+
+    /// Pops a completed trace and hands it to the exporter.
+    pub(crate) fn complete(&self, entry: &TraceEntry, completed: Completed) {
+        self.buffer.remove(entry.otel_trace_id);
+        let Completed {
+            info,
+            spans,
+            halted,
+        } = completed;
+        let mut trace = Trace::new(info, spans);
+        if !entry.remote {
+            trace.finalize(self.preview_max_chars);
+            if halted && trace.info.state == TraceState::InProgress {
+                trace.info.state = TraceState::Error;
+            }
+            *lock(&self.last_active_trace_id) = Some(entry.mlflow_trace_id.clone());
+        }
+        self.stats.trace_finished();
+        self.send(ExportItem::Trace(Box::new(TraceItem {
+            trace,
+            remote: entry.remote,
+        })));
+    }
+
+    fn send(&self, item: ExportItem) {
+        match &self.dispatch {
+            Some(d) => d.dispatch(item),
+            None => self
+                .stats
+                .record_export_dropped(1, "no exporter is configured"),
+        }
+    }
+
+    /// Halts traces older than the timeout (at most once per check interval unless `force`).
+    pub(crate) fn check_timeouts(&self, force: bool) {
+        self.buffer.run_pending_tasks();
+        let Some(timeout) = self.trace_timeout else {
+            return;
+        };
+        let now_ms = self.created.elapsed().as_millis() as u64;
+        let last = self.last_timeout_check_ms.load(Ordering::Relaxed);
+        let interval = self.timeout_check_interval.as_millis() as u64;
+        if !force && now_ms.saturating_sub(last) < interval {
+            return;
+        }
+        if self
+            .last_timeout_check_ms
+            .compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+            && !force
+        {
+            return; // another thread is checking
+        }
+        for entry in self.buffer.entries() {
+            if entry.remote || entry.registered.elapsed() < timeout {
+                continue;
+            }
+            self.halt(&entry, timeout);
+        }
+    }
+
+    /// MLflow's halt: root status ERROR, an `exception` event saying the trace timed out, end the
+    /// root (which exports the partial trace).
+    fn halt(&self, entry: &TraceEntry, timeout: Duration) {
+        let root = {
+            let mut st = entry.lock();
+            if st.popped || st.root_ended {
+                return;
+            }
+            st.halted = true;
+            st.root_span.as_ref().and_then(std::sync::Weak::upgrade)
+        };
+        self.stats.trace_timed_out(&entry.mlflow_trace_id);
+        let message = format!(
+            "Trace {} is timed out after {} seconds. The operation may be stuck or taking too \
+             long to complete. To increase the timeout, set the environment variable \
+             MLFLOW_TRACE_TIMEOUT_SECONDS to a larger value.",
+            entry.mlflow_trace_id,
+            timeout.as_secs()
+        );
+        match root {
+            Some(root) => {
+                root.add_event_raw(SpanEvent::exception(
+                    "MlflowTracingException",
+                    message,
+                    "",
+                    crate::live::now_ns(),
+                ));
+                root.set_status_raw(mlflow_tracing_entities::SpanStatus::error(""));
+                root.end_raw(None);
+            }
+            None => {
+                // The root span is gone (a foreign span dropped unended): export what there is.
+                if let Some(completed) = entry.force_complete() {
+                    self.complete(entry, completed);
+                }
+            }
+        }
+        // Ending the root pops the trace; make sure it is gone even if that failed.
+        if let Some(completed) = entry.force_complete() {
+            self.complete(entry, completed);
+        }
+    }
+
+    /// Exports traces whose root ended but whose background spans are still open (MLflow exports
+    /// such deferred roots at shutdown).
+    pub(crate) fn flush_deferred(&self) {
+        for entry in self.buffer.entries() {
+            let deferred = {
+                let st = entry.lock();
+                st.root_ended && !st.popped
+            };
+            if deferred && let Some(completed) = entry.force_complete() {
+                self.complete(&entry, completed);
+            }
+        }
+    }
+}
+
+struct TracerInner {
+    shared: Arc<Shared>,
+    provider: SdkTracerProvider,
+    otel_tracer: SdkTracer,
+}
+
+/// An MLflow tracer: its own OpenTelemetry tracer provider (isolated from the global one, as in
+/// MLflow), the in-memory trace buffer and the exporter.
+///
+/// Cheap to clone (an `Arc`). Most code uses the global tracer installed by `init` through the
+/// span API ([`start_span`](crate::start_span), `#[trace]`); a tracer can also be made current for
+/// a scope with [`Tracer::in_scope`] (tests do this to stay parallel).
+#[derive(Clone)]
+pub struct Tracer {
+    inner: Arc<TracerInner>,
+}
+
+impl fmt::Debug for Tracer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracer")
+            .field("shared", &self.inner.shared)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Tracer {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Tracer {
+    /// A builder with MLflow's defaults (environment variables are not read; see
+    /// [`TracerBuilder::from_env`]).
+    pub fn builder() -> TracerBuilder {
+        TracerBuilder::default()
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    /// The OpenTelemetry tracer of this tracer's provider. Spans started on it with
+    /// OpenTelemetry's API go through the MLflow span processor too.
+    pub fn otel_tracer(&self) -> &SdkTracer {
+        &self.inner.otel_tracer
+    }
+
+    /// Counters of started, finished, evicted, timed-out and dropped traces and spans.
+    pub fn stats(&self) -> TracerStats {
+        self.inner.shared.stats.snapshot()
+    }
+
+    /// Number of traces in progress.
+    pub fn in_progress_traces(&self) -> u64 {
+        self.inner.shared.buffer.len()
+    }
+
+    /// The MLflow trace id of the last trace whose root span ended.
+    pub fn last_active_trace_id(&self) -> Option<String> {
+        lock(&self.inner.shared.last_active_trace_id).clone()
+    }
+
+    /// Whether spans are recorded. Disabled tracers hand out no-op spans.
+    pub fn is_enabled(&self) -> bool {
+        self.inner.shared.enabled.load(Ordering::Relaxed)
+    }
+
+    /// Stops recording: new spans are no-ops; traces in progress still finish.
+    pub fn disable(&self) {
+        self.inner.shared.enabled.store(false, Ordering::Relaxed);
+    }
+
+    /// Records spans again.
+    pub fn enable(&self) {
+        self.inner.shared.enabled.store(true, Ordering::Relaxed);
+    }
+
+    /// Applies buffer expiry and halts traces older than `MLFLOW_TRACE_TIMEOUT_SECONDS`.
+    ///
+    /// The span API also does this lazily when a trace starts; the export runtime calls it on a
+    /// timer so an idle process still halts and evicts.
+    pub fn run_maintenance(&self) {
+        self.inner.shared.check_timeouts(true);
+    }
+
+    pub(crate) fn maybe_run_maintenance(&self) {
+        self.inner.shared.check_timeouts(false);
+    }
+
+    /// Exports traces whose root ended while other spans were still open, then flushes the
+    /// exporter.
+    ///
+    /// # Errors
+    /// [`LifecycleError`] from the exporter's flush.
+    pub fn force_flush(&self, timeout: Duration) -> Result<(), LifecycleError> {
+        self.inner.shared.flush_deferred();
+        match &self.inner.shared.dispatch {
+            Some(d) => d.force_flush(timeout),
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes, then shuts the exporter and the OpenTelemetry provider down. Later spans are not
+    /// recorded. Idempotent.
+    ///
+    /// # Errors
+    /// [`LifecycleError::AlreadyShutdown`] on a second call; exporter failures otherwise.
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), LifecycleError> {
+        self.inner.shared.flush_deferred();
+        self.disable();
+        let result = match &self.inner.shared.dispatch {
+            Some(d) => d.shutdown(timeout),
+            None => Ok(()),
+        };
+        let _ = self.inner.provider.shutdown_with_timeout(timeout);
+        result
+    }
+
+    /// Runs `f` with this tracer as the current one: root spans started inside (on this thread)
+    /// belong to it.
+    pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _guard = Context::current()
+            .with_value(crate::context::ScopedTracer(self.clone()))
+            .attach();
+        f()
+    }
+
+    /// Makes this tracer current for a future (across `.await`, on any thread).
+    pub fn scope<F: Future>(&self, future: F) -> opentelemetry::context::WithContext<F> {
+        use opentelemetry::context::FutureExt as _;
+        future
+            .with_context(Context::current().with_value(crate::context::ScopedTracer(self.clone())))
+    }
+}
+
+/// Builds a [`Tracer`]. Code settings win over environment variables.
+#[must_use]
+pub struct TracerBuilder {
+    dispatch: Option<Arc<dyn Dispatch>>,
+    exporter: Option<Arc<dyn TraceExporter>>,
+    sampling_ratio: f64,
+    experiment_id: String,
+    buffer_ttl: Duration,
+    buffer_max_size: u64,
+    trace_timeout: Option<Duration>,
+    timeout_check_interval: Duration,
+    preview_max_chars: usize,
+    span_processors: Vec<SpanProcessorFn>,
+    environment_metadata: bool,
+    enabled: bool,
+}
+
+impl fmt::Debug for TracerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TracerBuilder")
+            .field("sampling_ratio", &self.sampling_ratio)
+            .field("experiment_id", &self.experiment_id)
+            .field("buffer_ttl", &self.buffer_ttl)
+            .field("buffer_max_size", &self.buffer_max_size)
+            .field("trace_timeout", &self.trace_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for TracerBuilder {
+    fn default() -> Self {
+        TracerBuilder {
+            dispatch: None,
+            exporter: None,
+            sampling_ratio: 1.0,
+            experiment_id: "0".to_owned(),
+            buffer_ttl: Duration::from_secs(3600),
+            buffer_max_size: 1000,
+            trace_timeout: None,
+            timeout_check_interval: Duration::from_secs(1),
+            preview_max_chars: keys::PREVIEW_MAX_LENGTH_OSS,
+            span_processors: Vec::new(),
+            environment_metadata: true,
+            enabled: true,
+        }
+    }
+}
+
+impl TracerBuilder {
+    /// MLflow's defaults overridden by the environment: `MLFLOW_EXPERIMENT_ID`,
+    /// `MLFLOW_TRACE_SAMPLING_RATIO`, `MLFLOW_TRACE_BUFFER_TTL_SECONDS`,
+    /// `MLFLOW_TRACE_BUFFER_MAX_SIZE`, `MLFLOW_TRACE_TIMEOUT_SECONDS`,
+    /// `MLFLOW_TRACE_TIMEOUT_CHECK_INTERVAL_SECONDS`.
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidEnv`] when a variable does not parse (MLflow raises too). A sampling
+    /// ratio outside `[0, 1]` is not an error: as in MLflow it logs a warning and samples
+    /// everything.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&env::process_env)
+    }
+
+    pub(crate) fn from_lookup(get: EnvLookup<'_>) -> Result<Self, ConfigError> {
+        let mut b = Self::default();
+        if let Some(id) = get(env::MLFLOW_EXPERIMENT_ID).filter(|s| !s.is_empty()) {
+            b.experiment_id = id;
+        }
+        if let Some(ratio) = env::env_f64(get, env::MLFLOW_TRACE_SAMPLING_RATIO)? {
+            if (0.0..=1.0).contains(&ratio) {
+                b.sampling_ratio = ratio;
+            } else {
+                tracing::warn!(
+                    "MLFLOW_TRACE_SAMPLING_RATIO={ratio} is outside [0, 1]; sampling every trace"
+                );
+            }
+        }
+        if let Some(s) = env::env_u64(get, env::MLFLOW_TRACE_BUFFER_TTL_SECONDS)? {
+            b.buffer_ttl = Duration::from_secs(s);
+        }
+        if let Some(n) = env::env_u64(get, env::MLFLOW_TRACE_BUFFER_MAX_SIZE)? {
+            b.buffer_max_size = n;
+        }
+        if let Some(s) = env::env_u64(get, env::MLFLOW_TRACE_TIMEOUT_SECONDS)? {
+            b.trace_timeout = Some(Duration::from_secs(s));
+        }
+        if let Some(s) = env::env_u64(get, env::MLFLOW_TRACE_TIMEOUT_CHECK_INTERVAL_SECONDS)? {
+            b.timeout_check_interval = Duration::from_secs(s);
+        }
+        Ok(b)
+    }
+
+    /// Exports through `exporter`, called inline on the thread that finishes a trace (see
+    /// [`InlineDispatch`]); the export runtime offers a non-blocking worker instead.
+    pub fn with_exporter(mut self, exporter: impl TraceExporter) -> Self {
+        self.exporter = Some(Arc::new(exporter));
+        self.dispatch = None;
+        self
+    }
+
+    /// Hands finished traces to `dispatch` (e.g. the export runtime's bounded queue).
+    pub fn with_dispatch(mut self, dispatch: Arc<dyn Dispatch>) -> Self {
+        self.dispatch = Some(dispatch);
+        self.exporter = None;
+        self
+    }
+
+    /// Fraction of traces to record, in `[0, 1]` (MLflow's `MLFLOW_TRACE_SAMPLING_RATIO`).
+    pub fn with_sampling_ratio(mut self, ratio: f64) -> Self {
+        self.sampling_ratio = ratio;
+        self
+    }
+
+    /// The experiment new traces belong to (default `"0"`).
+    pub fn with_experiment_id(mut self, experiment_id: impl Into<String>) -> Self {
+        self.experiment_id = experiment_id.into();
+        self
+    }
+
+    /// How long an in-progress trace may stay buffered before it is evicted (default 1 h).
+    pub fn with_buffer_ttl(mut self, ttl: Duration) -> Self {
+        self.buffer_ttl = ttl;
+        self
+    }
+
+    /// How many traces may be in progress at once; the oldest is evicted beyond (default 1000).
+    pub fn with_buffer_max_size(mut self, max_size: u64) -> Self {
+        self.buffer_max_size = max_size;
+        self
+    }
+
+    /// Halts traces older than `timeout`: the root ends with ERROR and the trace is exported.
+    pub fn with_trace_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.trace_timeout = timeout;
+        self
+    }
+
+    /// How often the timeout is checked (default 1 s).
+    pub fn with_timeout_check_interval(mut self, interval: Duration) -> Self {
+        self.timeout_check_interval = interval;
+        self
+    }
+
+    /// Preview length in characters (1000 for OSS MLflow, 10 000 for Databricks).
+    pub fn with_preview_max_chars(mut self, chars: usize) -> Self {
+        self.preview_max_chars = chars;
+        self
+    }
+
+    /// Adds a user span processor (MLflow's `configure(span_processors=[...])`).
+    pub fn with_span_processor(
+        mut self,
+        processor: impl Fn(&mut Span) + Send + Sync + 'static,
+    ) -> Self {
+        self.span_processors.push(Arc::new(processor));
+        self
+    }
+
+    /// Whether to add the environment metadata (user, source, git) to every trace (default on).
+    pub fn with_environment_metadata(mut self, on: bool) -> Self {
+        self.environment_metadata = on;
+        self
+    }
+
+    /// Starts disabled (see [`Tracer::enable`]).
+    pub fn with_enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
+        self
+    }
+
+    /// Builds the tracer.
+    ///
+    /// # Errors
+    /// [`ConfigError::OutOfRange`] for a sampling ratio outside `[0, 1]` or a zero buffer size.
+    pub fn build(self) -> Result<Tracer, ConfigError> {
+        if !(0.0..=1.0).contains(&self.sampling_ratio) {
+            return Err(ConfigError::OutOfRange {
+                setting: "sampling ratio",
+                allowed: "within [0, 1]",
+                value: self.sampling_ratio.to_string(),
+            });
+        }
+        if self.buffer_max_size == 0 {
+            return Err(ConfigError::OutOfRange {
+                setting: "trace buffer size",
+                allowed: "at least 1",
+                value: "0".into(),
+            });
+        }
+        Ok(self.build_valid())
+    }
+
+    /// Builds from settings known to be valid (the defaults, or checked by `build`).
+    pub(crate) fn build_valid(self) -> Tracer {
+        let stats = Arc::new(Stats::default());
+        let dispatch: Option<Arc<dyn Dispatch>> = match (self.dispatch, self.exporter) {
+            (Some(d), _) => Some(d),
+            (None, Some(e)) => Some(Arc::new(
+                InlineDispatch::from_arc(e).with_stats(stats.clone()),
+            )),
+            (None, None) => None,
+        };
+        if self.environment_metadata {
+            // Resolve once now, off the span path.
+            let _ = env::environment_metadata();
+        }
+        let shared = Arc::new(Shared {
+            buffer: TraceBuffer::new(self.buffer_ttl, self.buffer_max_size, stats.clone()),
+            stats,
+            wants_spans: dispatch.as_ref().is_some_and(|d| d.wants_spans()),
+            dispatch,
+            span_processors: self.span_processors,
+            experiment_id: self.experiment_id,
+            environment_metadata: self.environment_metadata,
+            preview_max_chars: self.preview_max_chars,
+            trace_timeout: self.trace_timeout,
+            timeout_check_interval: self.timeout_check_interval,
+            created: Instant::now(),
+            last_timeout_check_ms: AtomicU64::new(0),
+            last_active_trace_id: Mutex::new(None),
+            enabled: AtomicBool::new(self.enabled),
+        });
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(Sampler::ParentBased(Box::new(MlflowRatioSampler::new(
+                self.sampling_ratio,
+            ))))
+            .with_id_generator(RandomIdGenerator::default())
+            .with_span_processor(MlflowSpanProcessor {
+                shared: shared.clone(),
+            })
+            .build();
+        let otel_tracer = provider.tracer("mlflow-tracing");
+        Tracer {
+            inner: Arc::new(TracerInner {
+                shared,
+                provider,
+                otel_tracer,
+            }),
+        }
+    }
+}
+
+static GLOBAL: RwLock<Option<Tracer>> = RwLock::new(None);
+
+/// Installs `tracer` as the process-wide tracer; returns the previous one.
+pub fn set_global_tracer(tracer: Tracer) -> Option<Tracer> {
+    GLOBAL
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .replace(tracer)
+}
+
+/// Removes the process-wide tracer (spans become no-ops); returns it.
+pub fn take_global_tracer() -> Option<Tracer> {
+    GLOBAL
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+}
+
+/// The process-wide tracer, if one is installed.
+pub fn global_tracer() -> Option<Tracer> {
+    GLOBAL
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratio_sampler_follows_mlflow_rule() {
+        let half = MlflowRatioSampler::new(0.5);
+        // Only the low 64 bits count.
+        assert!(half.samples(TraceId::from_int(0xffff_0000_0000_0000_7fff_ffff_ffff_ffff)));
+        assert!(!half.samples(TraceId::from_int(0x8000_0000_0000_0000)));
+        assert!(MlflowRatioSampler::new(1.0).samples(TraceId::from_int(u128::MAX)));
+        assert!(!MlflowRatioSampler::new(0.0).samples(TraceId::from_int(0)));
+    }
+
+    #[test]
+    fn env_settings_are_read_and_checked() {
+        let env = |n: &str| match n {
+            "MLFLOW_EXPERIMENT_ID" => Some("42".to_owned()),
+            "MLFLOW_TRACE_SAMPLING_RATIO" => Some("0.25".to_owned()),
+            "MLFLOW_TRACE_TIMEOUT_SECONDS" => Some("7".to_owned()),
+            "MLFLOW_TRACE_BUFFER_MAX_SIZE" => Some("5".to_owned()),
+            _ => None,
+        };
+        let b = TracerBuilder::from_lookup(&env).unwrap();
+        assert_eq!(b.experiment_id, "42");
+        assert_eq!(b.sampling_ratio, 0.25);
+        assert_eq!(b.trace_timeout, Some(Duration::from_secs(7)));
+        assert_eq!(b.buffer_max_size, 5);
+        assert_eq!(b.buffer_ttl, Duration::from_secs(3600));
+
+        let out_of_range = |n: &str| (n == "MLFLOW_TRACE_SAMPLING_RATIO").then(|| "2".to_owned());
+        assert_eq!(
+            TracerBuilder::from_lookup(&out_of_range)
+                .unwrap()
+                .sampling_ratio,
+            1.0
+        );
+        let garbage = |n: &str| (n == "MLFLOW_TRACE_BUFFER_TTL_SECONDS").then(|| "soon".to_owned());
+        assert!(matches!(
+            TracerBuilder::from_lookup(&garbage),
+            Err(ConfigError::InvalidEnv {
+                name: "MLFLOW_TRACE_BUFFER_TTL_SECONDS",
+                ..
+            })
+        ));
+        assert!(Tracer::builder().with_sampling_ratio(1.5).build().is_err());
+    }
+}

@@ -1,0 +1,712 @@
+//! The span API through the public facade, with the in-memory exporter: trees, MLflow's JSON
+//! forms, errors and panics, async context, sampling, redaction, traceparent, eviction, timeout.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking on unexpected values"
+)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use mlflow_tracing::testing::{Capture, InMemoryExporter};
+use mlflow_tracing::{
+    ExportItem, FutureExt as _, LiveSpan, Span, SpanApiError, SpanEvent, SpanStatus,
+    SpanStatusCode, SpanType, Trace, TraceState, TraceUpdate, current_span, start_span,
+    update_current_trace,
+};
+use serde_json::{Value, json};
+
+fn raw(span: &Span, key: &str) -> Option<String> {
+    span.raw_attributes()
+        .get(key)
+        .map(|v| v.as_str().unwrap().to_owned())
+}
+
+fn by_name<'a>(trace: &'a Trace, name: &str) -> &'a Span {
+    trace
+        .data
+        .spans
+        .iter()
+        .find(|s| s.name() == name)
+        .unwrap_or_else(|| panic!("no span {name}"))
+}
+
+#[derive(Debug)]
+struct WeatherError(String);
+
+impl std::fmt::Display for WeatherError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "weather service unavailable for {}", self.0)
+    }
+}
+
+impl std::error::Error for WeatherError {}
+
+#[mlflow_tracing::trace(span_type = "TOOL")]
+fn get_weather(city: &str) -> Result<String, WeatherError> {
+    if city == "Atlantis" {
+        return Err(WeatherError(city.to_owned()));
+    }
+    Ok(format!("sunny in {city}"))
+}
+
+#[mlflow_tracing::trace(name = "weather_agent", span_type = SpanType::Agent, attributes(model = "gpt-x", "custom.tries" = 1 + 1))]
+fn agent(city: &str, verbose: bool) -> String {
+    let _ = verbose;
+    match get_weather(city) {
+        Ok(w) => w,
+        Err(e) => format!("Sorry, I could not get the weather: {e}"),
+    }
+}
+
+#[test]
+fn traced_functions_build_a_tree_in_mlflow_form() {
+    let capture = Capture::new();
+    let answer = capture.run(|| agent("Atlantis", false));
+    assert!(answer.starts_with("Sorry"));
+
+    let traces = capture.traces();
+    assert_eq!(traces.len(), 1);
+    let trace = &traces[0];
+    let [root, tool] = &trace.data.spans[..] else {
+        panic!("two spans expected: {:?}", trace.data.spans)
+    };
+    assert_eq!(root.name(), "weather_agent");
+    assert_eq!(root.parent_id(), None);
+    assert_eq!(tool.parent_id(), Some(root.span_id()));
+    assert_eq!(tool.trace_id(), root.trace_id());
+
+    // Attributes in MLflow's stored form and order.
+    let keys: Vec<&str> = root.raw_attributes().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "mlflow.traceRequestId",
+            "mlflow.spanType",
+            "mlflow.spanFunctionName",
+            "mlflow.spanInputs",
+            "model",
+            "custom.tries",
+            "mlflow.spanOutputs",
+            "mlflow.spanLogLevel"
+        ]
+    );
+    let trace_id = format!("tr-{}", root.trace_id().to_hex());
+    assert_eq!(
+        raw(root, "mlflow.traceRequestId").unwrap(),
+        format!("\"{trace_id}\"")
+    );
+    assert_eq!(raw(root, "mlflow.spanType").unwrap(), "\"AGENT\"");
+    assert_eq!(raw(root, "mlflow.spanFunctionName").unwrap(), "\"agent\"");
+    assert_eq!(
+        raw(root, "mlflow.spanInputs").unwrap(),
+        r#"{"city": "Atlantis", "verbose": false}"#
+    );
+    assert_eq!(raw(root, "model").unwrap(), "\"gpt-x\"");
+    assert_eq!(raw(root, "custom.tries").unwrap(), "2");
+    assert_eq!(raw(root, "mlflow.spanLogLevel").unwrap(), "20");
+    assert_eq!(root.status(), &SpanStatus::ok());
+
+    // The error of the tool: exception event, ERROR status, no outputs.
+    assert_eq!(raw(tool, "mlflow.spanType").unwrap(), "\"TOOL\"");
+    assert_eq!(raw(tool, "mlflow.spanOutputs"), None);
+    assert_eq!(
+        tool.status(),
+        &SpanStatus::error("WeatherError: weather service unavailable for Atlantis")
+    );
+    let [event] = tool.events() else {
+        panic!("one event")
+    };
+    assert_eq!(event.name, "exception");
+    assert_eq!(
+        Value::Object(event.attributes.clone()),
+        json!({
+            "exception.message": "weather service unavailable for Atlantis",
+            "exception.type": "WeatherError",
+            "exception.stacktrace": "WeatherError(\"Atlantis\")",
+        })
+    );
+
+    // Trace info as MLflow finalizes it.
+    let info = &trace.info;
+    assert_eq!(info.trace_id, trace_id);
+    assert_eq!(info.state, TraceState::Ok);
+    assert_eq!(info.experiment_id(), Some("0"));
+    assert_eq!(info.tags["mlflow.traceName"], "weather_agent");
+    assert_eq!(info.trace_metadata["mlflow.trace_schema.version"], "3");
+    assert_eq!(
+        info.trace_metadata["mlflow.traceInputs"],
+        r#"{"city": "Atlantis", "verbose": false}"#
+    );
+    assert_eq!(
+        info.request_preview.as_deref(),
+        Some(r#"{"city": "Atlantis", "verbose": false}"#)
+    );
+    assert!(
+        info.response_preview
+            .as_deref()
+            .unwrap()
+            .starts_with("\"Sorry")
+    );
+    assert_eq!(info.request_time, (root.start_time_ns() / 1_000_000) as i64);
+    assert!(info.execution_duration.is_some());
+    // The JSON a Python client reads.
+    let parsed = Trace::from_json(&trace.to_json().unwrap()).unwrap();
+    assert_eq!(&parsed, trace);
+    assert_eq!(
+        capture.tracer().last_active_trace_id().as_deref(),
+        Some(trace_id.as_str())
+    );
+}
+
+#[test]
+fn err_of_the_root_makes_the_trace_error_and_is_returned_unchanged() {
+    let capture = Capture::new();
+    let result = capture.run(|| get_weather("Atlantis"));
+    assert_eq!(result.unwrap_err().0, "Atlantis");
+    let trace = &capture.traces()[0];
+    assert_eq!(trace.info.state, TraceState::Error);
+    assert_eq!(trace.data.spans[0].status().code, SpanStatusCode::Error);
+    assert_eq!(trace.info.trace_metadata["mlflow.traceOutputs"], "");
+}
+
+#[mlflow_tracing::trace]
+fn explode(n: u32) -> u32 {
+    if n > 0 {
+        panic!("boom {n}");
+    }
+    n
+}
+
+#[test]
+fn a_panic_ends_the_span_with_error_and_keeps_unwinding() {
+    let capture = Capture::new();
+    let caught =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| capture.run(|| explode(7))));
+    assert!(caught.is_err(), "the panic must propagate");
+    let trace = &capture.traces()[0];
+    let span = &trace.data.spans[0];
+    assert_eq!(span.status(), &SpanStatus::error("panic: boom 7"));
+    assert_eq!(span.events()[0].name, "exception");
+    assert_eq!(span.events()[0].attributes["exception.message"], "boom 7");
+    assert_eq!(trace.info.state, TraceState::Error);
+    // Nothing is left current on this thread.
+    assert!(current_span().is_none());
+}
+
+#[derive(serde::Serialize)]
+struct Retriever {
+    top_k: usize,
+}
+
+impl Retriever {
+    #[mlflow_tracing::trace(span_type = "RETRIEVER", skip(query_vector))]
+    fn search(&self, query: &str, query_vector: Vec<f32>) -> Vec<String> {
+        let _ = query_vector;
+        (0..self.top_k).map(|i| format!("{query}-{i}")).collect()
+    }
+
+    #[mlflow_tracing::trace]
+    async fn search_async(&self, query: String) -> Vec<String> {
+        tokio::task::yield_now().await;
+        let inner = self.search(&query, vec![0.5]);
+        tokio::task::yield_now().await;
+        inner
+    }
+}
+
+#[test]
+fn methods_skip_self_and_skipped_arguments() {
+    let capture = Capture::new();
+    let docs = capture.run(|| Retriever { top_k: 2 }.search("q", vec![1.0]));
+    assert_eq!(docs, ["q-0", "q-1"]);
+    let span = &capture.traces()[0].data.spans[0];
+    assert_eq!(span.inputs(), Some(json!({"query": "q"})));
+    assert_eq!(span.outputs(), Some(json!(["q-0", "q-1"])));
+    assert_eq!(raw(span, "mlflow.spanLogLevel").unwrap(), "20");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn async_fn_keeps_its_children_across_await() {
+    let capture = Capture::new();
+    let retriever = Retriever { top_k: 1 };
+    let docs = capture.scope(retriever.search_async("hello".into())).await;
+    assert_eq!(docs, ["hello-0"]);
+    let trace = &capture.traces()[0];
+    let root = by_name(trace, "search_async");
+    let child = by_name(trace, "search");
+    assert_eq!(child.parent_id(), Some(root.span_id()));
+    assert_eq!(root.outputs(), Some(json!(["hello-0"])));
+}
+
+#[mlflow_tracing::trace(span_type = "CHAIN")]
+async fn handle(request: u32) -> u32 {
+    let a = step(request, 1).await;
+    tokio::time::sleep(Duration::from_millis(u64::from(request % 3))).await;
+    let b = step(request, 2).await;
+    a + b
+}
+
+#[mlflow_tracing::trace]
+async fn step(request: u32, n: u32) -> u32 {
+    tokio::task::yield_now().await;
+    request * 10 + n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_concurrent_tasks_give_a_thousand_correct_trees() {
+    let capture = Capture::new();
+    let mut tasks = Vec::new();
+    for request in 0..1000u32 {
+        tasks.push(tokio::spawn(capture.scope(handle(request))));
+    }
+    for (request, task) in tasks.into_iter().enumerate() {
+        let r = request as u32;
+        assert_eq!(task.await.unwrap(), 2 * (r * 10) + 3);
+    }
+    let traces = capture.traces();
+    assert_eq!(traces.len(), 1000);
+    let mut seen = std::collections::BTreeSet::new();
+    for trace in &traces {
+        let root = by_name(trace, "handle");
+        let request = root.inputs().unwrap()["request"].as_u64().unwrap();
+        assert!(seen.insert(request), "request {request} traced twice");
+        assert_eq!(trace.data.spans.len(), 3, "trace of request {request}");
+        for child in trace.data.spans.iter().filter(|s| s.name() == "step") {
+            assert_eq!(child.parent_id(), Some(root.span_id()));
+            assert_eq!(child.trace_id(), root.trace_id());
+            assert_eq!(child.inputs().unwrap()["request"], request);
+        }
+        assert_eq!(root.outputs(), Some(json!(2 * request * 10 + 3)));
+    }
+    assert_eq!(seen.len(), 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawned_tasks_keep_the_parent_with_in_current_span() {
+    let capture = Capture::new();
+    capture
+        .scope(async {
+            let root = start_span("root").start_detached();
+            let kept = root
+                .instrument(async {
+                    tokio::spawn(step(1, 1).in_current_span()).await.unwrap();
+                    // Without the extension the task has no MLflow context at all.
+                    tokio::spawn(step(2, 2)).await.unwrap();
+                })
+                .await;
+            root.end();
+            kept
+        })
+        .await;
+    let traces = capture.traces();
+    assert_eq!(traces.len(), 1);
+    let trace = &traces[0];
+    assert_eq!(trace.data.spans.len(), 2);
+    assert_eq!(
+        by_name(trace, "step").parent_id(),
+        Some(by_name(trace, "root").span_id())
+    );
+}
+
+#[test]
+fn start_span_guard_and_live_span_setters() {
+    let capture = Capture::new();
+    capture.run(|| {
+        let root = start_span("root")
+            .span_type("CHAIN")
+            .inputs(&json!({"question": "2+2?"}))
+            .attribute("k", &[1, 2])
+            .start();
+        assert_eq!(current_span().unwrap().span_id(), root.span_id());
+        {
+            let llm = start_span("llm").span_type(SpanType::ChatModel).start();
+            llm.set_inputs(&json!({"messages": [{"role": "user", "content": "2+2?"}]}));
+            llm.set_outputs(
+                &json!({"choices": [{"message": {"role": "assistant", "content": "4"}}]}),
+            );
+            llm.set_attribute(
+                "mlflow.chat.tokenUsage",
+                &json!({"input_tokens": 5, "output_tokens": 1, "total_tokens": 6}),
+            );
+            llm.set_description("the model");
+            llm.add_event(SpanEvent::new("first_token", 1_700_000_000_000_000_000));
+        }
+        // A detached span with an explicit parent and times.
+        let detached = start_span("late")
+            .parent(root.span())
+            .start_time_ns(1_700_000_000_000_000_000)
+            .start_detached();
+        assert_eq!(current_span().unwrap().span_id(), root.span_id());
+        detached.record_error(&std::io::Error::other("disk full"));
+        detached.end_at(1_700_000_000_500_000_000);
+        root.set_outputs(&"4");
+    });
+    let trace = &capture.traces()[0];
+    let root = by_name(trace, "root");
+    let llm = by_name(trace, "llm");
+    let late = by_name(trace, "late");
+    assert_eq!(llm.parent_id(), Some(root.span_id()));
+    assert_eq!(late.parent_id(), Some(root.span_id()));
+    assert_eq!(raw(root, "k").unwrap(), "[1, 2]");
+    assert_eq!(raw(llm, "mlflow.spanType").unwrap(), "\"CHAT_MODEL\"");
+    assert_eq!(llm.description().as_deref(), Some("the model"));
+    assert_eq!(llm.events()[0].name, "first_token");
+    assert_eq!(late.start_time_ns(), 1_700_000_000_000_000_000);
+    assert_eq!(late.end_time_ns(), Some(1_700_000_000_500_000_000));
+    assert_eq!(
+        raw(late, "mlflow.spanStartTimeNs").unwrap(),
+        "1700000000000000000"
+    );
+    assert_eq!(late.status(), &SpanStatus::error("Error: disk full"));
+    assert_eq!(late.events()[0].attributes["exception.type"], "Error");
+    // Token usage aggregated into the trace, chat-aware response preview.
+    assert_eq!(trace.info.token_usage().unwrap().total_tokens, 6);
+    assert_eq!(trace.info.response_preview.as_deref(), Some("\"4\""));
+    assert_eq!(
+        trace.info.request_preview.as_deref(),
+        Some(r#"{"question": "2+2?"}"#)
+    );
+}
+
+#[test]
+fn update_current_trace_edits_the_trace_in_memory() {
+    let capture = Capture::new();
+    assert_eq!(
+        update_current_trace(TraceUpdate::new().tag("a", "b")),
+        Err(SpanApiError::NoActiveSpan)
+    );
+    capture.run(|| {
+        let _root = start_span("root").inputs(&"hi").start();
+        update_current_trace(
+            TraceUpdate::new()
+                .tag("team", "search")
+                .metadata("version", "7")
+                .client_request_id("req-1")
+                .user("alice")
+                .session("s-9")
+                .request_preview("custom request")
+                .response_preview("")
+                .state(TraceState::Error),
+        )
+        .unwrap();
+        assert_eq!(
+            update_current_trace(TraceUpdate::new().state(TraceState::InProgress)),
+            Err(SpanApiError::InvalidState("IN_PROGRESS".into()))
+        );
+        assert!(
+            mlflow_tracing::active_trace_id()
+                .unwrap()
+                .starts_with("tr-")
+        );
+    });
+    let info = &capture.traces()[0].info;
+    assert_eq!(info.tags["team"], "search");
+    assert_eq!(info.trace_metadata["version"], "7");
+    assert_eq!(info.trace_metadata["mlflow.trace.user"], "alice");
+    assert_eq!(info.trace_metadata["mlflow.trace.session"], "s-9");
+    assert_eq!(info.client_request_id.as_deref(), Some("req-1"));
+    assert_eq!(info.request_preview.as_deref(), Some("custom request"));
+    // An empty preview is ignored; the root had no outputs, so there is no response preview.
+    assert_eq!(info.response_preview, None);
+    assert_eq!(info.state, TraceState::Error, "a user-set state wins");
+}
+
+#[test]
+fn sampling_follows_the_parent_and_mlflows_rule() {
+    let capture = Capture::with(|b| b.with_sampling_ratio(0.5)).unwrap();
+    capture.run(|| {
+        for i in 0..400 {
+            let root = start_span("root").start();
+            let child = start_span("child").start();
+            let grandchild = start_span("grandchild").start_detached();
+            assert_eq!(root.is_recording(), child.is_recording());
+            assert_eq!(root.is_recording(), grandchild.is_recording());
+            if !root.is_recording() {
+                // Setters on sampled-out spans do nothing and never fail.
+                child.set_inputs(&i);
+                assert_eq!(root.trace_id(), None);
+            }
+            grandchild.end();
+        }
+    });
+    let traces = capture.traces();
+    assert!(
+        (140..=260).contains(&traces.len()),
+        "{} of 400 sampled",
+        traces.len()
+    );
+    for trace in &traces {
+        assert_eq!(trace.data.spans.len(), 3);
+        let low = trace.data.spans[0].trace_id().to_int() as u64;
+        assert!(
+            low < 1 << 63,
+            "MLflow samples iff the low 64 bits < ratio * 2^64"
+        );
+    }
+    let none = Capture::with(|b| b.with_sampling_ratio(0.0)).unwrap();
+    none.run(|| drop(start_span("x").start()));
+    assert!(none.traces().is_empty());
+    assert_eq!(none.tracer().stats().traces_started, 0);
+}
+
+#[test]
+fn disabled_tracing_records_nothing() {
+    let capture = Capture::new();
+    capture.tracer().disable();
+    capture.run(|| {
+        assert_eq!(agent("Paris", true), "sunny in Paris");
+        let span = start_span("x").start();
+        assert!(!span.is_recording());
+    });
+    capture.tracer().enable();
+    capture.run(|| drop(start_span("y").start()));
+    let traces = capture.traces();
+    assert_eq!(traces.len(), 1);
+    assert_eq!(traces[0].data.spans[0].name(), "y");
+}
+
+#[test]
+fn no_tracer_means_no_op_spans() {
+    // This test binary never calls `init`.
+    let span = start_span("orphan").start();
+    assert!(!span.is_recording());
+    assert_eq!(get_weather("Paris").unwrap(), "sunny in Paris");
+}
+
+#[test]
+fn span_processors_redact_before_export() {
+    let capture = Capture::with(|b| {
+        b.with_span_processor(|span: &mut Span| {
+            if let Some(Value::Object(mut inputs)) = span.inputs()
+                && inputs.contains_key("password")
+            {
+                inputs.insert("password".into(), json!("[REDACTED]"));
+                span.set_inputs(&inputs).unwrap();
+            }
+        })
+        .with_span_processor(|span: &mut Span| {
+            if span.name() == "explodes" {
+                panic!("processor bug");
+            }
+        })
+    })
+    .unwrap();
+    capture.run(|| {
+        let _root = start_span("login")
+            .inputs(&json!({"user": "bob", "password": "hunter2"}))
+            .start();
+        drop(start_span("explodes").start());
+    });
+    let trace = &capture.traces()[0];
+    assert_eq!(
+        by_name(trace, "login").inputs(),
+        Some(json!({"user": "bob", "password": "[REDACTED]"}))
+    );
+    assert!(!trace.to_json().unwrap().contains("hunter2"));
+    assert_eq!(by_name(trace, "explodes").status().code, SpanStatusCode::Ok);
+    assert_eq!(capture.tracer().stats().span_processor_errors, 1);
+}
+
+#[test]
+fn traceparent_round_trip_between_two_services() {
+    let client = Capture::new();
+    let server = Capture::with_exporter(InMemoryExporter::with_spans(), |b| b).unwrap();
+
+    let (headers, client_trace_id, client_span_id) = client.run(|| {
+        let call = start_span("call_server").start();
+        let headers = mlflow_tracing::tracing_context_headers();
+        (
+            headers,
+            call.otel_trace_id().unwrap(),
+            call.span_id().unwrap(),
+        )
+    });
+    let traceparent = &headers["traceparent"];
+    assert_eq!(
+        traceparent,
+        &format!(
+            "00-{}-{}-01",
+            client_trace_id.to_hex(),
+            client_span_id.to_hex()
+        )
+    );
+
+    // The server sees the header in another letter case.
+    let incoming = [("Traceparent".to_owned(), traceparent.clone())];
+    server.run(|| {
+        let remote = mlflow_tracing::continue_trace(incoming.clone()).unwrap();
+        assert_eq!(
+            remote.trace_id(),
+            format!("tr-{}", client_trace_id.to_hex())
+        );
+        let _attached = remote.attach();
+        let handler = start_span("handle_request").start();
+        assert_eq!(handler.otel_trace_id(), Some(client_trace_id));
+        drop(start_span("db").start());
+    });
+    let spans = server.exporter().spans();
+    assert_eq!(spans.len(), 2);
+    let handler = spans
+        .iter()
+        .find(|s| s.span.name() == "handle_request")
+        .unwrap();
+    assert_eq!(handler.span.trace_id(), client_trace_id);
+    assert_eq!(handler.span.parent_id(), Some(client_span_id));
+    assert_eq!(handler.trace_id, format!("tr-{}", client_trace_id.to_hex()));
+    let items = server.exporter().trace_items();
+    assert_eq!(items.len(), 1);
+    assert!(items[0].remote);
+    assert_eq!(items[0].trace.data.spans.len(), 2);
+
+    assert_eq!(
+        server
+            .run(|| mlflow_tracing::continue_trace(HashMap::<String, String>::new()))
+            .unwrap_err(),
+        SpanApiError::MissingTraceparent
+    );
+    assert!(matches!(
+        server.run(|| mlflow_tracing::continue_trace([("traceparent", "00-zz-01")])),
+        Err(SpanApiError::InvalidTraceparent(_))
+    ));
+}
+
+#[test]
+fn abandoned_traces_are_evicted_counted_and_never_exported() {
+    let capture = Capture::with(|b| {
+        b.with_buffer_ttl(Duration::from_millis(50))
+            .with_buffer_max_size(2)
+    })
+    .unwrap();
+    let spans: Vec<LiveSpan> = capture.run(|| {
+        (0..3)
+            .map(|i| start_span(format!("abandoned-{i}")).start_detached())
+            .collect()
+    });
+    capture.tracer().run_maintenance();
+    assert!(capture.tracer().in_progress_traces() <= 2);
+    std::thread::sleep(Duration::from_millis(120));
+    capture.tracer().run_maintenance();
+    assert_eq!(capture.tracer().in_progress_traces(), 0);
+    let stats = capture.tracer().stats();
+    assert_eq!(stats.traces_evicted, 3);
+    for span in &spans {
+        span.end();
+    }
+    assert_eq!(capture.tracer().stats().spans_dropped, 3);
+    assert!(capture.traces().is_empty());
+}
+
+#[test]
+fn a_leaked_guard_is_halted_by_the_timeout_and_exported_as_error() {
+    let capture = Capture::with(|b| b.with_trace_timeout(Some(Duration::from_millis(50)))).unwrap();
+    capture.run(|| {
+        let root = start_span("stuck").inputs(&"q").start();
+        drop(start_span("done_child").start());
+        std::mem::forget(root);
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    capture.tracer().run_maintenance();
+    let traces = capture.traces();
+    assert_eq!(traces.len(), 1);
+    let trace = &traces[0];
+    assert_eq!(trace.info.state, TraceState::Error);
+    assert_eq!(trace.data.spans.len(), 2);
+    let root = by_name(trace, "stuck");
+    assert_eq!(root.status().code, SpanStatusCode::Error);
+    let event = &root.events()[0];
+    assert_eq!(event.attributes["exception.type"], "MlflowTracingException");
+    assert!(
+        event.attributes["exception.message"]
+            .as_str()
+            .unwrap()
+            .contains("is timed out after 0 seconds")
+    );
+    assert_eq!(capture.tracer().stats().traces_timed_out, 1);
+    // The leaked guard is still attached to this thread, but it is no parent any more.
+    capture.run(|| drop(start_span("next").start()));
+    let traces = capture.traces();
+    assert_eq!(traces.len(), 2);
+    assert_eq!(traces[1].data.spans[0].parent_id(), None);
+}
+
+#[test]
+fn a_root_ending_before_a_background_span_waits_for_it() {
+    let capture = Capture::new();
+    let background = capture.run(|| {
+        let _root = start_span("root").start();
+        start_span("background").start_detached()
+    });
+    assert!(
+        capture.traces().is_empty(),
+        "exported only once every span ended"
+    );
+    background.end();
+    let trace = &capture.traces()[0];
+    assert_eq!(trace.data.spans.len(), 2);
+    assert_eq!(trace.data.spans[0].name(), "root", "spans keep start order");
+
+    // force_flush exports a deferred trace as it is.
+    let still_open = capture.run(|| {
+        let _root = start_span("root2").start();
+        start_span("never_ends").start_detached()
+    });
+    capture
+        .tracer()
+        .force_flush(Duration::from_secs(1))
+        .unwrap();
+    let traces = capture.traces();
+    assert_eq!(traces.len(), 2);
+    assert_eq!(traces[1].data.spans.len(), 1);
+    drop(still_open);
+}
+
+#[test]
+fn unserializable_values_are_replaced_counted_and_never_panic() {
+    let capture = Capture::new();
+    capture.run(|| {
+        let span = start_span("bad").start();
+        let mut map = std::collections::BTreeMap::new();
+        map.insert(vec![1u8], "non-string key");
+        span.set_outputs(&map);
+        span.set_attribute("nan", &f64::NAN);
+    });
+    let span = &capture.traces()[0].data.spans[0];
+    assert!(
+        span.outputs()
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .starts_with("<unserializable outputs:")
+    );
+    assert_eq!(raw(span, "nan").unwrap(), "null");
+    assert_eq!(capture.tracer().stats().serialization_errors, 1);
+}
+
+#[test]
+fn exporter_receives_spans_before_their_trace() {
+    let capture = Capture::with_exporter(InMemoryExporter::with_spans(), |b| b).unwrap();
+    capture.run(|| {
+        let _root = start_span("root").start();
+        drop(start_span("child").start());
+    });
+    let kinds: Vec<&str> = capture
+        .exporter()
+        .items()
+        .iter()
+        .map(|i| match i {
+            ExportItem::Span(s) => {
+                if s.span.name() == "root" {
+                    "span:root"
+                } else {
+                    "span:child"
+                }
+            }
+            ExportItem::Trace(_) => "trace",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["span:child", "span:root", "trace"]);
+}

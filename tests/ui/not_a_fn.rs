@@ -1,0 +1,4 @@
+#[mlflow_tracing::trace]
+struct Agent;
+
+fn main() {}

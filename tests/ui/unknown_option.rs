@@ -1,0 +1,4 @@
+#[mlflow_tracing::trace(kind = "LLM")]
+fn f() {}
+
+fn main() {}
