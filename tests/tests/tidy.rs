@@ -175,8 +175,7 @@ fn crates_follow_the_workspace_conventions() {
                     .filter(|l| !l.is_empty() && !l.starts_with('#'))
                 {
                     assert!(
-                        line.contains(".workspace = true")
-                            || line.contains("{ workspace = true"),
+                        line.contains(".workspace = true") || line.contains("{ workspace = true"),
                         "{name}: `{line}` must use [workspace.dependencies]"
                     );
                 }

@@ -4,6 +4,8 @@
 //!   features), the full test suite (which provisions the pinned Python `mlflow` itself), and
 //!   `cargo doc` with warnings denied. This is the README's test command. It ends with one line,
 //!   `ci: N passed, M failed`, summing every test binary and doc-test run.
+//! - `bench [filter]`: the criterion benches, then each SDK measurement next to its bare
+//!   OpenTelemetry counterpart from the same run, with the ratio and its target.
 #![expect(
     clippy::print_stderr,
     clippy::print_stdout,
@@ -13,11 +15,12 @@
 use std::io::BufRead as _;
 use std::process::{Command, ExitCode, Stdio};
 
+mod bench;
 mod ci;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: cargo xtask <command>\n\ncommands:\n  ci    fmt check, clippy -D warnings, tests, docs (the README's test command)"
+        "usage: cargo xtask <command>\n\ncommands:\n  ci               fmt check, clippy -D warnings, tests, docs (the README's test command)\n  bench [filter]   criterion benches with ratios against bare OpenTelemetry"
     );
     ExitCode::FAILURE
 }
@@ -26,6 +29,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(),
+        Some("bench") => bench::run(args.get(1).map(String::as_str)),
         _ => return usage(),
     };
     match result {

@@ -319,10 +319,8 @@ pub fn decode_attribute(stored: &Value) -> Option<Value> {
 /// valid UTF-8), so scanning for backslash escapes is enough.
 pub(crate) fn replace_lone_surrogates(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
-    if !bytes
-        .windows(3)
-        .any(|w| w[0] == b'\\' && w[1] == b'u' && matches!(w[2], b'd' | b'D'))
-    {
+    // Fast path (substring search): no `\\uD…` escape, no surrogate.
+    if !text.contains("\\ud") && !text.contains("\\uD") {
         return Cow::Borrowed(text);
     }
     let unit_at = |i: usize| -> Option<u16> {

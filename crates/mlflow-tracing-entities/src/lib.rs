@@ -53,7 +53,8 @@ mod trace_info;
 pub use error::{EntityError, Result};
 pub use ids::{MlflowTraceId, SpanId, TRACE_ID_V3_PREFIX, TRACE_ID_V4_PREFIX, TraceId};
 pub use span::{
-    Link, Span, SpanBuilder, SpanEvent, SpanLogLevel, SpanStatus, SpanStatusCode, SpanType,
+    Link, Span, SpanBuilder, SpanEvent, SpanLogLevel, SpanParts, SpanStatus, SpanStatusCode,
+    SpanType,
 };
 pub use token_usage::TokenUsage;
 pub use trace::{SizeStats, Trace, TraceData};

@@ -4,6 +4,9 @@ use serde_json::{Map, Value};
 
 /// Cuts `s` to `max_chars` characters: the first `max_chars - 3` followed by `...` when longer.
 pub fn truncate_with_ellipsis(s: &str, max_chars: usize) -> String {
+    if s.len() <= max_chars {
+        return s.to_owned(); // never more characters than bytes
+    }
     match s.char_indices().nth(max_chars) {
         None => s.to_owned(),
         Some(_) => {
@@ -39,6 +42,10 @@ impl PreviewRole {
 /// message with the preferred role (else the last message). Otherwise it is the raw JSON text
 /// itself. Either is cut to `max_chars` with a `...` suffix.
 pub fn preview(raw_json: &str, role: PreviewRole, max_chars: usize) -> String {
+    // Every chat shape holds a message object with a `role` key; without one, skip the parse.
+    if !raw_json.contains("\"role\"") {
+        return truncate_with_ellipsis(raw_json, max_chars);
+    }
     let parsed = crate::json::parse_json::<Value>(raw_json).ok();
     let text = parsed
         .as_ref()

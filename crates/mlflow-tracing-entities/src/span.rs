@@ -511,6 +511,50 @@ impl Span {
     }
 }
 
+/// Every field of a span, for code that converts spans from another representation (the SDK's
+/// span processor) without the per-field builder.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpanParts {
+    /// The OpenTelemetry trace id.
+    pub trace_id: TraceId,
+    /// The span id.
+    pub span_id: SpanId,
+    /// The parent span id; `None` for a root span.
+    pub parent_id: Option<SpanId>,
+    /// The name.
+    pub name: String,
+    /// Start time, ns since the Unix epoch.
+    pub start_time_ns: u64,
+    /// End time, ns since the Unix epoch.
+    pub end_time_ns: Option<u64>,
+    /// The status.
+    pub status: SpanStatus,
+    /// Events, in order.
+    pub events: Vec<SpanEvent>,
+    /// Links.
+    pub links: Vec<Link>,
+    /// Attributes as stored (JSON text for MLflow-set values), including
+    /// `mlflow.traceRequestId`.
+    pub attributes: Map<String, Value>,
+}
+
+impl From<SpanParts> for Span {
+    fn from(p: SpanParts) -> Span {
+        Span {
+            trace_id: p.trace_id,
+            span_id: p.span_id,
+            parent_id: p.parent_id,
+            name: p.name,
+            start_time_ns: p.start_time_ns,
+            end_time_ns: p.end_time_ns,
+            status: p.status,
+            events: p.events,
+            links: p.links,
+            attributes: p.attributes,
+        }
+    }
+}
+
 /// Edits of a finished span, for span processors that redact or enrich spans before export.
 impl Span {
     /// Sets an attribute to `json.dumps(value)` (MLflow's stored form).

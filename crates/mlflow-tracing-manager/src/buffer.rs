@@ -1,6 +1,7 @@
 //! The in-memory trace manager: in-progress traces keyed by OpenTelemetry trace id, with MLflow's
 //! TTL and capacity limits (moka), and the bookkeeping that decides when a trace is complete.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,9 @@ pub(crate) struct TraceEntry {
     pub(crate) registered: Instant,
     /// A placeholder for a trace continued from a remote `traceparent`.
     pub(crate) remote: bool,
+    /// Set by the buffer's eviction listener (which must not block on `state`): later spans of
+    /// this trace are dropped and counted, even when handed over directly.
+    pub(crate) evicted: AtomicBool,
     pub(crate) state: Mutex<EntryState>,
 }
 
@@ -74,6 +78,7 @@ impl TraceEntry {
             request_id_attr,
             registered: Instant::now(),
             remote,
+            evicted: AtomicBool::new(false),
             state: Mutex::new(EntryState {
                 info,
                 finished: Vec::new(),
@@ -107,7 +112,7 @@ impl TraceEntry {
     /// root has ended and no span is open (or the trace was halted).
     pub(crate) fn finish_span(&self, span: Span) -> Result<Option<Completed>, Box<Span>> {
         let mut st = self.lock();
-        if st.popped {
+        if st.popped || self.evicted.load(Ordering::Acquire) {
             return Err(Box::new(span));
         }
         let id = span.span_id();
@@ -156,6 +161,37 @@ impl TraceEntry {
     }
 }
 
+thread_local! {
+    /// The trace of the span the span API is starting or ending on this thread, so the span
+    /// processor (called synchronously by the SDK inside `start`/`end`) finds it without a
+    /// buffer lookup. Taken (not read) so nested calls fall back to the buffer.
+    static HANDOFF: std::cell::RefCell<Option<Arc<TraceEntry>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (which starts or ends a span) with `entry` handed to the span processor.
+pub(crate) fn with_handoff<R>(entry: Option<&Arc<TraceEntry>>, f: impl FnOnce() -> R) -> R {
+    let Some(entry) = entry else { return f() };
+    let previous = HANDOFF.with(|h| h.borrow_mut().replace(entry.clone()));
+    let result = f();
+    HANDOFF.with(|h| *h.borrow_mut() = previous);
+    result
+}
+
+/// The handed-off trace, if it is the one with `trace_id`.
+fn take_handoff(trace_id: TraceId) -> Option<Arc<TraceEntry>> {
+    HANDOFF
+        .try_with(|h| {
+            let mut slot = h.try_borrow_mut().ok()?;
+            if slot.as_ref()?.otel_trace_id == trace_id {
+                slot.take()
+            } else {
+                None
+            }
+        })
+        .ok()
+        .flatten()
+}
+
 /// The buffer of in-progress traces.
 pub(crate) struct TraceBuffer {
     cache: Cache<u128, Arc<TraceEntry>>,
@@ -173,6 +209,7 @@ impl TraceBuffer {
                     RemovalCause::Size => "the buffer is full",
                     RemovalCause::Explicit | RemovalCause::Replaced => return,
                 };
+                entry.evicted.store(true, Ordering::Release);
                 // Never block here: the listener may run while another thread works on the entry.
                 let spans = entry.state.try_lock().map_or(0, |st| {
                     if st.popped {
@@ -195,6 +232,13 @@ impl TraceBuffer {
 
     pub(crate) fn get(&self, trace_id: TraceId) -> Option<Arc<TraceEntry>> {
         self.cache.get(&trace_id.to_int())
+    }
+
+    /// The trace handed off by the span API on this thread, else a buffer lookup.
+    pub(crate) fn get_for_span(&self, trace_id: TraceId) -> Option<Arc<TraceEntry>> {
+        take_handoff(trace_id)
+            .filter(|e| !e.evicted.load(Ordering::Acquire))
+            .or_else(|| self.get(trace_id))
     }
 
     pub(crate) fn remove(&self, trace_id: TraceId) {

@@ -112,12 +112,12 @@ impl LiveSpanInner {
             return;
         }
         let span = self.otel_cx.span();
-        match end_time_ns {
+        crate::buffer::with_handoff(self.entry.as_ref(), || match end_time_ns {
             Some(ns) => {
                 span.end_with_timestamp(SystemTime::UNIX_EPOCH + Duration::from_nanos(ns));
             }
             None => span.end(),
-        }
+        });
     }
 }
 
@@ -570,7 +570,13 @@ impl StartSpan {
             Parent::Local(p) => p.otel_cx.clone(),
             Parent::Remote(cx) => cx.clone(),
         };
-        let mut span = tracer.otel_tracer().build_with_context(builder, &parent_cx);
+        let parent_entry = match &parent {
+            Parent::Local(p) => p.entry.as_ref(),
+            _ => None,
+        };
+        let mut span = crate::buffer::with_handoff(parent_entry, || {
+            tracer.otel_tracer().build_with_context(builder, &parent_cx)
+        });
         let recording = span.is_recording();
         let sc = span.span_context().clone();
         let trace_id = TraceId::from(sc.trace_id());

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use mlflow_tracing_entities::{
-    Link, MlflowTraceId, Span, SpanEvent, SpanId, SpanStatus, SpanType, TraceId, keys,
+    Link, MlflowTraceId, Span, SpanEvent, SpanId, SpanParts, SpanStatus, SpanType, TraceId, keys,
 };
 use opentelemetry::trace::{Span as _, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue, StringValue, Value as OtelValue};
@@ -46,7 +46,7 @@ impl SpanProcessor for MlflowSpanProcessor {
         let has_parent = cx.has_active_span() && cx.span().span_context().is_valid();
         let shared = &self.shared;
         let entry = if has_parent {
-            match shared.buffer.get(trace_id) {
+            match shared.buffer.get_for_span(trace_id) {
                 Some(entry) => entry,
                 None => {
                     tracing::debug!(
@@ -151,41 +151,65 @@ pub(crate) fn convert(data: SpanData) -> Span {
         Cow::Borrowed(s) => s.to_owned(),
         Cow::Owned(s) => s,
     };
-    let mut builder = Span::builder(trace_id, span_id, name)
-        .parent(parent)
-        .times(unix_nanos(data.start_time), Some(unix_nanos(data.end_time)))
-        .status(status);
+    let mut attributes = Map::with_capacity(data.attributes.len() + 1);
     for kv in data.attributes {
-        builder = builder.raw_attribute(kv.key.as_str().to_owned(), otel_value_to_json(kv.value));
+        attributes.insert(kv.key.as_str().to_owned(), otel_value_to_json(kv.value));
     }
-    for event in data.events.events {
-        let mut attributes = Map::new();
-        for kv in event.attributes {
-            attributes.insert(kv.key.as_str().to_owned(), otel_value_to_json(kv.value));
-        }
-        builder = builder.event(SpanEvent {
+    let events = data
+        .events
+        .events
+        .into_iter()
+        .map(|event| SpanEvent {
             name: event.name.into_owned(),
             time_unix_nano: unix_nanos(event.timestamp),
-            attributes,
-        });
-    }
-    for link in data.links.links {
-        let mut attributes = Map::new();
-        for kv in link.attributes {
-            attributes.insert(kv.key.as_str().to_owned(), otel_value_to_json(kv.value));
-        }
-        builder = builder.link(Link {
-            trace_id: MlflowTraceId::v3(TraceId::from(link.span_context.trace_id())).to_string(),
-            span_id: SpanId::from(link.span_context.span_id()),
-            attributes: (!attributes.is_empty()).then_some(attributes),
-        });
-    }
-    let mut span = builder.build();
+            attributes: event
+                .attributes
+                .into_iter()
+                .map(|kv| (kv.key.as_str().to_owned(), otel_value_to_json(kv.value)))
+                .collect(),
+        })
+        .collect();
+    let links = data
+        .links
+        .links
+        .into_iter()
+        .map(|link| {
+            let attributes: Map<String, Value> = link
+                .attributes
+                .into_iter()
+                .map(|kv| (kv.key.as_str().to_owned(), otel_value_to_json(kv.value)))
+                .collect();
+            Link {
+                trace_id: MlflowTraceId::v3(TraceId::from(link.span_context.trace_id()))
+                    .to_string(),
+                span_id: SpanId::from(link.span_context.span_id()),
+                attributes: (!attributes.is_empty()).then_some(attributes),
+            }
+        })
+        .collect();
+    let mut span = Span::from(SpanParts {
+        trace_id,
+        span_id,
+        parent_id: parent,
+        name,
+        start_time_ns: unix_nanos(data.start_time),
+        end_time_ns: Some(unix_nanos(data.end_time)),
+        status,
+        events,
+        links,
+        attributes,
+    });
     if !span.raw_attributes().contains_key(keys::span::LOG_LEVEL) {
-        let level = span
-            .span_type()
-            .unwrap_or(SpanType::Unknown)
-            .default_log_level();
+        // The span type as stored is almost always a plain JSON string: read it without parsing.
+        let span_type = match span.raw_attributes().get(keys::span::SPAN_TYPE) {
+            Some(Value::String(s))
+                if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') && !s.contains('\\') =>
+            {
+                SpanType::from(&s[1..s.len() - 1])
+            }
+            _ => span.span_type().unwrap_or(SpanType::Unknown),
+        };
+        let level = span_type.default_log_level();
         span.set_raw_attribute(
             keys::span::LOG_LEVEL,
             Value::String(level.as_i64().to_string()),

@@ -150,7 +150,7 @@ impl Shared {
     /// The processor's `on_end`.
     pub(crate) fn end_span(&self, data: SpanData) {
         let trace_id = TraceId::from(data.span_context.trace_id());
-        let Some(entry) = self.buffer.get(trace_id) else {
+        let Some(entry) = self.buffer.get_for_span(trace_id) else {
             self.stats.span_dropped(&data.name);
             return;
         };
@@ -189,6 +189,9 @@ impl Shared {
 
     /// Pops a completed trace and hands it to the exporter.
     pub(crate) fn complete(&self, entry: &TraceEntry, completed: Completed) {
+        if entry.evicted.load(Ordering::Acquire) {
+            return; // already counted and logged as evicted
+        }
         self.buffer.remove(entry.otel_trace_id);
         let Completed {
             info,
@@ -219,26 +222,26 @@ impl Shared {
         }
     }
 
-    /// Halts traces older than the timeout (at most once per check interval unless `force`).
+    /// Applies buffer expiry and halts traces older than the timeout (at most once per check
+    /// interval unless `force`).
     pub(crate) fn check_timeouts(&self, force: bool) {
+        let now_ms = self.created.elapsed().as_millis() as u64;
+        let last = self.last_timeout_check_ms.load(Ordering::Relaxed);
+        if !force {
+            let interval = self.timeout_check_interval.as_millis() as u64;
+            if now_ms.saturating_sub(last) < interval
+                || self
+                    .last_timeout_check_ms
+                    .compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+            {
+                return; // checked recently, or another thread is checking
+            }
+        }
         self.buffer.run_pending_tasks();
         let Some(timeout) = self.trace_timeout else {
             return;
         };
-        let now_ms = self.created.elapsed().as_millis() as u64;
-        let last = self.last_timeout_check_ms.load(Ordering::Relaxed);
-        let interval = self.timeout_check_interval.as_millis() as u64;
-        if !force && now_ms.saturating_sub(last) < interval {
-            return;
-        }
-        if self
-            .last_timeout_check_ms
-            .compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-            && !force
-        {
-            return; // another thread is checking
-        }
         for entry in self.buffer.entries() {
             if entry.remote || entry.registered.elapsed() < timeout {
                 continue;
