@@ -143,12 +143,57 @@ fn uc_trace() -> Trace {
     trace
 }
 
+#[derive(Debug)]
+struct ToolError;
+
+impl std::fmt::Display for ToolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("tool \"search\" failed: timeout")
+    }
+}
+
+#[mlflow_tracing::trace(span_type = "TOOL")]
+fn search(query: &str) -> Result<Vec<String>, ToolError> {
+    if query.is_empty() {
+        return Err(ToolError);
+    }
+    Ok(vec![format!("doc about {query}")])
+}
+
+#[mlflow_tracing::trace(span_type = "AGENT", attributes(model = "gpt-x"))]
+fn answer(question: &str) -> String {
+    let _ = search("");
+    let docs = search(question).unwrap_or_default();
+    let llm = mlflow_tracing::start_span("llm")
+        .span_type(SpanType::ChatModel)
+        .inputs(&json!({"messages": [{"role": "user", "content": question}]}))
+        .start();
+    llm.set_attribute(
+        keys::span::CHAT_USAGE,
+        &json!({"input_tokens": 12, "output_tokens": 3, "total_tokens": 15}),
+    );
+    llm.add_event(SpanEvent::new("first_token", 1_700_000_000_000_000_000));
+    llm.set_outputs(&json!({"choices": [{"message": {"role": "assistant", "content": "42 ✓"}}]}));
+    format!("42 ({} docs)", docs.len())
+}
+
+/// A trace made by the span API (`#[trace]`, `start_span`, errors, events, token usage).
+fn span_api_trace() -> Trace {
+    let capture =
+        mlflow_tracing::testing::Capture::with(|b| b.with_environment_metadata(true)).unwrap();
+    capture.run(|| answer("meaning of life?"));
+    let mut trace = capture.traces().remove(0);
+    trace.add_size_stats().unwrap();
+    trace
+}
+
 #[test]
 fn python_mlflow_reads_back_what_we_write() {
     let dir = tempfile::tempdir().unwrap();
     let mut traces: Vec<(String, Trace)> = vec![
         ("hostile".into(), hostile_trace()),
         ("uc".into(), uc_trace()),
+        ("span_api".into(), span_api_trace()),
     ];
     for name in SCENARIOS {
         traces.push((

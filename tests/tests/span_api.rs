@@ -710,3 +710,57 @@ fn exporter_receives_spans_before_their_trace() {
         .collect();
     assert_eq!(kinds, ["span:child", "span:root", "trace"]);
 }
+
+#[test]
+fn root_start_sets_experiment_schema_and_environment_metadata() {
+    let capture =
+        Capture::with(|b| b.with_environment_metadata(true).with_experiment_id("7")).unwrap();
+    capture.run(|| {
+        drop(start_span("default_experiment").start());
+        drop(start_span("explicit").experiment_id("42").start());
+    });
+    let traces = capture.traces();
+    let info = &traces[0].info;
+    assert_eq!(info.experiment_id(), Some("7"));
+    assert_eq!(info.state, TraceState::Ok);
+    let git_head = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    assert_eq!(info.trace_metadata["mlflow.source.git.commit"], git_head);
+    assert_eq!(info.trace_metadata["mlflow.source.type"], "LOCAL");
+    assert!(!info.trace_metadata["mlflow.user"].is_empty());
+    assert!(info.trace_metadata.contains_key("mlflow.source.name"));
+    assert!(info.trace_metadata.contains_key("mlflow.source.git.branch"));
+    assert!(
+        info.trace_metadata
+            .contains_key("mlflow.source.git.repoURL")
+    );
+
+    let explicit = &traces[1];
+    assert_eq!(explicit.info.experiment_id(), Some("42"));
+    assert_eq!(
+        raw(&explicit.data.spans[0], "mlflow.experimentId").unwrap(),
+        "\"42\""
+    );
+    // Without environment metadata (the Capture default) only MLflow's own keys are there.
+    let plain = Capture::new();
+    plain.run(|| drop(start_span("x").start()));
+    let keys: Vec<String> = plain.traces()[0]
+        .info
+        .trace_metadata
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "mlflow.trace_schema.version",
+            "mlflow.traceInputs",
+            "mlflow.traceOutputs"
+        ]
+    );
+}

@@ -88,6 +88,11 @@ pub use mlflow_tracing_manager::testing;
 #[doc(hidden)]
 pub use mlflow_tracing_manager::__private;
 
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 /// How long dropping an [`InitGuard`] waits for the exporter.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
