@@ -111,6 +111,11 @@ fn traced_functions_build_a_tree_in_mlflow_form() {
 
     // The error of the tool: exception event, ERROR status, no outputs.
     assert_eq!(raw(tool, "mlflow.spanType").unwrap(), "\"TOOL\"");
+    assert_eq!(
+        raw(tool, "mlflow.spanLogLevel").unwrap(),
+        "40",
+        "an exception raises the level"
+    );
     assert_eq!(raw(tool, "mlflow.spanOutputs"), None);
     assert_eq!(
         tool.status(),
@@ -648,19 +653,29 @@ fn a_root_ending_before_a_background_span_waits_for_it() {
     assert_eq!(trace.data.spans.len(), 2);
     assert_eq!(trace.data.spans[0].name(), "root", "spans keep start order");
 
-    // force_flush exports a deferred trace as it is.
+    // force_flush does not cut such a trace short; shutdown exports it as it is, and counts
+    // a trace still in progress.
     let still_open = capture.run(|| {
         let _root = start_span("root2").start();
         start_span("never_ends").start_detached()
     });
+    let unfinished_root = capture.run(|| start_span("unfinished").start_detached());
     capture
         .tracer()
         .force_flush(Duration::from_secs(1))
         .unwrap();
+    assert_eq!(capture.traces().len(), 1);
+    capture.tracer().shutdown(Duration::from_secs(1)).unwrap();
     let traces = capture.traces();
     assert_eq!(traces.len(), 2);
     assert_eq!(traces[1].data.spans.len(), 1);
+    assert_eq!(capture.tracer().stats().traces_evicted, 1);
     drop(still_open);
+    drop(unfinished_root);
+    assert_eq!(
+        capture.tracer().shutdown(Duration::from_secs(1)),
+        Err(mlflow_tracing::LifecycleError::AlreadyShutdown)
+    );
 }
 
 #[test]
@@ -763,4 +778,83 @@ fn root_start_sets_experiment_schema_and_environment_metadata() {
             "mlflow.traceOutputs"
         ]
     );
+}
+
+#[test]
+fn the_last_status_wins_and_ok_is_final() {
+    let capture = Capture::new();
+    capture.run(|| {
+        let _root = start_span("root").start();
+        let a = start_span("a").start();
+        a.record_exception("ValueError", "first", "");
+        a.record_exception("IOError", "second", "");
+        drop(a);
+        let b = start_span("b").start();
+        b.set_status(SpanStatus::ok());
+        b.set_status(SpanStatus::error("too late"));
+    });
+    let trace = &capture.traces()[0];
+    assert_eq!(
+        by_name(trace, "a").status(),
+        &SpanStatus::error("IOError: second")
+    );
+    assert_eq!(by_name(trace, "a").events().len(), 2);
+    assert_eq!(by_name(trace, "b").status(), &SpanStatus::ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_outliving_its_parent_span_stays_in_the_trace() {
+    let capture = Capture::new();
+    capture
+        .scope(async {
+            let root = start_span("root").start_detached();
+            let background = root
+                .instrument(async {
+                    let parent = start_span("parent").start_detached();
+                    let task = {
+                        let _entered = parent.enter();
+                        step(5, 1).in_current_span()
+                    };
+                    parent.end();
+                    tokio::spawn(task).await.unwrap()
+                })
+                .await;
+            root.end();
+            background
+        })
+        .await;
+    let traces = capture.traces();
+    assert_eq!(traces.len(), 1);
+    let trace = &traces[0];
+    assert_eq!(trace.data.spans.len(), 3);
+    assert_eq!(
+        by_name(trace, "step").parent_id(),
+        Some(by_name(trace, "parent").span_id())
+    );
+}
+
+#[derive(Debug)]
+struct PanickingExporter;
+
+#[mlflow_tracing::async_trait]
+impl mlflow_tracing::TraceExporter for PanickingExporter {
+    async fn export(&self, _batch: Vec<ExportItem>) -> Result<(), mlflow_tracing::ExportError> {
+        panic!("exporter bug")
+    }
+}
+
+#[test]
+fn a_panicking_exporter_is_counted_not_propagated() {
+    let tracer = mlflow_tracing::Tracer::builder()
+        .with_environment_metadata(false)
+        .with_exporter(PanickingExporter)
+        .build()
+        .unwrap();
+    tracer.in_scope(|| drop(start_span("x").start()));
+    let stats = tracer.stats();
+    assert_eq!(stats.traces_finished, 1);
+    assert_eq!(stats.items_failed, 1);
+    // The thread is still usable.
+    tracer.in_scope(|| drop(start_span("y").start()));
+    assert_eq!(tracer.stats().items_failed, 2);
 }

@@ -1,7 +1,7 @@
 //! The in-memory trace manager: in-progress traces keyed by OpenTelemetry trace id, with MLflow's
 //! TTL and capacity limits (moka), and the bookkeeping that decides when a trace is complete.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,13 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// [`TraceEntry::fate`]: in progress.
+pub(crate) const LIVE: u8 = 0;
+/// [`TraceEntry::fate`]: completed and handed to the exporter.
+pub(crate) const POPPED: u8 = 1;
+/// [`TraceEntry::fate`]: evicted from the buffer.
+pub(crate) const EVICTED: u8 = 2;
+
 /// One in-progress trace.
 pub(crate) struct TraceEntry {
     pub(crate) otel_trace_id: TraceId,
@@ -30,9 +37,11 @@ pub(crate) struct TraceEntry {
     pub(crate) registered: Instant,
     /// A placeholder for a trace continued from a remote `traceparent`.
     pub(crate) remote: bool,
-    /// Set by the buffer's eviction listener (which must not block on `state`): later spans of
-    /// this trace are dropped and counted, even when handed over directly.
-    pub(crate) evicted: AtomicBool,
+    /// [`LIVE`], then exactly one of [`POPPED`] (completed, handed to the exporter) or
+    /// [`EVICTED`] (dropped by the buffer, counted by its listener), claimed by compare-exchange
+    /// so a trace is never both, nor lost between the two. After eviction, later spans of this
+    /// trace are dropped and counted, even when handed over directly.
+    pub(crate) fate: AtomicU8,
     pub(crate) state: Mutex<EntryState>,
 }
 
@@ -78,7 +87,7 @@ impl TraceEntry {
             request_id_attr,
             registered: Instant::now(),
             remote,
-            evicted: AtomicBool::new(false),
+            fate: AtomicU8::new(LIVE),
             state: Mutex::new(EntryState {
                 info,
                 finished: Vec::new(),
@@ -112,7 +121,7 @@ impl TraceEntry {
     /// root has ended and no span is open (or the trace was halted).
     pub(crate) fn finish_span(&self, span: Span) -> Result<Option<Completed>, Box<Span>> {
         let mut st = self.lock();
-        if st.popped || self.evicted.load(Ordering::Acquire) {
+        if st.popped || self.is_evicted() {
             return Err(Box::new(span));
         }
         let id = span.span_id();
@@ -128,14 +137,14 @@ impl TraceEntry {
             st.root_ended = true;
         }
         st.finished.push((seq, span));
-        Ok(Self::take_if_complete(&mut st))
+        Ok(self.take_if_complete(&mut st))
     }
 
     /// Marks the root scope as ended (remote placeholders) and returns the trace if complete.
     pub(crate) fn end_scope(&self) -> Option<Completed> {
         let mut st = self.lock();
         st.root_ended = true;
-        Self::take_if_complete(&mut st)
+        self.take_if_complete(&mut st)
     }
 
     /// Forces completion (timeout or shutdown): the trace is exported with what it has.
@@ -143,14 +152,25 @@ impl TraceEntry {
         let mut st = self.lock();
         st.root_ended = true;
         st.halted = true;
-        Self::take_if_complete(&mut st)
+        self.take_if_complete(&mut st)
     }
 
-    fn take_if_complete(st: &mut EntryState) -> Option<Completed> {
+    pub(crate) fn is_evicted(&self) -> bool {
+        self.fate.load(Ordering::Acquire) == EVICTED
+    }
+
+    fn take_if_complete(&self, st: &mut EntryState) -> Option<Completed> {
         if st.popped || !st.root_ended || !(st.open.is_empty() || st.halted) {
             return None;
         }
         st.popped = true;
+        if self
+            .fate
+            .compare_exchange(LIVE, POPPED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return None; // evicted first: counted and logged by the eviction listener
+        }
         let mut finished = std::mem::take(&mut st.finished);
         finished.sort_by_key(|(seq, _)| *seq);
         Some(Completed {
@@ -170,11 +190,21 @@ thread_local! {
 
 /// Runs `f` (which starts or ends a span) with `entry` handed to the span processor.
 pub(crate) fn with_handoff<R>(entry: Option<&Arc<TraceEntry>>, f: impl FnOnce() -> R) -> R {
+    /// Restores the previous slot even if `f` unwinds.
+    struct Restore(Option<Arc<TraceEntry>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            let _ = HANDOFF.try_with(|h| {
+                if let Ok(mut slot) = h.try_borrow_mut() {
+                    *slot = previous;
+                }
+            });
+        }
+    }
     let Some(entry) = entry else { return f() };
-    let previous = HANDOFF.with(|h| h.borrow_mut().replace(entry.clone()));
-    let result = f();
-    HANDOFF.with(|h| *h.borrow_mut() = previous);
-    result
+    let _restore = Restore(HANDOFF.with(|h| h.borrow_mut().replace(entry.clone())));
+    f()
 }
 
 /// The handed-off trace, if it is the one with `trace_id`.
@@ -198,29 +228,36 @@ pub(crate) struct TraceBuffer {
 }
 
 impl TraceBuffer {
-    pub(crate) fn new(ttl: Duration, max_size: u64, stats: Arc<Stats>) -> Self {
-        let cache = Cache::builder()
+    /// `ttl: None` keeps traces until they complete, are halted or are pushed out by capacity
+    /// (MLflow drops the TTL when a trace timeout is set).
+    pub(crate) fn new(ttl: Option<Duration>, max_size: u64, stats: Arc<Stats>) -> Self {
+        let mut builder = Cache::builder()
             .max_capacity(max_size)
-            .time_to_live(ttl)
-            .eviction_policy(EvictionPolicy::lru())
+            .eviction_policy(EvictionPolicy::lru());
+        if let Some(ttl) = ttl {
+            // moka refuses TTLs beyond 1000 years; a century is "forever" here.
+            builder = builder.time_to_live(ttl.min(Duration::from_secs(100 * 365 * 24 * 3600)));
+        }
+        let cache = builder
             .eviction_listener(move |_key, entry: Arc<TraceEntry>, cause| {
                 let why = match cause {
                     RemovalCause::Expired => "older than the buffer TTL",
                     RemovalCause::Size => "the buffer is full",
                     RemovalCause::Explicit | RemovalCause::Replaced => return,
                 };
-                entry.evicted.store(true, Ordering::Release);
-                // Never block here: the listener may run while another thread works on the entry.
-                let spans = entry.state.try_lock().map_or(0, |st| {
-                    if st.popped {
-                        usize::MAX
-                    } else {
-                        st.finished.len() + st.open.len()
-                    }
-                });
-                if spans != usize::MAX {
-                    stats.trace_evicted(&entry.mlflow_trace_id, spans, why);
+                if entry
+                    .fate
+                    .compare_exchange(LIVE, EVICTED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+                {
+                    return; // completed first: it is being exported
                 }
+                // Never block here: the listener may run while another thread works on the entry.
+                let spans = entry
+                    .state
+                    .try_lock()
+                    .map_or(0, |st| st.finished.len() + st.open.len());
+                stats.trace_evicted(&entry.mlflow_trace_id, spans, why);
             })
             .build();
         TraceBuffer { cache }
@@ -237,7 +274,7 @@ impl TraceBuffer {
     /// The trace handed off by the span API on this thread, else a buffer lookup.
     pub(crate) fn get_for_span(&self, trace_id: TraceId) -> Option<Arc<TraceEntry>> {
         take_handoff(trace_id)
-            .filter(|e| !e.evicted.load(Ordering::Acquire))
+            .filter(|e| !e.is_evicted())
             .or_else(|| self.get(trace_id))
     }
 

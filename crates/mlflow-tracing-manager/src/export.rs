@@ -143,9 +143,19 @@ impl Dispatch for InlineDispatch {
                 .record_export_dropped(1, "the exporter is shut down");
             return;
         }
-        match futures_executor::block_on(self.exporter.export(vec![item])) {
-            Ok(()) => self.stats.record_exported(1),
-            Err(err) => self.stats.record_export_failed(1, &err),
+        let export = std::panic::AssertUnwindSafe(|| {
+            futures_executor::block_on(self.exporter.export(vec![item]))
+        });
+        match std::panic::catch_unwind(export) {
+            Ok(Ok(())) => self.stats.record_exported(1),
+            Ok(Err(err)) => self.stats.record_export_failed(1, &err),
+            Err(payload) => self.stats.record_export_failed(
+                1,
+                &format!(
+                    "the exporter panicked: {}",
+                    crate::live::panic_message(payload.as_ref())
+                ),
+            ),
         }
     }
 

@@ -42,10 +42,25 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// The short name of a type, as MLflow's `exception.type` holds a class name: the last path
 /// segment of [`std::any::type_name`], generics kept (`Error`, `MyError<u8>`).
 pub(crate) fn short_type_name<T: ?Sized>() -> String {
+    // Drop the module path of every path in the name: `alloc::boxed::Box<dyn core::error::Error>`
+    // becomes `Box<dyn Error>`.
     let full = std::any::type_name::<T>();
-    let base_end = full.find('<').unwrap_or(full.len());
-    let start = full[..base_end].rfind("::").map_or(0, |i| i + 2);
-    full[start..].to_owned()
+    let mut out = String::with_capacity(full.len());
+    let mut token = String::new();
+    let flush = |token: &mut String, out: &mut String| {
+        out.push_str(token.rsplit("::").next().unwrap_or(token));
+        token.clear();
+    };
+    for c in full.chars() {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            token.push(c);
+        } else {
+            flush(&mut token, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut token, &mut out);
+    out
 }
 
 pub(crate) struct LiveSpanInner {
@@ -59,6 +74,8 @@ pub(crate) struct LiveSpanInner {
     pub(crate) recording: bool,
     pub(crate) ended: AtomicBool,
     pub(crate) outputs_set: AtomicBool,
+    /// The status to apply at end (MLflow's rules, see `set_status_raw`).
+    pub(crate) status: std::sync::Mutex<Option<SpanStatus>>,
 }
 
 impl LiveSpanInner {
@@ -99,25 +116,44 @@ impl LiveSpanInner {
         if !self.recording {
             return;
         }
-        let status = match status.code {
-            SpanStatusCode::Error => Status::error(status.message),
-            SpanStatusCode::Ok => Status::Ok,
-            SpanStatusCode::Unset => Status::Unset,
-        };
-        self.otel_cx.span().set_status(status);
-    }
-
-    pub(crate) fn end_raw(&self, end_time_ns: Option<u64>) {
-        if self.ended.swap(true, Ordering::AcqRel) {
+        // The SDK keeps the "greatest" status (and orders ERRORs by description); MLflow keeps
+        // the last one set, except that OK is final. Keep it here and apply it once at end.
+        let mut current = crate::buffer::lock(&self.status);
+        if current
+            .as_ref()
+            .is_some_and(|s| s.code == SpanStatusCode::Ok)
+        {
             return;
         }
+        *current = Some(status);
+    }
+
+    /// Ends the span; false if it had already been ended (by another thread, say).
+    pub(crate) fn end_raw(&self, end_time_ns: Option<u64>) -> bool {
+        if self.ended.swap(true, Ordering::AcqRel) {
+            return false;
+        }
         let span = self.otel_cx.span();
-        crate::buffer::with_handoff(self.entry.as_ref(), || match end_time_ns {
-            Some(ns) => {
-                span.end_with_timestamp(SystemTime::UNIX_EPOCH + Duration::from_nanos(ns));
-            }
-            None => span.end(),
+        let status = crate::buffer::lock(&self.status).take();
+        if self.recording
+            && let Some(status) = status
+        {
+            span.set_status(match status.code {
+                SpanStatusCode::Error => Status::error(status.message),
+                SpanStatusCode::Ok => Status::Ok,
+                SpanStatusCode::Unset => Status::Unset,
+            });
+        }
+        let shared = self.tracer.shared();
+        crate::buffer::with_handoff(self.entry.as_ref(), || {
+            crate::processor::end_deferred(shared, || match end_time_ns {
+                Some(ns) => {
+                    span.end_with_timestamp(SystemTime::UNIX_EPOCH + Duration::from_nanos(ns));
+                }
+                None => span.end(),
+            });
         });
+        true
     }
 }
 
@@ -640,6 +676,7 @@ impl StartSpan {
             recording,
             ended: AtomicBool::new(false),
             outputs_set: AtomicBool::new(false),
+            status: std::sync::Mutex::new(None),
         });
         if is_root && let Some(entry) = &inner.entry {
             entry.lock().root_span = Some(Arc::downgrade(&inner));
@@ -672,8 +709,15 @@ fn resolve_parent(
     });
     if let Some(active) = active {
         let inner = active.inner?; // children of a no-op span are no-ops
-        // A span whose end was forced (timeout) but whose guard leaked is no parent any more.
-        if !inner.ended.load(Ordering::Acquire) {
+        // An ended parent still is one while its trace is in progress (a task spawned with
+        // `in_current_span` may outlive its parent, as in MLflow). Once the trace is gone (the
+        // leaked guard of a halted or evicted trace, say), new spans start a new trace.
+        let trace_gone = inner.ended.load(Ordering::Acquire)
+            && inner
+                .entry
+                .as_ref()
+                .is_some_and(|e| e.is_evicted() || e.lock().popped);
+        if !trace_gone {
             return Some((inner.tracer.clone(), Parent::Local(inner)));
         }
     }

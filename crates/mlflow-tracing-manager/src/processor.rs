@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use mlflow_tracing_entities::{
-    Link, MlflowTraceId, Span, SpanEvent, SpanId, SpanParts, SpanStatus, SpanType, TraceId, keys,
+    Link, MlflowTraceId, Span, SpanEvent, SpanId, SpanLogLevel, SpanParts, SpanStatus, SpanType,
+    TraceId, keys,
 };
 use opentelemetry::trace::{Span as _, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue, StringValue, Value as OtelValue};
@@ -37,6 +38,24 @@ pub struct MlflowSpanProcessor {
 }
 
 const UNKNOWN_SPAN_TYPE_JSON: &str = "\"UNKNOWN\"";
+
+thread_local! {
+    static DEFER_END: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static DEFERRED: std::cell::RefCell<Vec<SpanData>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `end` (which ends an SDK span), then processes the ended span outside the SDK's span
+/// lock: user span processors, trace completion and the exporter never run under it.
+pub(crate) fn end_deferred(shared: &Shared, end: impl FnOnce()) {
+    let outer = DEFER_END.replace(true);
+    end();
+    DEFER_END.set(outer);
+    if !outer {
+        for data in DEFERRED.take() {
+            shared.end_span(data);
+        }
+    }
+}
 
 impl SpanProcessor for MlflowSpanProcessor {
     fn on_start(&self, span: &mut SdkSpan, cx: &Context) {
@@ -78,7 +97,13 @@ impl SpanProcessor for MlflowSpanProcessor {
     }
 
     fn on_end(&self, data: SpanData) {
-        self.shared.end_span(data);
+        // Called by the SDK while it holds the span's lock: when the span API ends the span,
+        // only stash the data here and process it once the lock is released (see `end_deferred`).
+        if DEFER_END.get() {
+            DEFERRED.with(|d| d.borrow_mut().push(data));
+        } else {
+            self.shared.end_span(data);
+        }
     }
 
     fn force_flush(&self) -> OTelSdkResult {
@@ -214,6 +239,20 @@ pub(crate) fn convert(data: SpanData) -> Span {
             keys::span::LOG_LEVEL,
             Value::String(level.as_i64().to_string()),
         );
+    }
+    // MLflow raises the level to ERROR when an exception event is added.
+    if span.events().iter().any(|e| e.name == SpanEvent::EXCEPTION) {
+        let error = SpanLogLevel::Error.as_i64();
+        let current = span
+            .raw_attributes()
+            .get(keys::span::LOG_LEVEL)
+            .and_then(|v| match v {
+                Value::String(s) => s.parse::<i64>().ok(),
+                other => other.as_i64(),
+            });
+        if current.is_none_or(|c| c < error) {
+            span.set_raw_attribute(keys::span::LOG_LEVEL, Value::String(error.to_string()));
+        }
     }
     span
 }

@@ -189,9 +189,6 @@ impl Shared {
 
     /// Pops a completed trace and hands it to the exporter.
     pub(crate) fn complete(&self, entry: &TraceEntry, completed: Completed) {
-        if entry.evicted.load(Ordering::Acquire) {
-            return; // already counted and logged as evicted
-        }
         self.buffer.remove(entry.otel_trace_id);
         let Completed {
             info,
@@ -253,15 +250,23 @@ impl Shared {
     /// MLflow's halt: root status ERROR, an `exception` event saying the trace timed out, end the
     /// root (which exports the partial trace).
     fn halt(&self, entry: &TraceEntry, timeout: Duration) {
-        let root = {
+        let (root, deferred) = {
             let mut st = entry.lock();
-            if st.popped || st.root_ended {
+            if st.popped {
                 return;
             }
             st.halted = true;
-            st.root_span.as_ref().and_then(std::sync::Weak::upgrade)
+            let root = st.root_span.as_ref().and_then(std::sync::Weak::upgrade);
+            (root, st.root_ended)
         };
         self.stats.trace_timed_out(&entry.mlflow_trace_id);
+        if deferred {
+            // The root ended; a background span hangs: export what there is.
+            if let Some(completed) = entry.force_complete() {
+                self.complete(entry, completed);
+            }
+            return;
+        }
         let message = format!(
             "Trace {} is timed out after {} seconds. The operation may be stuck or taking too \
              long to complete. To increase the timeout, set the environment variable \
@@ -278,6 +283,8 @@ impl Shared {
                     crate::live::now_ns(),
                 ));
                 root.set_status_raw(mlflow_tracing_entities::SpanStatus::error(""));
+                // Ending the root pops the (halted) trace. If its owner is ending it right now,
+                // the owner's end does the same.
                 root.end_raw(None);
             }
             None => {
@@ -287,9 +294,31 @@ impl Shared {
                 }
             }
         }
-        // Ending the root pops the trace; make sure it is gone even if that failed.
-        if let Some(completed) = entry.force_complete() {
-            self.complete(entry, completed);
+    }
+
+    /// At shutdown: traces still in progress cannot finish any more; count and log them.
+    pub(crate) fn abandon_in_progress(&self) {
+        for entry in self.buffer.entries() {
+            if entry
+                .fate
+                .compare_exchange(
+                    crate::buffer::LIVE,
+                    crate::buffer::EVICTED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+            {
+                let spans = entry
+                    .state
+                    .try_lock()
+                    .map_or(0, |st| st.finished.len() + st.open.len());
+                self.stats.trace_evicted(
+                    &entry.mlflow_trace_id,
+                    spans,
+                    "still in progress at shutdown",
+                );
+            }
         }
     }
 
@@ -398,26 +427,30 @@ impl Tracer {
         self.inner.shared.check_timeouts(false);
     }
 
-    /// Exports traces whose root ended while other spans were still open, then flushes the
-    /// exporter.
+    /// Flushes the exporter. Traces still in progress (including roots that ended while other
+    /// spans run in the background) are not cut short; see [`Tracer::shutdown`].
     ///
     /// # Errors
     /// [`LifecycleError`] from the exporter's flush.
     pub fn force_flush(&self, timeout: Duration) -> Result<(), LifecycleError> {
-        self.inner.shared.flush_deferred();
         match &self.inner.shared.dispatch {
             Some(d) => d.force_flush(timeout),
             None => Ok(()),
         }
     }
 
-    /// Flushes, then shuts the exporter and the OpenTelemetry provider down. Later spans are not
+    /// Halts overdue traces, exports traces whose root ended while background spans still ran
+    /// (as they are, as MLflow does at shutdown), counts and logs traces still in progress, then
+    /// flushes and shuts the exporter and the OpenTelemetry provider down. Later spans are not
     /// recorded. Idempotent.
     ///
     /// # Errors
     /// [`LifecycleError::AlreadyShutdown`] on a second call; exporter failures otherwise.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), LifecycleError> {
-        self.inner.shared.flush_deferred();
+        let shared = &self.inner.shared;
+        shared.check_timeouts(true);
+        shared.flush_deferred();
+        shared.abandon_in_progress();
         self.disable();
         let result = match &self.inner.shared.dispatch {
             Some(d) => d.shutdown(timeout),
@@ -526,7 +559,10 @@ impl TracerBuilder {
         if let Some(n) = env::env_u64(get, env::MLFLOW_TRACE_BUFFER_MAX_SIZE)? {
             b.buffer_max_size = n;
         }
-        if let Some(s) = env::env_u64(get, env::MLFLOW_TRACE_TIMEOUT_SECONDS)? {
+        // 0 means "no timeout", as in MLflow.
+        if let Some(s) = env::env_u64(get, env::MLFLOW_TRACE_TIMEOUT_SECONDS)?
+            && s > 0
+        {
             b.trace_timeout = Some(Duration::from_secs(s));
         }
         if let Some(s) = env::env_u64(get, env::MLFLOW_TRACE_TIMEOUT_CHECK_INTERVAL_SECONDS)? {
@@ -650,7 +686,11 @@ impl TracerBuilder {
             let _ = env::environment_metadata();
         }
         let shared = Arc::new(Shared {
-            buffer: TraceBuffer::new(self.buffer_ttl, self.buffer_max_size, stats.clone()),
+            buffer: TraceBuffer::new(
+                self.trace_timeout.is_none().then_some(self.buffer_ttl),
+                self.buffer_max_size,
+                stats.clone(),
+            ),
             stats,
             wants_spans: dispatch.as_ref().is_some_and(|d| d.wants_spans()),
             dispatch,

@@ -19,7 +19,9 @@
 //! }
 //!
 //! let exporter = InMemoryExporter::new();
-//! let guard = mlflow_tracing::init(mlflow_tracing::Tracer::builder().with_exporter(exporter.clone()))?;
+//! let guard = mlflow_tracing::init(
+//!     mlflow_tracing::TracerBuilder::from_env()?.with_exporter(exporter.clone()),
+//! )?;
 //! assert_eq!(add(1, 2), 3);
 //! drop(guard); // flushes
 //!
