@@ -858,3 +858,112 @@ fn a_panicking_exporter_is_counted_not_propagated() {
     tracer.in_scope(|| drop(start_span("y").start()));
     assert_eq!(tracer.stats().items_failed, 2);
 }
+
+#[test]
+fn continuations_of_one_remote_trace_share_a_placeholder_until_the_last_ends() {
+    let client = Capture::new();
+    let headers = client.run(|| {
+        let _call = start_span("fan_out").start();
+        mlflow_tracing::tracing_context_headers()
+    });
+    let server = Capture::with_exporter(InMemoryExporter::with_spans(), |b| b).unwrap();
+    server.run(|| {
+        let first = mlflow_tracing::continue_trace(&headers).unwrap();
+        let second = mlflow_tracing::continue_trace(&headers).unwrap();
+        {
+            let _a = first.attach();
+            drop(start_span("request_1").start());
+        }
+        drop(first);
+        assert!(
+            server.exporter().trace_items().is_empty(),
+            "request 2 is still running"
+        );
+        {
+            let _b = second.attach();
+            drop(start_span("request_2").start());
+        }
+        drop(second);
+        {
+            // A local trace is current; continuing a remote trace inside it re-parents.
+            let local = start_span("local").start();
+            let third = mlflow_tracing::continue_trace(&headers).unwrap();
+            let _c = third.attach();
+            let nested = start_span("request_3").start();
+            assert_ne!(nested.otel_trace_id(), local.otel_trace_id());
+        }
+    });
+    let items = server.exporter().trace_items();
+    // One placeholder for requests 1 and 2, a new one for request 3, and the local trace.
+    assert_eq!(items.len(), 3);
+    let names = |i: usize| -> Vec<&str> {
+        let mut n: Vec<&str> = items[i].trace.data.spans.iter().map(Span::name).collect();
+        n.sort_unstable();
+        n
+    };
+    assert!(items[0].remote && items[1].remote && !items[2].remote);
+    assert_eq!(names(0), ["request_1", "request_2"]);
+    assert_eq!(names(1), ["request_3"]);
+    assert_eq!(names(2), ["local"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_future_keeps_the_remote_placeholder_open() {
+    let headers: HashMap<String, String> = Capture::new().run(|| {
+        let _call = start_span("call").start();
+        mlflow_tracing::tracing_context_headers()
+    });
+    let server = Capture::new();
+    let task = server.run(|| {
+        let remote = mlflow_tracing::continue_trace(&headers).unwrap();
+        let task = tokio::spawn(remote.scope(async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            step(3, 1).await
+        }));
+        drop(remote); // the handler returned; the task still runs
+        task
+    });
+    assert_eq!(task.await.unwrap(), 31);
+    let items = server.exporter().trace_items();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].trace.data.spans[0].name(), "step");
+}
+
+struct Client {
+    url: String,
+}
+
+#[mlflow_tracing::trace(skip_output)]
+fn connect(url: &str) -> Client {
+    Client {
+        url: url.to_owned(),
+    }
+}
+
+#[mlflow_tracing::trace]
+fn generic_total<T: serde::Serialize + Copy + Into<u64>>(
+    mut items: Vec<T>,
+    (a, b): (u8, u8),
+) -> Result<u64, std::num::TryFromIntError> {
+    items.reverse();
+    let total: u64 = items.iter().map(|&i| i.into()).sum::<u64>() + u64::from(a) + u64::from(b);
+    let small = u32::try_from(total)?;
+    Ok(u64::from(small))
+}
+
+#[test]
+fn more_function_shapes_compile_and_record() {
+    let capture = Capture::new();
+    let client = capture.run(|| connect("http://x"));
+    assert_eq!(client.url, "http://x");
+    assert_eq!(capture.run(|| generic_total(vec![1u8, 2], (3, 4))), Ok(10));
+    let traces = capture.traces();
+    assert_eq!(traces[0].data.spans[0].outputs(), None);
+    assert_eq!(
+        traces[0].data.spans[0].inputs(),
+        Some(json!({"url": "http://x"}))
+    );
+    let total = &traces[1].data.spans[0];
+    assert_eq!(total.inputs(), Some(json!({"items": [1, 2]})));
+    assert_eq!(total.outputs(), Some(json!(10)));
+}

@@ -14,7 +14,9 @@ use syn::{Expr, FnArg, Ident, ItemFn, LitStr, Pat, ReturnType, Token, Type};
 /// Traces a function: each call is an MLflow span (see the `mlflow-tracing` facade).
 ///
 /// Options: `name = "..."`, `span_type = "LLM"` (or any expression convertible into `SpanType`),
-/// `attributes(key = value, "dotted.key" = value)`, `skip(arg, ...)`, `skip_all`.
+/// `attributes(key = value, "dotted.key" = value)`, `skip(arg, ...)`, `skip_all`, `skip_output`
+/// (record no outputs: for return values that are not `Serialize`). Arguments bound by a
+/// pattern (`(a, b): (u8, u8)`) have no name and are not recorded.
 #[proc_macro_attribute]
 pub fn trace(args: TokenStream, item: TokenStream) -> TokenStream {
     let options = match syn::parse::<Options>(args) {
@@ -63,6 +65,7 @@ struct Options {
     attributes: Vec<AttributeKv>,
     skip: Vec<Ident>,
     skip_all: bool,
+    skip_output: bool,
 }
 
 impl Parse for Options {
@@ -92,12 +95,13 @@ impl Parse for Options {
                     options.skip.extend(names);
                 }
                 "skip_all" => options.skip_all = true,
+                "skip_output" => options.skip_output = true,
                 other => {
                     return Err(syn::Error::new(
                         key.span(),
                         format!(
                             "unknown #[trace] option `{other}`; expected one of: name, \
-                             span_type, attributes, skip, skip_all"
+                             span_type, attributes, skip, skip_all, skip_output"
                         ),
                     ));
                 }
@@ -116,8 +120,11 @@ fn unraw(ident: &Ident) -> String {
         .map_or_else(|| s.clone(), str::to_owned)
 }
 
-/// Whether a type mentions `impl Trait` (which cannot annotate a `let`).
+/// Whether a type cannot annotate a `let`: it mentions `impl Trait`, or is `!`.
 fn has_impl_trait(ty: &Type) -> bool {
+    if matches!(ty, Type::Never(_)) {
+        return true;
+    }
     ty.to_token_stream()
         .into_iter()
         .any(|t| matches!(&t, proc_macro2::TokenTree::Ident(i) if i == "impl"))
@@ -225,11 +232,15 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
         (_, Some(ty)) => quote!(: #ty),
         (_, None) => quote!(),
     };
-    let record = quote_spanned! {output_span=>
+    let record = if options.skip_output {
+        quote!()
+    } else {
+        quote_spanned! {output_span=>
         {
             #[allow(unused_imports)]
             use ::mlflow_tracing::__private::{RecordOther as _, RecordResult as _, RecordSerialize as _};
             (&&::mlflow_tracing::__private::Probe(&__mlflow_value)).__mlflow_record(&__mlflow_span);
+        }
         }
     };
 

@@ -151,7 +151,7 @@ impl<T: Serialize + ?Sized> RecordSerialize for &&Probe<'_, T> {
 #[diagnostic::on_unimplemented(
     message = "the return value of type `{Self}` cannot be recorded as span outputs: it does not implement `serde::Serialize`",
     label = "not `Serialize`",
-    note = "return a `Serialize` type (a `Result<T, E>` needs `T: Serialize` and `E: Display + Debug`), or trace the function with `start_span` and set outputs yourself"
+    note = "return a `Serialize` type (a `Result<T, E>` needs `T: Serialize` and `E: Display + Debug`), or leave outputs out with `#[trace(skip_output)]`"
 )]
 pub trait TraceOutputMustBeSerialize {}
 

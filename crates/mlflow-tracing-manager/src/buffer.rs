@@ -42,6 +42,8 @@ pub(crate) struct TraceEntry {
     /// so a trace is never both, nor lost between the two. After eviction, later spans of this
     /// trace are dropped and counted, even when handed over directly.
     pub(crate) fate: AtomicU8,
+    /// Remote placeholders: how many continuations share it.
+    pub(crate) scopes: std::sync::atomic::AtomicUsize,
     pub(crate) state: Mutex<EntryState>,
 }
 
@@ -88,6 +90,7 @@ impl TraceEntry {
             registered: Instant::now(),
             remote,
             fate: AtomicU8::new(LIVE),
+            scopes: std::sync::atomic::AtomicUsize::new(1),
             state: Mutex::new(EntryState {
                 info,
                 finished: Vec::new(),
@@ -278,8 +281,29 @@ impl TraceBuffer {
             .or_else(|| self.get(trace_id))
     }
 
-    pub(crate) fn remove(&self, trace_id: TraceId) {
-        self.cache.invalidate(&trace_id.to_int());
+    /// Removes `entry`, and only it (a new trace may have taken its key since).
+    pub(crate) fn remove(&self, entry: &Arc<TraceEntry>) {
+        let _ = self
+            .cache
+            .entry(entry.otel_trace_id.to_int())
+            .and_compute_with(|current| match current {
+                Some(current) if Arc::ptr_eq(current.value(), entry) => {
+                    moka::ops::compute::Op::Remove
+                }
+                _ => moka::ops::compute::Op::Nop,
+            });
+    }
+
+    /// The in-progress entry of `trace_id`, inserting `make()` when there is none; true when
+    /// inserted.
+    pub(crate) fn get_or_insert(
+        &self,
+        trace_id: TraceId,
+        make: impl FnOnce() -> Arc<TraceEntry>,
+    ) -> (Arc<TraceEntry>, bool) {
+        let entry = self.cache.entry(trace_id.to_int()).or_insert_with(make);
+        let fresh = entry.is_fresh();
+        (entry.into_value(), fresh)
     }
 
     pub(crate) fn entries(&self) -> Vec<Arc<TraceEntry>> {

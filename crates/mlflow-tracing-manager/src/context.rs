@@ -16,25 +16,56 @@ use crate::error::SpanApiError;
 use crate::live::LiveSpan;
 use crate::tracer::{Tracer, global_tracer};
 
-/// Context value: the current MLflow span.
+/// Context value: the parent of new spans, the current span or a remote one. One key, so the
+/// most recent attach wins (continuing a remote trace inside a local span makes the remote span
+/// the parent, as MLflow's context attach does).
 #[derive(Clone)]
-pub(crate) struct ActiveSpan(pub(crate) LiveSpan);
+pub(crate) enum ActiveSpan {
+    Local(LiveSpan),
+    Remote(RemoteParent),
+}
 
 /// Context value: the tracer for root spans started in this scope.
 #[derive(Clone)]
 pub(crate) struct ScopedTracer(pub(crate) Tracer);
 
-/// Context value: a parent span in another process (from `traceparent`).
+/// A parent span in another process (from `traceparent`). Every context holding it keeps the
+/// placeholder trace open.
 #[derive(Clone)]
 pub(crate) struct RemoteParent {
     pub(crate) otel_cx: Context,
     pub(crate) tracer: Tracer,
+    /// Held, never read: keeps the placeholder open.
+    _scope: Arc<RemoteScope>,
+}
+
+/// One continuation of a remote trace; the placeholder ends when the last one drops.
+struct RemoteScope {
+    tracer: Tracer,
+    placeholder: Option<Arc<TraceEntry>>,
+}
+
+impl Drop for RemoteScope {
+    fn drop(&mut self) {
+        if let Some(entry) = self.placeholder.take()
+            && entry
+                .scopes
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+                == 1
+            && let Some(completed) = entry.end_scope()
+        {
+            self.tracer.shared().complete(&entry, completed);
+        }
+    }
 }
 
 /// The current span (MLflow's `get_current_active_span`); `None` outside any span.
 pub fn current_span() -> Option<LiveSpan> {
-    Context::map_current(|cx| cx.get::<ActiveSpan>().map(|a| a.0.clone()))
-        .filter(|s| s.inner.is_some() && !s.is_ended())
+    Context::map_current(|cx| match cx.get::<ActiveSpan>() {
+        Some(ActiveSpan::Local(span)) => Some(span.clone()),
+        _ => None,
+    })
+    .filter(|s| s.inner.is_some() && !s.is_ended())
 }
 
 /// The MLflow trace id of the current span (MLflow's `get_active_trace_id`).
@@ -196,14 +227,14 @@ pub fn tracing_context_headers() -> HashMap<String, String> {
 /// `set_tracing_context_from_http_request_headers`).
 ///
 /// While it is attached, spans are children of the remote span and carry the caller's trace id.
-/// Unless that trace is already in progress here, a placeholder trace collects them; when the
-/// `RemoteTrace` drops, the placeholder is exported as a remote [`TraceItem`](crate::TraceItem)
-/// and its spans (as span items) so a span-logging exporter can stitch them into the caller's
-/// trace.
+/// Unless that trace is already in progress here, a placeholder trace collects them (shared by
+/// concurrent requests of the same trace); when the `RemoteTrace` and every context made from
+/// it (guards, scoped futures, tasks spawned with `in_current_span`) are gone, the placeholder is
+/// exported as a remote [`TraceItem`](crate::TraceItem), and its spans as span items, so a
+/// span-logging exporter can stitch them into the caller's trace.
 pub struct RemoteTrace {
     parent: RemoteParent,
     trace_id: TraceId,
-    placeholder: Option<Arc<TraceEntry>>,
 }
 
 impl fmt::Debug for RemoteTrace {
@@ -221,7 +252,7 @@ impl RemoteTrace {
     }
 
     fn context(&self) -> Context {
-        Context::current().with_value(self.parent.clone())
+        Context::current().with_value(ActiveSpan::Remote(self.parent.clone()))
     }
 
     /// Makes the remote span the parent of new spans on this thread until the guard drops.
@@ -234,16 +265,6 @@ impl RemoteTrace {
     /// Runs `future` with the remote span as the parent of its spans.
     pub fn scope<F: Future>(&self, future: F) -> opentelemetry::context::WithContext<F> {
         opentelemetry::context::FutureExt::with_context(future, self.context())
-    }
-}
-
-impl Drop for RemoteTrace {
-    fn drop(&mut self) {
-        if let Some(entry) = self.placeholder.take()
-            && let Some(completed) = entry.end_scope()
-        {
-            self.parent.tracer.shared().complete(&entry, completed);
-        }
     }
 }
 
@@ -310,8 +331,11 @@ where
         parent: RemoteParent {
             otel_cx: Context::new().with_remote_span_context(sc),
             tracer: tracer.clone(),
+            _scope: Arc::new(RemoteScope {
+                tracer: tracer.clone(),
+                placeholder,
+            }),
         },
         trace_id,
-        placeholder,
     })
 }

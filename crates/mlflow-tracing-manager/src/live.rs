@@ -17,7 +17,7 @@ use opentelemetry::{Context, ContextGuard, Key, KeyValue, StringValue, Value as 
 use serde::Serialize;
 
 use crate::buffer::TraceEntry;
-use crate::context::{ActiveSpan, RemoteParent, ScopedTracer};
+use crate::context::{ActiveSpan, ScopedTracer};
 use crate::processor::{RootStart, json_to_otel_value};
 use crate::tracer::{Tracer, global_tracer};
 
@@ -383,7 +383,7 @@ impl LiveSpan {
 
     /// The context that makes this span the current one.
     pub(crate) fn context(&self) -> Context {
-        Context::current().with_value(ActiveSpan(self.clone()))
+        Context::current().with_value(ActiveSpan::Local(self.clone()))
     }
 
     /// Makes this span the current one until the guard drops (without ending it).
@@ -700,29 +700,31 @@ fn resolve_parent(
         let inner = p.inner.clone()?;
         return Some((inner.tracer.clone(), Parent::Local(inner)));
     }
-    let (active, remote, scoped) = Context::map_current(|cx| {
+    let (active, scoped) = Context::map_current(|cx| {
         (
-            cx.get::<ActiveSpan>().map(|a| a.0.clone()),
-            cx.get::<RemoteParent>().cloned(),
+            cx.get::<ActiveSpan>().cloned(),
             cx.get::<ScopedTracer>().map(|s| s.0.clone()),
         )
     });
-    if let Some(active) = active {
-        let inner = active.inner?; // children of a no-op span are no-ops
-        // An ended parent still is one while its trace is in progress (a task spawned with
-        // `in_current_span` may outlive its parent, as in MLflow). Once the trace is gone (the
-        // leaked guard of a halted or evicted trace, say), new spans start a new trace.
-        let trace_gone = inner.ended.load(Ordering::Acquire)
-            && inner
-                .entry
-                .as_ref()
-                .is_some_and(|e| e.is_evicted() || e.lock().popped);
-        if !trace_gone {
-            return Some((inner.tracer.clone(), Parent::Local(inner)));
+    match active {
+        Some(ActiveSpan::Local(active)) => {
+            let inner = active.inner?; // children of a no-op span are no-ops
+            // An ended parent still is one while its trace is in progress (a task spawned with
+            // `in_current_span` may outlive its parent, as in MLflow). Once the trace is gone
+            // (the leaked guard of a halted or evicted trace, say), new spans start a new trace.
+            let trace_gone = inner.ended.load(Ordering::Acquire)
+                && inner
+                    .entry
+                    .as_ref()
+                    .is_some_and(|e| e.is_evicted() || e.lock().popped);
+            if !trace_gone {
+                return Some((inner.tracer.clone(), Parent::Local(inner)));
+            }
         }
-    }
-    if let Some(remote) = remote {
-        return Some((remote.tracer, Parent::Remote(remote.otel_cx)));
+        Some(ActiveSpan::Remote(remote)) => {
+            return Some((remote.tracer, Parent::Remote(remote.otel_cx)));
+        }
+        None => {}
     }
     let tracer = tracer.cloned().or(scoped).or_else(global_tracer)?;
     Some((tracer, Parent::None))

@@ -137,13 +137,18 @@ impl Shared {
 
     /// Registers the placeholder trace of a request continued from a remote `traceparent`.
     pub(crate) fn start_remote_trace(&self, trace_id: TraceId) -> Option<Arc<TraceEntry>> {
-        if self.buffer.get(trace_id).is_some() {
-            return None;
+        let (entry, fresh) = self.buffer.get_or_insert(trace_id, || {
+            let mlflow_id = MlflowTraceId::v3(trace_id).to_string();
+            let info = TraceInfo::new(mlflow_id.clone(), TraceLocation::Unspecified, 0);
+            Arc::new(TraceEntry::new(trace_id, mlflow_id, info, true))
+        });
+        if fresh {
+            return Some(entry);
         }
-        let mlflow_id = MlflowTraceId::v3(trace_id).to_string();
-        let info = TraceInfo::new(mlflow_id.clone(), TraceLocation::Unspecified, 0);
-        let entry = Arc::new(TraceEntry::new(trace_id, mlflow_id, info, true));
-        self.buffer.insert(entry.clone());
+        if !entry.remote {
+            return None; // the trace is in progress here: its spans join it
+        }
+        entry.scopes.fetch_add(1, Ordering::AcqRel);
         Some(entry)
     }
 
@@ -188,8 +193,8 @@ impl Shared {
     }
 
     /// Pops a completed trace and hands it to the exporter.
-    pub(crate) fn complete(&self, entry: &TraceEntry, completed: Completed) {
-        self.buffer.remove(entry.otel_trace_id);
+    pub(crate) fn complete(&self, entry: &Arc<TraceEntry>, completed: Completed) {
+        self.buffer.remove(entry);
         let Completed {
             info,
             spans,
@@ -203,7 +208,9 @@ impl Shared {
             }
             *lock(&self.last_active_trace_id) = Some(entry.mlflow_trace_id.clone());
         }
-        self.stats.trace_finished();
+        if !entry.remote {
+            self.stats.trace_finished();
+        }
         self.send(ExportItem::Trace(Box::new(TraceItem {
             trace,
             remote: entry.remote,
@@ -249,7 +256,7 @@ impl Shared {
 
     /// MLflow's halt: root status ERROR, an `exception` event saying the trace timed out, end the
     /// root (which exports the partial trace).
-    fn halt(&self, entry: &TraceEntry, timeout: Duration) {
+    fn halt(&self, entry: &Arc<TraceEntry>, timeout: Duration) {
         let (root, deferred) = {
             let mut st = entry.lock();
             if st.popped {

@@ -34,7 +34,7 @@
 //!
 //! - `#[trace]` on a `fn` or `async fn` (methods too): the span is named after the function
 //!   (`name = "..."` overrides), `span_type = "LLM"`, `attributes(key = value, ...)`,
-//!   `skip(arg, ...)`/`skip_all`. Inputs are the arguments as a JSON object; outputs the return
+//!   `skip(arg, ...)`/`skip_all`, `skip_output`. Inputs are the arguments as a JSON object; outputs the return
 //!   value. An `Err` is recorded as an `exception` event with ERROR status (`"Type: message"`)
 //!   and returned unchanged; a panic ends the span with ERROR and keeps unwinding. Arguments
 //!   and return values must be `serde::Serialize` (a compile error says so and points at
