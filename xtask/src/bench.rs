@@ -46,7 +46,14 @@ pub(crate) fn run(filter: Option<&str>) -> Result<(), String> {
         "benchmark", "sdk", "baseline", "ratio"
     );
     let mut missed = Vec::new();
+    let wanted_group = filter.map(|f| f.split('/').next().unwrap_or(f).to_owned());
     for (group, sdk, base, target) in PAIRS {
+        if wanted_group
+            .as_deref()
+            .is_some_and(|g| !g.is_empty() && g != *group)
+        {
+            continue; // not measured in this run
+        }
         let (Some(s), Some(b)) = (mean_ns(root, group, sdk), mean_ns(root, group, base)) else {
             continue;
         };
