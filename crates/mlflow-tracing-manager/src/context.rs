@@ -191,8 +191,11 @@ pub fn update_current_trace(update: TraceUpdate) -> Result<(), SpanApiError> {
 
 /// Extension for futures: carry the current MLflow span into a spawned task.
 ///
-/// ```ignore
+/// ```
+/// use mlflow_tracing_manager::FutureExt as _;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// tokio::spawn(async { /* spans here are children of the caller's span */ }.in_current_span());
+/// # }
 /// ```
 pub trait FutureExt: Future + Sized {
     /// Runs this future with the caller's current span (and tracer) as its context.

@@ -29,49 +29,29 @@ pub(crate) fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// MLflow's boolean rule: `true/false/1/0`, case-insensitive; anything else is an error.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "used by the runtime's settings next")
-)]
-pub(crate) fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" => Ok(true),
-        "false" | "0" => Ok(false),
-        _ => Err(ConfigError::InvalidEnv {
-            name,
-            value: value.to_owned(),
-            expected: "boolean (true/false/1/0)",
-        }),
-    }
+/// Reads a variable that must parse as `T` (MLflow raises on a value that does not parse).
+fn env_parse<T: std::str::FromStr>(
+    get: EnvLookup<'_>,
+    name: &'static str,
+    expected: &'static str,
+) -> Result<Option<T>, ConfigError> {
+    get(name)
+        .map(|v| {
+            v.trim().parse::<T>().map_err(|_| ConfigError::InvalidEnv {
+                name,
+                value: v.clone(),
+                expected,
+            })
+        })
+        .transpose()
 }
 
 pub(crate) fn env_u64(get: EnvLookup<'_>, name: &'static str) -> Result<Option<u64>, ConfigError> {
-    get(name)
-        .map(|v| {
-            v.trim()
-                .parse::<u64>()
-                .map_err(|_| ConfigError::InvalidEnv {
-                    name,
-                    value: v.clone(),
-                    expected: "non-negative integer",
-                })
-        })
-        .transpose()
+    env_parse(get, name, "non-negative integer")
 }
 
 pub(crate) fn env_f64(get: EnvLookup<'_>, name: &'static str) -> Result<Option<f64>, ConfigError> {
-    get(name)
-        .map(|v| {
-            v.trim()
-                .parse::<f64>()
-                .map_err(|_| ConfigError::InvalidEnv {
-                    name,
-                    value: v.clone(),
-                    expected: "number",
-                })
-        })
-        .transpose()
+    env_parse(get, name, "number")
 }
 
 /// The metadata MLflow resolves once per process: OS user, entry point, source type and git
@@ -123,16 +103,6 @@ fn resolve_environment_metadata() -> Vec<(&'static str, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn booleans_follow_mlflow() {
-        assert_eq!(parse_bool("X", "TRUE"), Ok(true));
-        assert_eq!(parse_bool("X", "0"), Ok(false));
-        assert!(matches!(
-            parse_bool("X", "yes"),
-            Err(ConfigError::InvalidEnv { name: "X", .. })
-        ));
-    }
 
     #[test]
     fn numbers_are_checked() {
