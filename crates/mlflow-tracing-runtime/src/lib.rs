@@ -1,0 +1,416 @@
+//! The export runtime of MLflow Tracing for Rust: the only crate that owns threads.
+//!
+//! [`ExportWorker`] is a [`Dispatch`]: the span processor hands it finished traces (and spans)
+//! with [`Dispatch::dispatch`], which never blocks. Items go into a bounded queue; a named worker
+//! thread owning a small current-thread tokio runtime takes them out and runs the exporter, at most
+//! `max_concurrent_exports` at a time, each export under a timeout. A full queue drops the item,
+//! counts it and warns at most once per 30 s. The worker never borrows the user's runtime, so it
+//! works from sync code, `#[tokio::main]` and current-thread runtimes alike.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use mlflow_tracing_manager::{Dispatch as _, Tracer, start_span, testing::InMemoryExporter};
+//! use mlflow_tracing_runtime::{ExportWorker, WorkerConfig};
+//!
+//! let exporter = InMemoryExporter::new();
+//! let worker = ExportWorker::start(exporter.clone(), WorkerConfig::default())?;
+//! let tracer = Tracer::builder().with_dispatch(Arc::new(worker.clone())).build()?;
+//! tracer.in_scope(|| drop(start_span("work").start()));
+//! worker.force_flush(Duration::from_secs(5))?;
+//! assert_eq!(exporter.traces().len(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Not yet here (see the runtime issue): the span batcher, `MLFLOW_ASYNC_TRACE_LOGGING_*`
+//! environment variables, and the facade's `init` using this worker.
+#![doc(test(attr(deny(warnings))))]
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mlflow_tracing_manager::{Dispatch, ExportItem, LifecycleError, TraceExporter};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+
+/// Settings of an [`ExportWorker`] (MLflow's defaults).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerConfig {
+    /// Capacity of the queue (`MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE`, 1000).
+    pub max_queue_size: usize,
+    /// Exports running at once (`MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS`, 10).
+    pub max_concurrent_exports: usize,
+    /// Time limit of one export (OpenTelemetry's `OTEL_BSP_EXPORT_TIMEOUT`, 30 s).
+    pub export_timeout: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            max_queue_size: 1000,
+            max_concurrent_exports: 10,
+            export_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Sets [`WorkerConfig::max_queue_size`].
+    #[must_use]
+    pub fn with_max_queue_size(mut self, n: usize) -> Self {
+        self.max_queue_size = n;
+        self
+    }
+    /// Sets [`WorkerConfig::max_concurrent_exports`].
+    #[must_use]
+    pub fn with_max_concurrent_exports(mut self, n: usize) -> Self {
+        self.max_concurrent_exports = n;
+        self
+    }
+    /// Sets [`WorkerConfig::export_timeout`].
+    #[must_use]
+    pub fn with_export_timeout(mut self, timeout: Duration) -> Self {
+        self.export_timeout = timeout;
+        self
+    }
+}
+
+/// Counters of an [`ExportWorker`]. `enqueued = exported + failed + in flight`; items dropped
+/// never entered the queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerStats {
+    /// Items accepted into the queue.
+    pub enqueued: u64,
+    /// Items the exporter accepted.
+    pub exported: u64,
+    /// Items whose export failed, panicked or timed out.
+    pub failed: u64,
+    /// Items dropped because the queue was full.
+    pub dropped_queue_full: u64,
+    /// Items dropped because the worker was shut down.
+    pub dropped_shutdown: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    enqueued: AtomicU64,
+    exported: AtomicU64,
+    failed: AtomicU64,
+    dropped_queue_full: AtomicU64,
+    dropped_shutdown: AtomicU64,
+}
+
+enum Control {
+    Flush(oneshot::Sender<()>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+struct Inner {
+    items: mpsc::Sender<ExportItem>,
+    control: mpsc::UnboundedSender<Control>,
+    counters: Arc<Counters>,
+    wants_spans: bool,
+    shut_down: AtomicBool,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    started: Instant,
+    /// ms since `started` of the last queue-full warning (+1; 0 = never).
+    last_full_warning_ms: AtomicU64,
+    exporter_name: String,
+}
+
+/// A worker thread behind a bounded queue; cheap to clone (an `Arc`). See the crate docs.
+#[derive(Clone)]
+pub struct ExportWorker {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for ExportWorker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExportWorker")
+            .field("exporter", &self.inner.exporter_name)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// The worker could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the MLflow export worker: {0}")]
+pub struct StartError(#[source] std::io::Error);
+
+impl ExportWorker {
+    /// Starts the worker thread for `exporter`.
+    ///
+    /// # Errors
+    /// [`StartError`] when the thread or its runtime cannot be created.
+    pub fn start(exporter: impl TraceExporter, config: WorkerConfig) -> Result<Self, StartError> {
+        let exporter: Arc<dyn TraceExporter> = Arc::new(exporter);
+        let (items_tx, items_rx) = mpsc::channel(config.max_queue_size.max(1));
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let counters = Arc::new(Counters::default());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(StartError)?;
+        let worker = Worker {
+            exporter: exporter.clone(),
+            config,
+            counters: counters.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("mlflow-tracing-export".into())
+            .spawn(move || runtime.block_on(worker.run(items_rx, control_rx)))
+            .map_err(StartError)?;
+        Ok(ExportWorker {
+            inner: Arc::new(Inner {
+                items: items_tx,
+                control: control_tx,
+                counters,
+                wants_spans: exporter.wants_spans(),
+                shut_down: AtomicBool::new(false),
+                thread: Mutex::new(Some(thread)),
+                started: Instant::now(),
+                last_full_warning_ms: AtomicU64::new(0),
+                exporter_name: format!("{exporter:?}"),
+            }),
+        })
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> WorkerStats {
+        let c = &self.inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        WorkerStats {
+            enqueued: get(&c.enqueued),
+            exported: get(&c.exported),
+            failed: get(&c.failed),
+            dropped_queue_full: get(&c.dropped_queue_full),
+            dropped_shutdown: get(&c.dropped_shutdown),
+        }
+    }
+
+    fn warn_queue_full(&self) {
+        let inner = &self.inner;
+        let now = inner.started.elapsed().as_millis() as u64 + 1;
+        let last = inner.last_full_warning_ms.load(Ordering::Relaxed);
+        if (last == 0 || now.saturating_sub(last) >= 30_000)
+            && inner
+                .last_full_warning_ms
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                dropped = self.stats().dropped_queue_full,
+                "the MLflow trace export queue is full; traces are being dropped. Raise \
+                 MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE or \
+                 MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS"
+            );
+        }
+    }
+
+    /// Sends a control message and waits (on this thread) for the worker's answer.
+    fn control(
+        &self,
+        make: impl FnOnce(oneshot::Sender<()>) -> Control,
+        timeout: Duration,
+    ) -> Result<(), LifecycleError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .control
+            .send(make(tx))
+            .map_err(|_| LifecycleError::AlreadyShutdown)?;
+        // A std channel would do as well; this waits without needing a runtime on this thread.
+        let deadline = Instant::now() + timeout;
+        let mut rx = rx;
+        loop {
+            match rx.try_recv() {
+                Ok(()) => return Ok(()),
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    return Err(LifecycleError::InternalFailure(
+                        "the export worker stopped".into(),
+                    ));
+                }
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    if Instant::now() >= deadline {
+                        return Err(LifecycleError::Timeout(timeout));
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+}
+
+impl Dispatch for ExportWorker {
+    fn dispatch(&self, item: ExportItem) {
+        let inner = &self.inner;
+        if inner.shut_down.load(Ordering::Acquire) {
+            inner
+                .counters
+                .dropped_shutdown
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        match inner.items.try_send(item) {
+            Ok(()) => {
+                inner.counters.enqueued.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                inner
+                    .counters
+                    .dropped_queue_full
+                    .fetch_add(1, Ordering::Relaxed);
+                self.warn_queue_full();
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                inner
+                    .counters
+                    .dropped_shutdown
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn wants_spans(&self) -> bool {
+        self.inner.wants_spans
+    }
+
+    fn force_flush(&self, timeout: Duration) -> Result<(), LifecycleError> {
+        if self.inner.shut_down.load(Ordering::Acquire) {
+            return Err(LifecycleError::AlreadyShutdown);
+        }
+        self.control(Control::Flush, timeout)
+    }
+
+    fn shutdown(&self, timeout: Duration) -> Result<(), LifecycleError> {
+        if self.inner.shut_down.swap(true, Ordering::AcqRel) {
+            return Err(LifecycleError::AlreadyShutdown);
+        }
+        let result = self.control(Control::Shutdown, timeout);
+        if result.is_ok() {
+            let handle = self
+                .inner
+                .thread
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(handle) = handle {
+                let _ = handle.join();
+            }
+        }
+        let stats = self.stats();
+        tracing::info!(
+            enqueued = stats.enqueued,
+            exported = stats.exported,
+            failed = stats.failed,
+            dropped = stats.dropped_queue_full + stats.dropped_shutdown,
+            "MLflow export worker shut down"
+        );
+        result
+    }
+}
+
+/// The state owned by the worker thread.
+struct Worker {
+    exporter: Arc<dyn TraceExporter>,
+    config: WorkerConfig,
+    counters: Arc<Counters>,
+}
+
+impl Worker {
+    async fn run(
+        self,
+        mut items: mpsc::Receiver<ExportItem>,
+        mut control: mpsc::UnboundedReceiver<Control>,
+    ) {
+        let permits = Arc::new(Semaphore::new(self.config.max_concurrent_exports.max(1)));
+        let mut running = JoinSet::new();
+        loop {
+            tokio::select! {
+                biased;
+                Some(msg) = control.recv() => {
+                    // Everything enqueued before the request is in the queue: export it all.
+                    while let Ok(item) = items.try_recv() {
+                        self.spawn_export(item, &permits, &mut running).await;
+                    }
+                    while let Some(done) = running.join_next().await {
+                        self.record(done);
+                    }
+                    match msg {
+                        Control::Flush(reply) => {
+                            if let Err(e) = self.exporter.force_flush().await {
+                                tracing::warn!("MLflow exporter flush failed: {e}");
+                            }
+                            let _ = reply.send(());
+                        }
+                        Control::Shutdown(reply) => {
+                            let _ = self.exporter.shutdown().await;
+                            let _ = reply.send(());
+                            return;
+                        }
+                    }
+                }
+                Some(item) = items.recv() => {
+                    self.spawn_export(item, &permits, &mut running).await;
+                }
+                Some(done) = running.join_next(), if !running.is_empty() => {
+                    self.record(done);
+                }
+                else => return,
+            }
+        }
+    }
+
+    async fn spawn_export(
+        &self,
+        item: ExportItem,
+        permits: &Arc<Semaphore>,
+        running: &mut JoinSet<Result<(), String>>,
+    ) {
+        // Waiting for a permit bounds concurrency; results of finished exports are recorded
+        // meanwhile so the set stays small.
+        let permit = loop {
+            if let Ok(p) = permits.clone().try_acquire_owned() {
+                break p;
+            }
+            match running.join_next().await {
+                Some(done) => self.record(done),
+                None => match permits.clone().acquire_owned().await {
+                    Ok(p) => break p,
+                    Err(_) => return,
+                },
+            }
+        };
+        let exporter = self.exporter.clone();
+        let timeout = self.config.export_timeout;
+        running.spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(timeout, exporter.export(vec![item])).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("timed out after {timeout:?}")),
+            }
+        });
+    }
+
+    fn record(&self, done: Result<Result<(), String>, tokio::task::JoinError>) {
+        match done {
+            Ok(Ok(())) => {
+                self.counters.exported.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Err(message)) => {
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("failed to export an MLflow trace: {message}");
+            }
+            Err(join) => {
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("the MLflow exporter panicked: {join}");
+            }
+        }
+    }
+}

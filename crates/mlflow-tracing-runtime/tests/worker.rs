@@ -1,0 +1,149 @@
+//! The export worker with test exporters: accounting, overload, failures, lifecycle.
+#![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use mlflow_tracing_manager::{
+    Dispatch, ExportError, ExportItem, LifecycleError, TraceExporter, Tracer, async_trait,
+    start_span,
+};
+use mlflow_tracing_runtime::{ExportWorker, WorkerConfig};
+
+/// Counts exports; sleeps `delay` in each; fails or panics on request.
+#[derive(Debug, Default, Clone)]
+struct TestExporter {
+    exported: Arc<AtomicU64>,
+    delay: Duration,
+    fail: bool,
+    panic: bool,
+}
+
+#[async_trait]
+impl TraceExporter for TestExporter {
+    async fn export(&self, batch: Vec<ExportItem>) -> Result<(), ExportError> {
+        tokio::time::sleep(self.delay).await;
+        if self.panic {
+            panic!("exporter bug");
+        }
+        if self.fail {
+            return Err(ExportError::new("server said 503"));
+        }
+        self.exported
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn tracer_with(worker: &ExportWorker) -> Tracer {
+    Tracer::builder()
+        .with_environment_metadata(false)
+        .with_dispatch(Arc::new(worker.clone()))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn every_item_is_exported_failed_or_dropped_and_the_caller_never_waits() {
+    let exporter = TestExporter {
+        delay: Duration::from_millis(20),
+        ..Default::default()
+    };
+    let config = WorkerConfig::default()
+        .with_max_queue_size(10)
+        .with_max_concurrent_exports(2);
+    let worker = ExportWorker::start(exporter.clone(), config).unwrap();
+    let tracer = tracer_with(&worker);
+    let started = std::time::Instant::now();
+    for _ in 0..100 {
+        tracer.in_scope(|| drop(start_span("t").start()));
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "100 traces against a 20 ms exporter must not wait for it"
+    );
+    worker.force_flush(Duration::from_secs(10)).unwrap();
+    let stats = worker.stats();
+    assert!(stats.dropped_queue_full > 0, "{stats:?}");
+    assert_eq!(stats.enqueued + stats.dropped_queue_full, 100);
+    assert_eq!(stats.exported, stats.enqueued);
+    assert_eq!(exporter.exported.load(Ordering::Relaxed), stats.exported);
+    worker.shutdown(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        worker.shutdown(Duration::from_secs(1)),
+        Err(LifecycleError::AlreadyShutdown)
+    );
+    tracer.in_scope(|| drop(start_span("late").start()));
+    assert_eq!(worker.stats().dropped_shutdown, 1);
+}
+
+#[test]
+fn failing_panicking_and_hanging_exporters_are_counted_and_the_worker_survives() {
+    for (exporter, timeout) in [
+        (
+            TestExporter {
+                fail: true,
+                ..Default::default()
+            },
+            Duration::from_secs(30),
+        ),
+        (
+            TestExporter {
+                panic: true,
+                ..Default::default()
+            },
+            Duration::from_secs(30),
+        ),
+        (
+            TestExporter {
+                delay: Duration::from_secs(3600),
+                ..Default::default()
+            },
+            Duration::from_millis(50),
+        ),
+    ] {
+        let config = WorkerConfig::default().with_export_timeout(timeout);
+        let worker = ExportWorker::start(exporter, config).unwrap();
+        let tracer = tracer_with(&worker);
+        for _ in 0..3 {
+            tracer.in_scope(|| drop(start_span("t").start()));
+        }
+        worker.force_flush(Duration::from_secs(10)).unwrap();
+        let stats = worker.stats();
+        assert_eq!((stats.enqueued, stats.failed, stats.exported), (3, 3, 0));
+        worker.shutdown(Duration::from_secs(5)).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn flush_and_shutdown_work_inside_a_current_thread_runtime() {
+    let exporter = TestExporter::default();
+    let worker = ExportWorker::start(exporter.clone(), WorkerConfig::default()).unwrap();
+    let tracer = tracer_with(&worker);
+    tracer.in_scope(|| drop(start_span("t").start()));
+    worker.force_flush(Duration::from_secs(5)).unwrap();
+    assert_eq!(exporter.exported.load(Ordering::Relaxed), 1);
+    worker.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn producers_on_many_threads_are_all_accounted_for() {
+    let exporter = TestExporter::default();
+    let worker = ExportWorker::start(exporter.clone(), WorkerConfig::default()).unwrap();
+    let tracer = tracer_with(&worker);
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..50 {
+                    tracer.in_scope(|| drop(start_span("t").start()));
+                }
+            });
+        }
+    });
+    worker.force_flush(Duration::from_secs(10)).unwrap();
+    let stats = worker.stats();
+    assert_eq!(stats.enqueued + stats.dropped_queue_full, 400);
+    assert_eq!(stats.exported, stats.enqueued);
+    worker.shutdown(Duration::from_secs(5)).unwrap();
+}
