@@ -29,7 +29,36 @@ pub(crate) fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// Reads a variable that must parse as `T` (MLflow raises on a value that does not parse).
+/// Reads the environment variable `name`, which must parse as `T` (MLflow raises on a value that
+/// does not parse); `expected` names the kind for the error.
+///
+/// # Errors
+/// [`ConfigError::InvalidEnv`] when it is set and does not parse.
+pub fn read_env<T: std::str::FromStr>(
+    name: &'static str,
+    expected: &'static str,
+) -> Result<Option<T>, ConfigError> {
+    env_parse(&process_env, name, expected)
+}
+
+/// Reads a boolean environment variable with MLflow's rule: `true/false/1/0`, any letter case.
+///
+/// # Errors
+/// [`ConfigError::InvalidEnv`] for any other value.
+pub fn read_env_bool(name: &'static str) -> Result<Option<bool>, ConfigError> {
+    process_env(name)
+        .map(|v| match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => Err(ConfigError::InvalidEnv {
+                name,
+                value: v.clone(),
+                expected: "boolean (true/false/1/0)",
+            }),
+        })
+        .transpose()
+}
+
 fn env_parse<T: std::str::FromStr>(
     get: EnvLookup<'_>,
     name: &'static str,

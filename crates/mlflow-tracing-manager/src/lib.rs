@@ -64,7 +64,7 @@ pub use context::{
 pub use env::{
     MLFLOW_EXPERIMENT_ID, MLFLOW_TRACE_BUFFER_MAX_SIZE, MLFLOW_TRACE_BUFFER_TTL_SECONDS,
     MLFLOW_TRACE_SAMPLING_RATIO, MLFLOW_TRACE_TIMEOUT_CHECK_INTERVAL_SECONDS,
-    MLFLOW_TRACE_TIMEOUT_SECONDS,
+    MLFLOW_TRACE_TIMEOUT_SECONDS, read_env, read_env_bool,
 };
 pub use error::{ConfigError, ExportError, LifecycleError, SpanApiError};
 pub use export::{Dispatch, ExportItem, InlineDispatch, SpanItem, TraceExporter, TraceItem};

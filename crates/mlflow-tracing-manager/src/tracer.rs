@@ -593,6 +593,24 @@ impl TracerBuilder {
         self
     }
 
+    /// Replaces the exporter given to [`TracerBuilder::with_exporter`] by a dispatcher made from
+    /// it (the facade's `init` puts it behind the export runtime's worker). Without an exporter,
+    /// nothing changes.
+    ///
+    /// # Errors
+    /// Whatever `make` returns.
+    pub fn map_exporter<E>(
+        mut self,
+        make: impl FnOnce(Arc<dyn TraceExporter>) -> Result<Arc<dyn Dispatch>, E>,
+    ) -> Result<Self, E> {
+        if self.dispatch.is_none()
+            && let Some(exporter) = self.exporter.take()
+        {
+            self.dispatch = Some(make(exporter)?);
+        }
+        Ok(self)
+    }
+
     /// Fraction of traces to record, in `[0, 1]` (MLflow's `MLFLOW_TRACE_SAMPLING_RATIO`).
     pub fn with_sampling_ratio(mut self, ratio: f64) -> Self {
         self.sampling_ratio = ratio;

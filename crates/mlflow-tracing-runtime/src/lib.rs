@@ -32,7 +32,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mlflow_tracing_manager::{Dispatch, ExportItem, LifecycleError, TraceExporter};
+use mlflow_tracing_manager::{
+    ConfigError, Dispatch, ExportItem, LifecycleError, TraceExporter, read_env, read_env_bool,
+};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
@@ -58,7 +60,43 @@ impl Default for WorkerConfig {
     }
 }
 
+/// `MLFLOW_ENABLE_ASYNC_TRACE_LOGGING`: whether exports go through the worker (default true);
+/// `false` exports on the caller's thread, as MLflow does (slow).
+pub const MLFLOW_ENABLE_ASYNC_TRACE_LOGGING: &str = "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING";
+/// `MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE`.
+pub const MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE: &str =
+    "MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE";
+/// `MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS`.
+pub const MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS: &str = "MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS";
+
+/// Whether async export is on (`MLFLOW_ENABLE_ASYNC_TRACE_LOGGING`, default true).
+///
+/// # Errors
+/// [`ConfigError`] when the variable is not a boolean.
+pub fn async_logging_enabled() -> Result<bool, ConfigError> {
+    Ok(read_env_bool(MLFLOW_ENABLE_ASYNC_TRACE_LOGGING)?.unwrap_or(true))
+}
+
 impl WorkerConfig {
+    /// MLflow's defaults overridden by `MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE` and
+    /// `MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when a variable does not parse.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mut config = Self::default();
+        if let Some(n) = read_env(
+            MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE,
+            "positive integer",
+        )? {
+            config.max_queue_size = n;
+        }
+        if let Some(n) = read_env(MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS, "positive integer")? {
+            config.max_concurrent_exports = n;
+        }
+        Ok(config)
+    }
+
     /// Sets [`WorkerConfig::max_queue_size`].
     #[must_use]
     pub fn with_max_queue_size(mut self, n: usize) -> Self {
@@ -121,7 +159,11 @@ struct Inner {
     /// ms since `started` of the last queue-full warning (+1; 0 = never).
     last_full_warning_ms: AtomicU64,
     exporter_name: String,
+    maintenance: Maintenance,
 }
+
+/// Work the worker runs once a second (the tracer's timeout halting and buffer expiry).
+type Maintenance = Arc<Mutex<Option<Box<dyn Fn() + Send>>>>;
 
 /// A worker thread behind a bounded queue; cheap to clone (an `Arc`). See the crate docs.
 #[derive(Clone)]
@@ -149,7 +191,18 @@ impl ExportWorker {
     /// # Errors
     /// [`StartError`] when the thread or its runtime cannot be created.
     pub fn start(exporter: impl TraceExporter, config: WorkerConfig) -> Result<Self, StartError> {
-        let exporter: Arc<dyn TraceExporter> = Arc::new(exporter);
+        Self::start_arc(Arc::new(exporter), config)
+    }
+
+    /// Starts the worker thread for a shared exporter.
+    ///
+    /// # Errors
+    /// [`StartError`] when the thread or its runtime cannot be created.
+    pub fn start_arc(
+        exporter: Arc<dyn TraceExporter>,
+        config: WorkerConfig,
+    ) -> Result<Self, StartError> {
+        let maintenance: Maintenance = Arc::new(Mutex::new(None));
         let (items_tx, items_rx) = mpsc::channel(config.max_queue_size.max(1));
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
@@ -161,6 +214,7 @@ impl ExportWorker {
             exporter: exporter.clone(),
             config,
             counters: counters.clone(),
+            maintenance: maintenance.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("mlflow-tracing-export".into())
@@ -177,8 +231,19 @@ impl ExportWorker {
                 started: Instant::now(),
                 last_full_warning_ms: AtomicU64::new(0),
                 exporter_name: format!("{exporter:?}"),
+                maintenance,
             }),
         })
+    }
+
+    /// Runs `task` on the worker thread once a second until shutdown (the facade passes the
+    /// tracer's `run_maintenance`, so overdue traces are halted even when the program is idle).
+    pub fn set_maintenance(&self, task: impl Fn() + Send + 'static) {
+        *self
+            .inner
+            .maintenance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Box::new(task));
     }
 
     /// The counters now.
@@ -292,6 +357,12 @@ impl Dispatch for ExportWorker {
             return Err(LifecycleError::AlreadyShutdown);
         }
         let result = self.control(Control::Shutdown, timeout);
+        // The task may hold the tracer that holds this worker: break the cycle.
+        self.inner
+            .maintenance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if result.is_ok() {
             let handle = self
                 .inner
@@ -320,6 +391,7 @@ struct Worker {
     exporter: Arc<dyn TraceExporter>,
     config: WorkerConfig,
     counters: Arc<Counters>,
+    maintenance: Maintenance,
 }
 
 impl Worker {
@@ -330,6 +402,8 @@ impl Worker {
     ) {
         let permits = Arc::new(Semaphore::new(self.config.max_concurrent_exports.max(1)));
         let mut running = JoinSet::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
@@ -355,13 +429,27 @@ impl Worker {
                         }
                     }
                 }
-                Some(item) = items.recv() => {
-                    self.spawn_export(item, &permits, &mut running).await;
-                }
+                item = items.recv() => match item {
+                    Some(item) => self.spawn_export(item, &permits, &mut running).await,
+                    None => {
+                        // Every handle is gone without a shutdown: finish what runs, then stop.
+                        while let Some(done) = running.join_next().await {
+                            self.record(done);
+                        }
+                        return;
+                    }
+                },
                 Some(done) = running.join_next(), if !running.is_empty() => {
                     self.record(done);
                 }
-                else => return,
+                _ = tick.tick() => {
+                    let task = self.maintenance.lock().unwrap_or_else(PoisonError::into_inner);
+                    if let Some(task) = task.as_ref()
+                        && std::panic::catch_unwind(std::panic::AssertUnwindSafe(task)).is_err()
+                    {
+                        tracing::warn!("MLflow tracing maintenance panicked");
+                    }
+                }
             }
         }
     }

@@ -23,11 +23,11 @@
 //!     mlflow_tracing::TracerBuilder::from_env()?.with_exporter(exporter.clone()),
 //! )?;
 //! assert_eq!(add(1, 2), 3);
-//! drop(guard); // flushes
+//! drop(guard); // flushes and shuts down
 //!
 //! let span = &exporter.traces()[0].data.spans[0];
 //! assert_eq!(span.inputs(), Some(serde_json::json!({"a": 1, "b": 2})));
-//! # Ok::<(), mlflow_tracing::ConfigError>(())
+//! # Ok::<(), mlflow_tracing::InitError>(())
 //! ```
 //!
 //! # The span API
@@ -59,6 +59,9 @@
 #![doc(test(attr(deny(warnings))))]
 
 use std::time::Duration;
+
+/// The export runtime: the worker thread behind a bounded queue.
+pub use mlflow_tracing_runtime::{ExportWorker, StartError, WorkerConfig, WorkerStats};
 
 /// The entities crate: ids, spans, traces and their wire forms.
 pub use mlflow_tracing_entities as entities;
@@ -98,19 +101,52 @@ pub struct ReadmeDoctests;
 /// How long dropping an [`InitGuard`] waits for the exporter.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// `init` could not set tracing up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InitError {
+    /// A setting or environment variable is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The export worker thread could not start.
+    #[error(transparent)]
+    Worker(#[from] StartError),
+}
+
 /// Builds the tracer and installs it as the process-wide tracer used by `#[trace]` and
 /// [`start_span`]. Keep the guard alive for the life of the program: dropping it flushes and
-/// shuts the exporter down.
+/// shuts the exporter down (within [`DEFAULT_SHUTDOWN_TIMEOUT`]) and logs a one-line summary.
+///
+/// The exporter given to [`TracerBuilder::with_exporter`] runs behind the export runtime's
+/// worker thread and bounded queue ([`ExportWorker`], settings from
+/// `MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE` / `_MAX_WORKERS`), which also halts overdue traces
+/// once a second. With `MLFLOW_ENABLE_ASYNC_TRACE_LOGGING=false` it runs on the caller's thread
+/// instead, as MLflow does (slow: the caller waits for every export).
 ///
 /// # Errors
-/// [`ConfigError`] when the settings are invalid.
-pub fn init(builder: TracerBuilder) -> Result<InitGuard, ConfigError> {
+/// [`InitError`] when the settings are invalid or the worker cannot start.
+pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
+    let mut worker = None;
+    let builder = if mlflow_tracing_runtime::async_logging_enabled()? {
+        let config = WorkerConfig::from_env()?;
+        builder.map_exporter(|exporter| {
+            let w = ExportWorker::start_arc(exporter, config)?;
+            worker = Some(w.clone());
+            Ok::<_, InitError>(std::sync::Arc::new(w) as std::sync::Arc<dyn Dispatch>)
+        })?
+    } else {
+        builder
+    };
     let tracer = builder.build()?;
+    if let Some(worker) = &worker {
+        let maintained = tracer.clone();
+        worker.set_maintenance(move || maintained.run_maintenance());
+    }
     if let Some(previous) = mlflow_tracing_manager::set_global_tracer(tracer.clone()) {
         tracing::warn!("mlflow_tracing::init called again; the previous tracer is replaced");
         let _ = previous.shutdown(DEFAULT_SHUTDOWN_TIMEOUT);
     }
-    Ok(InitGuard { tracer })
+    Ok(InitGuard { tracer, worker })
 }
 
 /// Returned by [`init`]; flushes and shuts down the tracer when dropped.
@@ -118,6 +154,7 @@ pub fn init(builder: TracerBuilder) -> Result<InitGuard, ConfigError> {
 #[derive(Debug)]
 pub struct InitGuard {
     tracer: Tracer,
+    worker: Option<ExportWorker>,
 }
 
 impl InitGuard {
@@ -132,16 +169,26 @@ impl Drop for InitGuard {
         if global_tracer().as_ref() == Some(&self.tracer) {
             mlflow_tracing_manager::take_global_tracer();
         }
+        let result = self.tracer.shutdown(DEFAULT_SHUTDOWN_TIMEOUT);
         let stats = self.tracer.stats();
-        if let Err(err) = self.tracer.shutdown(DEFAULT_SHUTDOWN_TIMEOUT) {
-            tracing::warn!("MLflow tracing shutdown: {err}");
-        }
-        tracing::debug!(
-            finished = stats.traces_finished,
-            exported = stats.items_exported,
-            failed = stats.items_failed,
-            dropped = stats.items_dropped + stats.spans_dropped + stats.traces_evicted,
+        let worker = self
+            .worker
+            .as_ref()
+            .map(ExportWorker::stats)
+            .unwrap_or_default();
+        tracing::info!(
+            traces = stats.traces_finished,
+            exported = stats.items_exported + worker.exported,
+            failed = stats.items_failed + worker.failed,
+            dropped = stats.items_dropped
+                + worker.dropped_queue_full
+                + worker.dropped_shutdown
+                + stats.spans_dropped,
+            evicted = stats.traces_evicted,
             "MLflow tracing shut down"
         );
+        if let Err(err) = result {
+            tracing::warn!("MLflow tracing shutdown: {err}");
+        }
     }
 }
