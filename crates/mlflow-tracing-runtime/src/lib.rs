@@ -22,8 +22,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Not yet here (see the runtime issue): the span batcher, `MLFLOW_ASYNC_TRACE_LOGGING_*`
-//! environment variables, and the facade's `init` using this worker.
+//! Items are batched: a batch goes out at `max_batch_size` items or after `max_batch_interval`,
+//! whichever comes first, split by destination (trace location); flush and shutdown drain it.
 #![doc(test(attr(deny(warnings))))]
 
 use std::fmt;
@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use mlflow_tracing_entities::TraceLocation;
 use mlflow_tracing_manager::{
     ConfigError, Dispatch, ExportItem, LifecycleError, TraceExporter, read_env, read_env_bool,
 };
@@ -48,6 +49,12 @@ pub struct WorkerConfig {
     pub max_concurrent_exports: usize,
     /// Time limit of one export (OpenTelemetry's `OTEL_BSP_EXPORT_TIMEOUT`, 30 s).
     pub export_timeout: Duration,
+    /// Items per export (`MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE`, 5); 1 means no
+    /// batching.
+    pub max_batch_size: usize,
+    /// Longest wait of a pending item for its batch to fill
+    /// (`MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS`, 5000 ms).
+    pub max_batch_interval: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -56,6 +63,8 @@ impl Default for WorkerConfig {
             max_queue_size: 1000,
             max_concurrent_exports: 10,
             export_timeout: Duration::from_secs(30),
+            max_batch_size: 5,
+            max_batch_interval: Duration::from_millis(5000),
         }
     }
 }
@@ -68,6 +77,13 @@ pub const MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE: &str =
     "MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE";
 /// `MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS`.
 pub const MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS: &str = "MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS";
+
+/// `MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE`.
+pub const MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE: &str =
+    "MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE";
+/// `MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS`.
+pub const MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS: &str =
+    "MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS";
 
 /// Whether async export is on (`MLFLOW_ENABLE_ASYNC_TRACE_LOGGING`, default true).
 ///
@@ -94,6 +110,18 @@ impl WorkerConfig {
         if let Some(n) = read_env(MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS, "positive integer")? {
             config.max_concurrent_exports = n;
         }
+        if let Some(n) = read_env(
+            MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE,
+            "positive integer",
+        )? {
+            config.max_batch_size = n;
+        }
+        if let Some(ms) = read_env(
+            MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS,
+            "integer (ms)",
+        )? {
+            config.max_batch_interval = Duration::from_millis(ms);
+        }
         Ok(config)
     }
 
@@ -107,6 +135,13 @@ impl WorkerConfig {
     #[must_use]
     pub fn with_max_concurrent_exports(mut self, n: usize) -> Self {
         self.max_concurrent_exports = n;
+        self
+    }
+    /// Sets [`WorkerConfig::max_batch_size`] and [`WorkerConfig::max_batch_interval`].
+    #[must_use]
+    pub fn with_batching(mut self, size: usize, interval: Duration) -> Self {
+        self.max_batch_size = size;
+        self.max_batch_interval = interval;
         self
     }
     /// Sets [`WorkerConfig::export_timeout`].
@@ -394,6 +429,60 @@ struct Worker {
     maintenance: Maintenance,
 }
 
+/// The destination of an item: the location of its trace.
+fn destination(item: &ExportItem) -> Option<&TraceLocation> {
+    match item {
+        ExportItem::Span(s) => Some(&s.location),
+        ExportItem::Trace(t) => Some(&t.trace.info.trace_location),
+        _ => None,
+    }
+}
+
+/// Splits a batch into one batch per destination, keeping the order within each.
+fn group_by_destination(batch: Vec<ExportItem>) -> Vec<Vec<ExportItem>> {
+    let mut groups: Vec<(Option<TraceLocation>, Vec<ExportItem>)> = Vec::new();
+    for item in batch {
+        let key = destination(&item).cloned();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, items)) => items.push(item),
+            None => groups.push((key, vec![item])),
+        }
+    }
+    groups.into_iter().map(|(_, items)| items).collect()
+}
+
+/// Exports in flight, with the number of items each carries (so a panicked export still counts
+/// every item it held as failed).
+#[derive(Default)]
+struct Running {
+    set: JoinSet<Result<(), String>>,
+    sizes: std::collections::HashMap<tokio::task::Id, u64>,
+}
+
+impl Running {
+    fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    fn spawn(
+        &mut self,
+        items: u64,
+        export: impl Future<Output = Result<(), String>> + Send + 'static,
+    ) {
+        let handle = self.set.spawn(export);
+        self.sizes.insert(handle.id(), items);
+    }
+
+    /// The next finished export: its item count and outcome (a panic is a failure).
+    async fn join_next(&mut self) -> Option<(u64, Result<(), String>)> {
+        let (id, result) = match self.set.join_next_with_id().await? {
+            Ok((id, result)) => (id, result),
+            Err(join) => (join.id(), Err(format!("the exporter panicked: {join}"))),
+        };
+        Some((self.sizes.remove(&id).unwrap_or(1), result))
+    }
+}
+
 impl Worker {
     async fn run(
         self,
@@ -401,17 +490,22 @@ impl Worker {
         mut control: mpsc::UnboundedReceiver<Control>,
     ) {
         let permits = Arc::new(Semaphore::new(self.config.max_concurrent_exports.max(1)));
-        let mut running = JoinSet::new();
+        let mut running = Running::default();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let batch_size = self.config.max_batch_size.max(1);
+        let mut pending: Vec<ExportItem> = Vec::with_capacity(batch_size);
+        // When the oldest pending item must go out at the latest.
+        let mut deadline = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 biased;
                 Some(msg) = control.recv() => {
                     // Everything enqueued before the request is in the queue: export it all.
                     while let Ok(item) = items.try_recv() {
-                        self.spawn_export(item, &permits, &mut running).await;
+                        pending.push(item);
                     }
+                    self.export_batches(std::mem::take(&mut pending), &permits, &mut running).await;
                     while let Some(done) = running.join_next().await {
                         self.record(done);
                     }
@@ -423,22 +517,38 @@ impl Worker {
                             let _ = reply.send(());
                         }
                         Control::Shutdown(reply) => {
-                            let _ = self.exporter.shutdown().await;
+                            if let Err(e) = self.exporter.shutdown().await {
+                                tracing::warn!("MLflow exporter shutdown failed: {e}");
+                            }
                             let _ = reply.send(());
                             return;
                         }
                     }
                 }
                 item = items.recv() => match item {
-                    Some(item) => self.spawn_export(item, &permits, &mut running).await,
+                    Some(item) => {
+                        if pending.is_empty() {
+                            deadline = tokio::time::Instant::now() + self.config.max_batch_interval;
+                        }
+                        pending.push(item);
+                        if pending.len() >= batch_size {
+                            let batch = std::mem::replace(&mut pending, Vec::with_capacity(batch_size));
+                            self.export_batches(batch, &permits, &mut running).await;
+                        }
+                    }
                     None => {
-                        // Every handle is gone without a shutdown: finish what runs, then stop.
+                        // Every handle is gone without a shutdown: export what is left, then stop.
+                        self.export_batches(std::mem::take(&mut pending), &permits, &mut running).await;
                         while let Some(done) = running.join_next().await {
                             self.record(done);
                         }
                         return;
                     }
                 },
+                () = tokio::time::sleep_until(deadline), if !pending.is_empty() => {
+                    let batch = std::mem::replace(&mut pending, Vec::with_capacity(batch_size));
+                    self.export_batches(batch, &permits, &mut running).await;
+                }
                 Some(done) = running.join_next(), if !running.is_empty() => {
                     self.record(done);
                 }
@@ -454,11 +564,26 @@ impl Worker {
         }
     }
 
+    /// Exports a batch, one export per destination.
+    async fn export_batches(
+        &self,
+        batch: Vec<ExportItem>,
+        permits: &Arc<Semaphore>,
+        running: &mut Running,
+    ) {
+        if batch.is_empty() {
+            return;
+        }
+        for group in group_by_destination(batch) {
+            self.spawn_export(group, permits, running).await;
+        }
+    }
+
     async fn spawn_export(
         &self,
-        item: ExportItem,
+        batch: Vec<ExportItem>,
         permits: &Arc<Semaphore>,
-        running: &mut JoinSet<Result<(), String>>,
+        running: &mut Running,
     ) {
         // Waiting for a permit bounds concurrency; results of finished exports are recorded
         // meanwhile so the set stays small.
@@ -476,9 +601,10 @@ impl Worker {
         };
         let exporter = self.exporter.clone();
         let timeout = self.config.export_timeout;
-        running.spawn(async move {
+        let n = batch.len() as u64;
+        running.spawn(n, async move {
             let _permit = permit;
-            match tokio::time::timeout(timeout, exporter.export(vec![item])).await {
+            match tokio::time::timeout(timeout, exporter.export(batch)).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err(format!("timed out after {timeout:?}")),
@@ -486,18 +612,14 @@ impl Worker {
         });
     }
 
-    fn record(&self, done: Result<Result<(), String>, tokio::task::JoinError>) {
-        match done {
-            Ok(Ok(())) => {
-                self.counters.exported.fetch_add(1, Ordering::Relaxed);
+    fn record(&self, (n, result): (u64, Result<(), String>)) {
+        match result {
+            Ok(()) => {
+                self.counters.exported.fetch_add(n, Ordering::Relaxed);
             }
-            Ok(Err(message)) => {
-                self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("failed to export an MLflow trace: {message}");
-            }
-            Err(join) => {
-                self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("the MLflow exporter panicked: {join}");
+            Err(message) => {
+                self.counters.failed.fetch_add(n, Ordering::Relaxed);
+                tracing::warn!("failed to export {n} MLflow trace item(s): {message}");
             }
         }
     }

@@ -15,6 +15,8 @@ use mlflow_tracing_runtime::{ExportWorker, WorkerConfig};
 #[derive(Debug, Default, Clone)]
 struct TestExporter {
     exported: Arc<AtomicU64>,
+    /// The experiment of every item, batch by batch.
+    batches: Arc<std::sync::Mutex<Vec<Vec<String>>>>,
     delay: Duration,
     fail: bool,
     panic: bool,
@@ -32,6 +34,14 @@ impl TraceExporter for TestExporter {
         }
         self.exported
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let experiments = batch
+            .iter()
+            .map(|i| match i {
+                ExportItem::Trace(t) => t.trace.info.experiment_id().unwrap_or("").to_owned(),
+                _ => "span".to_owned(),
+            })
+            .collect();
+        self.batches.lock().unwrap().push(experiments);
         Ok(())
     }
 }
@@ -145,5 +155,76 @@ fn producers_on_many_threads_are_all_accounted_for() {
     let stats = worker.stats();
     assert_eq!(stats.enqueued + stats.dropped_queue_full, 400);
     assert_eq!(stats.exported, stats.enqueued);
+    worker.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+fn tracer_for(worker: &ExportWorker, experiment: &str) -> Tracer {
+    Tracer::builder()
+        .with_environment_metadata(false)
+        .with_experiment_id(experiment)
+        .with_dispatch(Arc::new(worker.clone()))
+        .build()
+        .unwrap()
+}
+
+/// Waits (up to 5 s) until `cond` holds.
+fn eventually(cond: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cond()
+}
+
+#[test]
+fn batches_go_out_when_full_or_when_the_interval_passes_split_by_destination() {
+    let exporter = TestExporter::default();
+    let config = WorkerConfig::default().with_batching(4, Duration::from_millis(300));
+    let worker = ExportWorker::start(exporter.clone(), config).unwrap();
+    let a = tracer_for(&worker, "1");
+    let b = tracer_for(&worker, "2");
+    let batches = || exporter.batches.lock().unwrap().clone();
+    // Four items fill a batch at once: two destinations, so two exports.
+    for tracer in [&a, &b, &a, &b] {
+        tracer.in_scope(|| drop(start_span("t").start()));
+    }
+    assert!(eventually(|| batches().len() == 2));
+    assert_eq!(
+        batches(),
+        [vec!["1", "1"], vec!["2", "2"]],
+        "size-triggered, grouped"
+    );
+    // One item waits for the interval, not for a full batch.
+    let queued = std::time::Instant::now();
+    a.in_scope(|| drop(start_span("t").start()));
+    assert!(eventually(|| batches().len() == 3), "interval-triggered");
+    assert!(
+        queued.elapsed() >= Duration::from_millis(250),
+        "not before the interval"
+    );
+    // Shutdown drains a partial batch.
+    b.in_scope(|| drop(start_span("t").start()));
+    worker.shutdown(Duration::from_secs(5)).unwrap();
+    assert_eq!(batches().len(), 4);
+    assert_eq!(worker.stats().exported, 6);
+}
+
+#[test]
+fn batch_size_one_means_no_batching() {
+    let exporter = TestExporter::default();
+    let config = WorkerConfig::default().with_batching(1, Duration::from_secs(3600));
+    let worker = ExportWorker::start(exporter.clone(), config).unwrap();
+    let tracer = tracer_with(&worker);
+    tracer.in_scope(|| drop(start_span("t").start()));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        exporter.batches.lock().unwrap().len(),
+        1,
+        "{:?}",
+        worker.stats()
+    );
     worker.shutdown(Duration::from_secs(5)).unwrap();
 }
