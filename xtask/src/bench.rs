@@ -13,6 +13,24 @@ const PAIRS: &[(&str, &str, &str, Option<f64>)] = &[
     ("json", "mlflow_1kb", "serde_json_1kb", None),
 ];
 
+/// (group, bench, target median in ns).
+const ABSOLUTE: &[(&str, &str, f64)] = &[
+    ("runtime", "enqueue", 200.0),
+    ("runtime", "enqueue_2_threads", f64::INFINITY),
+    ("runtime", "batcher_throughput_per_item", f64::INFINITY),
+];
+
+fn median_ns(root: &Path, group: &str, bench: &str) -> Option<f64> {
+    let path = root
+        .join("target/criterion")
+        .join(group)
+        .join(bench)
+        .join("new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json["median"]["point_estimate"].as_f64()
+}
+
 fn mean_ns(root: &Path, group: &str, bench: &str) -> Option<f64> {
     let path = root
         .join("target/criterion")
@@ -72,6 +90,35 @@ pub(crate) fn run(filter: Option<&str>) -> Result<(), String> {
             human(s),
             human(b),
             ratio
+        );
+    }
+    println!();
+    for (group, bench, target) in ABSOLUTE {
+        if wanted_group
+            .as_deref()
+            .is_some_and(|g| !g.is_empty() && g != *group)
+        {
+            continue;
+        }
+        let Some(median) = median_ns(root, group, bench) else {
+            continue;
+        };
+        let verdict = if target.is_infinite() {
+            String::new()
+        } else if median <= *target {
+            format!("median ≤ {} ok", human(*target))
+        } else {
+            missed.push(format!(
+                "{group}/{bench}: median {} > {}",
+                human(median),
+                human(*target)
+            ));
+            format!("median ≤ {} MISSED", human(*target))
+        };
+        println!(
+            "{:<26} {:>12} (median)  {verdict}",
+            format!("{group}/{bench}"),
+            human(median)
         );
     }
     if missed.is_empty() {

@@ -22,8 +22,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Items are batched: a batch goes out at `max_batch_size` items or after `max_batch_interval`,
-//! whichever comes first, split by destination (trace location); flush and shutdown drain it.
+//! Items are batched: full batches of `max_batch_size` go out as soon as they are queued, the
+//! rest every `max_batch_interval`, each split by destination (trace location); flush and
+//! shutdown drain the queue. Producers never wake the worker for a single item.
 #![doc(test(attr(deny(warnings))))]
 
 use std::fmt;
@@ -36,7 +37,7 @@ use mlflow_tracing_entities::TraceLocation;
 use mlflow_tracing_manager::{
     ConfigError, Dispatch, ExportItem, LifecycleError, TraceExporter, read_env, read_env_bool,
 };
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
 /// Settings of an [`ExportWorker`] (MLflow's defaults).
@@ -52,7 +53,7 @@ pub struct WorkerConfig {
     /// Items per export (`MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE`, 5); 1 means no
     /// batching.
     pub max_batch_size: usize,
-    /// Longest wait of a pending item for its batch to fill
+    /// Longest wait of a queued item for its batch to fill
     /// (`MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS`, 5000 ms).
     pub max_batch_interval: Duration,
 }
@@ -195,6 +196,9 @@ struct Inner {
     last_full_warning_ms: AtomicU64,
     exporter_name: String,
     maintenance: Maintenance,
+    /// Signalled when a full batch is queued; the worker is not woken per item.
+    batch_ready: Arc<Notify>,
+    batch_size: usize,
 }
 
 /// Work the worker runs once a second (the tracer's timeout halting and buffer expiry).
@@ -245,11 +249,14 @@ impl ExportWorker {
             .enable_time()
             .build()
             .map_err(StartError)?;
+        let batch_ready = Arc::new(Notify::new());
+        let batch_size = config.max_batch_size.max(1);
         let worker = Worker {
             exporter: exporter.clone(),
             config,
             counters: counters.clone(),
             maintenance: maintenance.clone(),
+            batch_ready: batch_ready.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("mlflow-tracing-export".into())
@@ -267,6 +274,8 @@ impl ExportWorker {
                 last_full_warning_ms: AtomicU64::new(0),
                 exporter_name: format!("{exporter:?}"),
                 maintenance,
+                batch_ready,
+                batch_size,
             }),
         })
     }
@@ -359,6 +368,10 @@ impl Dispatch for ExportWorker {
         match inner.items.try_send(item) {
             Ok(()) => {
                 inner.counters.enqueued.fetch_add(1, Ordering::Relaxed);
+                let queued = inner.items.max_capacity() - inner.items.capacity();
+                if queued >= inner.batch_size {
+                    inner.batch_ready.notify_one();
+                }
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 inner
@@ -427,6 +440,7 @@ struct Worker {
     config: WorkerConfig,
     counters: Arc<Counters>,
     maintenance: Maintenance,
+    batch_ready: Arc<Notify>,
 }
 
 /// The destination of an item: the location of its trace.
@@ -491,21 +505,23 @@ impl Worker {
     ) {
         let permits = Arc::new(Semaphore::new(self.config.max_concurrent_exports.max(1)));
         let mut running = Running::default();
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let second = Duration::from_secs(1);
+        let mut maintenance =
+            tokio::time::interval_at(tokio::time::Instant::now() + second, second);
+        maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let period = self.config.max_batch_interval.max(Duration::from_millis(1));
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let batch_size = self.config.max_batch_size.max(1);
-        let mut pending: Vec<ExportItem> = Vec::with_capacity(batch_size);
-        // When the oldest pending item must go out at the latest.
-        let mut deadline = tokio::time::Instant::now();
+        // The queue is read with `try_recv` only, so producers never wake this thread per item:
+        // they signal `batch_ready` when a full batch waits (OpenTelemetry's BatchSpanProcessor
+        // works the same way).
         loop {
             tokio::select! {
                 biased;
                 Some(msg) = control.recv() => {
                     // Everything enqueued before the request is in the queue: export it all.
-                    while let Ok(item) = items.try_recv() {
-                        pending.push(item);
-                    }
-                    self.export_batches(std::mem::take(&mut pending), &permits, &mut running).await;
+                    let closed = self.export_queued(&mut items, usize::MAX, batch_size, &permits, &mut running).await;
                     while let Some(done) = running.join_next().await {
                         self.record(done);
                     }
@@ -515,6 +531,9 @@ impl Worker {
                                 tracing::warn!("MLflow exporter flush failed: {e}");
                             }
                             let _ = reply.send(());
+                            if closed {
+                                return;
+                            }
                         }
                         Control::Shutdown(reply) => {
                             if let Err(e) = self.exporter.shutdown().await {
@@ -525,34 +544,24 @@ impl Worker {
                         }
                     }
                 }
-                item = items.recv() => match item {
-                    Some(item) => {
-                        if pending.is_empty() {
-                            deadline = tokio::time::Instant::now() + self.config.max_batch_interval;
-                        }
-                        pending.push(item);
-                        if pending.len() >= batch_size {
-                            let batch = std::mem::replace(&mut pending, Vec::with_capacity(batch_size));
-                            self.export_batches(batch, &permits, &mut running).await;
-                        }
-                    }
-                    None => {
-                        // Every handle is gone without a shutdown: export what is left, then stop.
-                        self.export_batches(std::mem::take(&mut pending), &permits, &mut running).await;
+                () = self.batch_ready.notified() => {
+                    // Only full batches; the rest waits for the interval.
+                    let full = items.len() / batch_size * batch_size;
+                    self.export_queued(&mut items, full, batch_size, &permits, &mut running).await;
+                }
+                _ = interval.tick() => {
+                    if self.export_queued(&mut items, usize::MAX, batch_size, &permits, &mut running).await {
+                        // Every handle is gone without a shutdown: finish what runs, then stop.
                         while let Some(done) = running.join_next().await {
                             self.record(done);
                         }
                         return;
                     }
-                },
-                () = tokio::time::sleep_until(deadline), if !pending.is_empty() => {
-                    let batch = std::mem::replace(&mut pending, Vec::with_capacity(batch_size));
-                    self.export_batches(batch, &permits, &mut running).await;
                 }
                 Some(done) = running.join_next(), if !running.is_empty() => {
                     self.record(done);
                 }
-                _ = tick.tick() => {
+                _ = maintenance.tick() => {
                     let task = self.maintenance.lock().unwrap_or_else(PoisonError::into_inner);
                     if let Some(task) = task.as_ref()
                         && std::panic::catch_unwind(std::panic::AssertUnwindSafe(task)).is_err()
@@ -562,6 +571,40 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Takes up to `max` queued items and exports them in batches; true when the queue is
+    /// closed (every producer handle dropped).
+    async fn export_queued(
+        &self,
+        items: &mut mpsc::Receiver<ExportItem>,
+        max: usize,
+        batch_size: usize,
+        permits: &Arc<Semaphore>,
+        running: &mut Running,
+    ) -> bool {
+        let mut taken = 0;
+        let mut batch = Vec::with_capacity(batch_size);
+        let mut closed = false;
+        while taken < max {
+            match items.try_recv() {
+                Ok(item) => {
+                    taken += 1;
+                    batch.push(item);
+                    if batch.len() == batch_size {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                        self.export_batches(full, permits, running).await;
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        self.export_batches(batch, permits, running).await;
+        closed
     }
 
     /// Exports a batch, one export per destination.
