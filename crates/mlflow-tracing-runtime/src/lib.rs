@@ -168,6 +168,9 @@ pub struct WorkerStats {
     pub dropped_queue_full: u64,
     /// Items dropped because the worker was shut down.
     pub dropped_shutdown: u64,
+    /// Items still queued or exporting when `shutdown` ran out of time (lost if the process
+    /// exits now).
+    pub dropped_shutdown_timeout: u64,
 }
 
 #[derive(Default)]
@@ -177,6 +180,7 @@ struct Counters {
     failed: AtomicU64,
     dropped_queue_full: AtomicU64,
     dropped_shutdown: AtomicU64,
+    dropped_shutdown_timeout: AtomicU64,
 }
 
 enum Control {
@@ -300,6 +304,7 @@ impl ExportWorker {
             failed: get(&c.failed),
             dropped_queue_full: get(&c.dropped_queue_full),
             dropped_shutdown: get(&c.dropped_shutdown),
+            dropped_shutdown_timeout: get(&c.dropped_shutdown_timeout),
         }
     }
 
@@ -405,6 +410,18 @@ impl Dispatch for ExportWorker {
             return Err(LifecycleError::AlreadyShutdown);
         }
         let result = self.control(Control::Shutdown, timeout);
+        if let Err(LifecycleError::Timeout(_)) = result {
+            let s = self.stats();
+            let unfinished = s.enqueued.saturating_sub(s.exported + s.failed);
+            self.inner
+                .counters
+                .dropped_shutdown_timeout
+                .fetch_add(unfinished, Ordering::Relaxed);
+            tracing::warn!(
+                unfinished,
+                "MLflow export worker shutdown timed out; unfinished exports may be lost"
+            );
+        }
         // The task may hold the tracer that holds this worker: break the cycle.
         self.inner
             .maintenance

@@ -234,3 +234,38 @@ fn batch_size_one_means_no_batching() {
     );
     worker.shutdown(Duration::from_secs(5)).unwrap();
 }
+
+#[test]
+fn memory_stays_bounded_under_ten_times_overload_and_shutdown_timeouts_are_counted() {
+    let exporter = TestExporter {
+        delay: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let config = WorkerConfig::default()
+        .with_max_queue_size(100)
+        .with_max_concurrent_exports(1)
+        .with_batching(5, Duration::from_millis(10));
+    let worker = ExportWorker::start(exporter, config).unwrap();
+    let tracer = tracer_with(&worker);
+    for _ in 0..1000 {
+        tracer.in_scope(|| drop(start_span("t").start()));
+        let s = worker.stats();
+        // Held at once: at most the queue, the batches exporting (1 here) and one batch
+        // waiting for an export slot.
+        assert!(s.enqueued - s.exported - s.failed <= 100 + 2 * 5, "{s:?}");
+    }
+    let s = worker.stats();
+    assert_eq!(s.enqueued + s.dropped_queue_full, 1000);
+    assert!(s.dropped_queue_full >= 800, "{s:?}");
+    // Too little time to export what is queued: the shortfall is counted.
+    assert_eq!(
+        worker.shutdown(Duration::from_millis(50)),
+        Err(LifecycleError::Timeout(Duration::from_millis(50)))
+    );
+    let s = worker.stats();
+    assert!(s.dropped_shutdown_timeout > 0, "{s:?}");
+    assert_eq!(
+        s.dropped_shutdown_timeout,
+        s.enqueued - s.exported - s.failed
+    );
+}

@@ -158,9 +158,15 @@ pub struct InitGuard {
 }
 
 impl InitGuard {
-    /// The installed tracer.
+    /// The installed tracer (its `stats()` count traces started, finished, evicted, dropped).
     pub fn tracer(&self) -> &Tracer {
         &self.tracer
+    }
+
+    /// The export worker, unless export is synchronous (its `stats()` count enqueued,
+    /// exported, failed and dropped items).
+    pub fn worker(&self) -> Option<&ExportWorker> {
+        self.worker.as_ref()
     }
 }
 
@@ -183,6 +189,7 @@ impl Drop for InitGuard {
             dropped = stats.items_dropped
                 + worker.dropped_queue_full
                 + worker.dropped_shutdown
+                + worker.dropped_shutdown_timeout
                 + stats.spans_dropped,
             evicted = stats.traces_evicted,
             "MLflow tracing shut down"
