@@ -35,7 +35,7 @@ fn init_exports_through_the_worker_halts_overdue_traces_and_shuts_down_in_a_runt
         "halted by the worker without any other call"
     );
     assert_eq!(traces[0].info.state, TraceState::Error);
-    let worker = guard.worker().unwrap().stats();
+    let worker = guard.export_stats().unwrap();
     assert_eq!((worker.enqueued, worker.exported), (1, 1));
 
     // Traces from a multi-thread runtime, and the guard dropped inside it: no

@@ -40,6 +40,9 @@ use mlflow_tracing_manager::{
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
+mod sync;
+pub use sync::SyncDispatch;
+
 /// Settings of an [`ExportWorker`] (MLflow's defaults).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -183,6 +186,33 @@ struct Counters {
     dropped_shutdown_timeout: AtomicU64,
 }
 
+impl Counters {
+    fn snapshot(&self) -> WorkerStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        WorkerStats {
+            enqueued: get(&self.enqueued),
+            exported: get(&self.exported),
+            failed: get(&self.failed),
+            dropped_queue_full: get(&self.dropped_queue_full),
+            dropped_shutdown: get(&self.dropped_shutdown),
+            dropped_shutdown_timeout: get(&self.dropped_shutdown_timeout),
+        }
+    }
+
+    /// Counts the outcome of one export of `n` items (a failure is also logged).
+    fn record(&self, n: u64, result: Result<(), String>) {
+        match result {
+            Ok(()) => {
+                self.exported.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(message) => {
+                self.failed.fetch_add(n, Ordering::Relaxed);
+                tracing::warn!("failed to export {n} MLflow trace item(s): {message}");
+            }
+        }
+    }
+}
+
 enum Control {
     Flush(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
@@ -249,8 +279,9 @@ impl ExportWorker {
         let (items_tx, items_rx) = mpsc::channel(config.max_queue_size.max(1));
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
+        // Timers and I/O: HTTP exporters run their requests on this runtime.
         let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
+            .enable_all()
             .build()
             .map_err(StartError)?;
         let batch_ready = Arc::new(Notify::new());
@@ -296,16 +327,7 @@ impl ExportWorker {
 
     /// The counters now.
     pub fn stats(&self) -> WorkerStats {
-        let c = &self.inner.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        WorkerStats {
-            enqueued: get(&c.enqueued),
-            exported: get(&c.exported),
-            failed: get(&c.failed),
-            dropped_queue_full: get(&c.dropped_queue_full),
-            dropped_shutdown: get(&c.dropped_shutdown),
-            dropped_shutdown_timeout: get(&c.dropped_shutdown_timeout),
-        }
+        self.inner.counters.snapshot()
     }
 
     fn warn_queue_full(&self) {
@@ -673,14 +695,6 @@ impl Worker {
     }
 
     fn record(&self, (n, result): (u64, Result<(), String>)) {
-        match result {
-            Ok(()) => {
-                self.counters.exported.fetch_add(n, Ordering::Relaxed);
-            }
-            Err(message) => {
-                self.counters.failed.fetch_add(n, Ordering::Relaxed);
-                tracing::warn!("failed to export {n} MLflow trace item(s): {message}");
-            }
-        }
+        self.counters.record(n, result);
     }
 }

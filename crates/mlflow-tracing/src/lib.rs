@@ -58,10 +58,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+use std::sync::Arc;
 use std::time::Duration;
 
-/// The export runtime: the worker thread behind a bounded queue.
-pub use mlflow_tracing_runtime::{ExportWorker, StartError, WorkerConfig, WorkerStats};
+/// The export runtime: the worker thread behind a bounded queue, and synchronous export.
+pub use mlflow_tracing_runtime::{
+    ExportWorker, StartError, SyncDispatch, WorkerConfig, WorkerStats,
+};
 
 /// The entities crate: ids, spans, traces and their wire forms.
 pub use mlflow_tracing_entities as entities;
@@ -121,24 +124,29 @@ pub enum InitError {
 /// worker thread and bounded queue ([`ExportWorker`], settings from
 /// `MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE` / `_MAX_WORKERS`), which also halts overdue traces
 /// once a second. With `MLFLOW_ENABLE_ASYNC_TRACE_LOGGING=false` it runs on the caller's thread
-/// instead, as MLflow does (slow: the caller waits for every export).
+/// instead ([`SyncDispatch`]), as MLflow does: slow, since the code that ends a root span waits
+/// for its export, and overdue traces are then halted only when spans start or end.
 ///
 /// # Errors
 /// [`InitError`] when the settings are invalid or the worker cannot start.
 pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
-    let mut worker = None;
+    let config = WorkerConfig::from_env()?;
+    let mut export = Export::None;
     let builder = if mlflow_tracing_runtime::async_logging_enabled()? {
-        let config = WorkerConfig::from_env()?;
         builder.map_exporter(|exporter| {
             let w = ExportWorker::start_arc(exporter, config)?;
-            worker = Some(w.clone());
-            Ok::<_, InitError>(std::sync::Arc::new(w) as std::sync::Arc<dyn Dispatch>)
+            export = Export::Worker(w.clone());
+            Ok::<_, InitError>(Arc::new(w) as Arc<dyn Dispatch>)
         })?
     } else {
-        builder
+        builder.map_exporter(|exporter| {
+            let sync = Arc::new(SyncDispatch::new(exporter, config.export_timeout)?);
+            export = Export::Sync(sync.clone());
+            Ok::<_, InitError>(sync as Arc<dyn Dispatch>)
+        })?
     };
     let tracer = builder.build()?;
-    if let Some(worker) = &worker {
+    if let Export::Worker(worker) = &export {
         let maintained = tracer.clone();
         worker.set_maintenance(move || maintained.run_maintenance());
     }
@@ -146,7 +154,16 @@ pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
         tracing::warn!("mlflow_tracing::init called again; the previous tracer is replaced");
         let _ = previous.shutdown(DEFAULT_SHUTDOWN_TIMEOUT);
     }
-    Ok(InitGuard { tracer, worker })
+    Ok(InitGuard { tracer, export })
+}
+
+/// What `init` put between the tracer and the exporter.
+#[derive(Debug)]
+enum Export {
+    Worker(ExportWorker),
+    Sync(Arc<SyncDispatch>),
+    /// The builder had a dispatch of its own, or no exporter.
+    None,
 }
 
 /// Returned by [`init`]; flushes and shuts down the tracer when dropped.
@@ -154,7 +171,7 @@ pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
 #[derive(Debug)]
 pub struct InitGuard {
     tracer: Tracer,
-    worker: Option<ExportWorker>,
+    export: Export,
 }
 
 impl InitGuard {
@@ -163,10 +180,15 @@ impl InitGuard {
         &self.tracer
     }
 
-    /// The export worker, unless export is synchronous (its `stats()` count enqueued,
-    /// exported, failed and dropped items).
-    pub fn worker(&self) -> Option<&ExportWorker> {
-        self.worker.as_ref()
+    /// The export counters (enqueued, exported, failed, dropped queue-full / at shutdown /
+    /// on a shutdown timeout), whether exports run on the worker or on the caller's thread;
+    /// `None` when the builder was given a [`Dispatch`] of its own.
+    pub fn export_stats(&self) -> Option<WorkerStats> {
+        match &self.export {
+            Export::Worker(worker) => Some(worker.stats()),
+            Export::Sync(sync) => Some(sync.stats()),
+            Export::None => None,
+        }
     }
 }
 
@@ -177,11 +199,7 @@ impl Drop for InitGuard {
         }
         let result = self.tracer.shutdown(DEFAULT_SHUTDOWN_TIMEOUT);
         let stats = self.tracer.stats();
-        let worker = self
-            .worker
-            .as_ref()
-            .map(ExportWorker::stats)
-            .unwrap_or_default();
+        let worker = self.export_stats().unwrap_or_default();
         tracing::info!(
             traces = stats.traces_finished,
             exported = stats.items_exported + worker.exported,
