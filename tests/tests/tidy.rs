@@ -197,3 +197,47 @@ fn ci_runs_the_readme_test_command() {
         ".ci/run runs exactly the README's test command"
     );
 }
+
+#[test]
+fn only_the_runtime_starts_threads_or_runtimes() {
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let crates = root().join("crates");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&crates).unwrap() {
+        let src = entry.unwrap().path().join("src");
+        if src.is_dir() {
+            rust_files(&src, &mut files);
+        }
+    }
+    assert!(files.len() > 10, "found the sources: {files:?}");
+    let runtime = crates.join("mlflow-tracing-runtime");
+    let mut offenders = Vec::new();
+    for file in files.iter().filter(|f| !f.starts_with(&runtime)) {
+        let text = std::fs::read_to_string(file).unwrap();
+        for needle in [
+            "thread::spawn",
+            "thread::Builder",
+            "thread::scope",
+            "spawn_scoped",
+            "runtime::Builder",
+            "Runtime::new",
+        ] {
+            if text.contains(needle) {
+                offenders.push(format!("{}: {needle}", file.display()));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "only mlflow-tracing-runtime owns threads: {offenders:?}"
+    );
+}
