@@ -7,6 +7,9 @@
 //! a file lock so parallel test binaries install it once. A clean machine needs only `python3`
 //! (with `venv`) and network access to PyPI; if provisioning fails, the tests that need it fail
 //! with the reason, they never skip.
+//!
+//! [`server::MlflowServer`] runs a real tracking server of that version for the tests of the
+//! server path, the demo (`cargo xtask demo`) and the end-to-end benchmark.
 
 /// The pinned MLflow version every compatibility test runs against.
 pub const MLFLOW_VERSION: &str = "3.17.2";
@@ -103,18 +106,36 @@ pub mod python {
             .map_err(Clone::clone)
     }
 
-    /// Runs `script` with the pinned `mlflow`, passing `args`; returns its stdout.
+    /// Runs `script` with the pinned `mlflow`, passing `args`, against an in-memory sqlite
+    /// store; returns its stdout.
     ///
     /// # Errors
     /// Provisioning errors, or the script's exit status with its stderr.
     pub fn run_script(script: &str, args: &[&str]) -> Result<String, String> {
+        run_script_with(
+            script,
+            args,
+            &[("MLFLOW_TRACKING_URI", "sqlite:///:memory:")],
+        )
+    }
+
+    /// Runs `script` with the pinned `mlflow`, passing `args`, with extra environment
+    /// variables (telemetry is always off); returns its stdout.
+    ///
+    /// # Errors
+    /// Provisioning errors, or the script's exit status with its stderr.
+    pub fn run_script_with(
+        script: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<String, String> {
         let python = mlflow_python()?;
         let out = Command::new(python)
             .arg("-c")
             .arg(script)
             .args(args)
             .env("MLFLOW_DISABLE_TELEMETRY", "true")
-            .env("MLFLOW_TRACKING_URI", "sqlite:///:memory:")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
@@ -128,3 +149,5 @@ pub mod python {
         String::from_utf8(out.stdout).map_err(|e| format!("python output is not UTF-8: {e}"))
     }
 }
+
+pub mod server;

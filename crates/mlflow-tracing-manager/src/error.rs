@@ -31,19 +31,39 @@ pub enum ConfigError {
 /// A failed export, as reported by a [`TraceExporter`](crate::TraceExporter).
 ///
 /// Exporters keep their own error enums and convert into this one with [`ExportError::new`].
+/// When only some items of a batch failed, [`ExportError::with_failed_items`] says how many, so
+/// the others are counted as exported.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ExportError(Box<dyn std::error::Error + Send + Sync + 'static>);
+#[error("{error}")]
+pub struct ExportError {
+    error: Box<dyn std::error::Error + Send + Sync + 'static>,
+    failed_items: Option<u64>,
+}
 
 impl ExportError {
-    /// Wraps an exporter's error.
+    /// Wraps an exporter's error (every item of the batch failed).
     pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
-        ExportError(error.into())
+        ExportError {
+            error: error.into(),
+            failed_items: None,
+        }
+    }
+
+    /// Says that only `n` items of the batch failed.
+    #[must_use]
+    pub fn with_failed_items(mut self, n: u64) -> Self {
+        self.failed_items = Some(n);
+        self
+    }
+
+    /// How many items failed, when not all of them did.
+    pub fn failed_items(&self) -> Option<u64> {
+        self.failed_items
     }
 
     /// The exporter's error.
     pub fn inner(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-        &*self.0
+        &*self.error
     }
 }
 

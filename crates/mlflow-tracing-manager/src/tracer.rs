@@ -586,6 +586,12 @@ impl TracerBuilder {
         self
     }
 
+    /// Whether an exporter or a dispatcher was given (the facade's `init` picks the MLflow
+    /// server exporter from `MLFLOW_TRACKING_URI` only when not).
+    pub fn has_export(&self) -> bool {
+        self.exporter.is_some() || self.dispatch.is_some()
+    }
+
     /// Hands finished traces to `dispatch` (e.g. the export runtime's bounded queue).
     pub fn with_dispatch(mut self, dispatch: Arc<dyn Dispatch>) -> Self {
         self.dispatch = Some(dispatch);

@@ -200,15 +200,32 @@ impl Counters {
     }
 
     /// Counts the outcome of one export of `n` items (a failure is also logged).
-    fn record(&self, n: u64, result: Result<(), String>) {
+    fn record(&self, n: u64, result: Result<(), Failure>) {
         match result {
             Ok(()) => {
                 self.exported.fetch_add(n, Ordering::Relaxed);
             }
-            Err(message) => {
-                self.failed.fetch_add(n, Ordering::Relaxed);
-                tracing::warn!("failed to export {n} MLflow trace item(s): {message}");
+            Err(Failure { message, items }) => {
+                let failed = items.map_or(n, |k| k.min(n));
+                self.failed.fetch_add(failed, Ordering::Relaxed);
+                self.exported.fetch_add(n - failed, Ordering::Relaxed);
+                tracing::warn!("failed to export {failed} of {n} MLflow trace item(s): {message}");
             }
+        }
+    }
+}
+
+/// A failed export: why, and how many of its items failed when not all did.
+struct Failure {
+    message: String,
+    items: Option<u64>,
+}
+
+impl Failure {
+    fn all(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            items: None,
         }
     }
 }
@@ -508,7 +525,7 @@ fn group_by_destination(batch: Vec<ExportItem>) -> Vec<Vec<ExportItem>> {
 /// every item it held as failed).
 #[derive(Default)]
 struct Running {
-    set: JoinSet<Result<(), String>>,
+    set: JoinSet<Result<(), Failure>>,
     sizes: std::collections::HashMap<tokio::task::Id, u64>,
 }
 
@@ -520,17 +537,20 @@ impl Running {
     fn spawn(
         &mut self,
         items: u64,
-        export: impl Future<Output = Result<(), String>> + Send + 'static,
+        export: impl Future<Output = Result<(), Failure>> + Send + 'static,
     ) {
         let handle = self.set.spawn(export);
         self.sizes.insert(handle.id(), items);
     }
 
     /// The next finished export: its item count and outcome (a panic is a failure).
-    async fn join_next(&mut self) -> Option<(u64, Result<(), String>)> {
+    async fn join_next(&mut self) -> Option<(u64, Result<(), Failure>)> {
         let (id, result) = match self.set.join_next_with_id().await? {
             Ok((id, result)) => (id, result),
-            Err(join) => (join.id(), Err(format!("the exporter panicked: {join}"))),
+            Err(join) => (
+                join.id(),
+                Err(Failure::all(format!("the exporter panicked: {join}"))),
+            ),
         };
         Some((self.sizes.remove(&id).unwrap_or(1), result))
     }
@@ -688,13 +708,16 @@ impl Worker {
             let _permit = permit;
             match tokio::time::timeout(timeout, exporter.export(batch)).await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("timed out after {timeout:?}")),
+                Ok(Err(e)) => Err(Failure {
+                    message: e.to_string(),
+                    items: e.failed_items(),
+                }),
+                Err(_) => Err(Failure::all(format!("timed out after {timeout:?}"))),
             }
         });
     }
 
-    fn record(&self, (n, result): (u64, Result<(), String>)) {
+    fn record(&self, (n, result): (u64, Result<(), Failure>)) {
         self.counters.record(n, result);
     }
 }

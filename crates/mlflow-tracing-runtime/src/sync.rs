@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mlflow_tracing_manager::{Dispatch, ExportItem, LifecycleError, TraceExporter};
 
-use crate::{Counters, StartError, WorkerStats};
+use crate::{Counters, Failure, StartError, WorkerStats};
 
 /// A [`Dispatch`] that runs every export on the caller's thread before `dispatch` returns, as
 /// MLflow does with `MLFLOW_ENABLE_ASYNC_TRACE_LOGGING=false`. Slow by design: the code that ends
@@ -107,11 +107,14 @@ impl Dispatch for SyncDispatch {
             .run(async move {
                 match tokio::time::timeout(timeout, exporter.export(vec![item])).await {
                     Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err(format!("timed out after {timeout:?}")),
+                    Ok(Err(e)) => Err(Failure {
+                        message: e.to_string(),
+                        items: e.failed_items(),
+                    }),
+                    Err(_) => Err(Failure::all(format!("timed out after {timeout:?}"))),
                 }
             })
-            .and_then(|r| r);
+            .unwrap_or_else(|panic| Err(Failure::all(panic)));
         self.counters.record(1, outcome);
     }
 

@@ -54,6 +54,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `macros` | yes | `#[mlflow_tracing::trace]` |
+//! | `mlflow-server` | yes | [`MlflowExporter`] and [`TrackingClient`]: traces into an MLflow tracking server |
 //! | `testing` | no | [`testing`]: an in-memory exporter and scoped capture helpers |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
@@ -80,6 +81,17 @@ pub use mlflow_tracing_manager::{
     SpanGuard, SpanItem, StartSpan, TraceExporter, TraceItem, TraceUpdate, Tracer, TracerBuilder,
     TracerStats, active_trace_id, async_trait, continue_trace, continue_trace_with, current_span,
     global_tracer, last_active_trace_id, start_span, tracing_context_headers, update_current_trace,
+};
+
+/// The MLflow tracking-server exporter and its REST client.
+#[cfg(feature = "mlflow-server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mlflow-server")))]
+pub use mlflow_tracing_exporter_mlflow::{
+    MLFLOW_EXPERIMENT_NAME, MlflowExporter, MlflowExporterStats,
+    client::{
+        self as client, ClientConfig, ClientError, Experiment, SearchTraces, TracePage,
+        TrackingClient,
+    },
 };
 
 /// `#[trace]`: traces every call of a function as an MLflow span.
@@ -114,11 +126,21 @@ pub enum InitError {
     /// The export worker thread could not start.
     #[error(transparent)]
     Worker(#[from] StartError),
+    /// The MLflow tracking-server client could not be set up from the environment.
+    #[cfg(feature = "mlflow-server")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mlflow-server")))]
+    #[error(transparent)]
+    Client(#[from] ClientError),
 }
 
 /// Builds the tracer and installs it as the process-wide tracer used by `#[trace]` and
 /// [`start_span`]. Keep the guard alive for the life of the program: dropping it flushes and
 /// shuts the exporter down (within [`DEFAULT_SHUTDOWN_TIMEOUT`]) and logs a one-line summary.
+///
+/// Without an exporter in the builder, and with `MLFLOW_TRACKING_URI` set to `http(s)://…`
+/// (feature `mlflow-server`, on by default), traces go to that MLflow tracking server through
+/// [`MlflowExporter::from_env`] (auth, TLS, retries and `MLFLOW_EXPERIMENT_NAME` from the
+/// environment too).
 ///
 /// The exporter given to [`TracerBuilder::with_exporter`] runs behind the export runtime's
 /// worker thread and bounded queue ([`ExportWorker`], settings from
@@ -130,6 +152,22 @@ pub enum InitError {
 /// # Errors
 /// [`InitError`] when the settings are invalid or the worker cannot start.
 pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
+    #[cfg(feature = "mlflow-server")]
+    let builder = match std::env::var("MLFLOW_TRACKING_URI") {
+        Ok(uri)
+            if !builder.has_export()
+                && (uri.starts_with("http://") || uri.starts_with("https://")) =>
+        {
+            builder.with_exporter(MlflowExporter::from_env()?)
+        }
+        _ => builder,
+    };
+    if !builder.has_export() {
+        tracing::warn!(
+            "mlflow_tracing::init: no exporter (set MLFLOW_TRACKING_URI to an MLflow server, or \
+             call TracerBuilder::with_exporter); finished traces go nowhere"
+        );
+    }
     let config = WorkerConfig::from_env()?;
     let mut export = Export::None;
     let builder = if mlflow_tracing_runtime::async_logging_enabled()? {

@@ -1,0 +1,432 @@
+//! The exporter of MLflow Tracing for Rust to an MLflow tracking server.
+//!
+//! [`MlflowExporter`] is a [`TraceExporter`]: it runs on the export runtime's worker (or on the
+//! caller's thread with `MLFLOW_ENABLE_ASYNC_TRACE_LOGGING=false`) and writes each finished
+//! trace the way MLflow 3.17's Python SDK does, with fewer requests:
+//!
+//! 1. the spans of every trace in the batch go to `POST /v1/traces` as **one** OTLP protobuf
+//!    request per experiment (Python sends one request per span in sync mode and per 5 spans in
+//!    async mode);
+//! 2. then each trace's info, with size stats, goes to StartTraceV3
+//!    (`POST /api/3.0/mlflow/traces`);
+//! 3. when the returned info says the spans are not in the tracking store
+//!    (`mlflow.trace.spansLocation`), the trace's spans are uploaded as `traces.json` through
+//!    the artifact proxy.
+//!
+//! Span logging needs a server ≥ 3.4 (`GET /version`, probed once); an older server, or a 501
+//! "REST OTLP span logging is not supported" (a file-store server), turns it off for the life
+//! of the exporter and every trace takes the `traces.json` path. Traces continued from a remote
+//! `traceparent` only log their spans (the caller's process writes the trace info), as MLflow
+//! does.
+//!
+//! `MLFLOW_EXPERIMENT_NAME` ([`MlflowExporter::with_experiment_name`]): traces of the default
+//! experiment `"0"` go to the named experiment, looked up (or created) once, on the worker, at
+//! the first export. Unlike Python, the caller never waits for that lookup.
+//!
+//! Failures are counted by the runtime per trace ([`ExportError::with_failed_items`]) and
+//! logged: 401/403 at ERROR ("refresh your credentials"), others at WARN. Nothing is retried
+//! at this layer beyond the client's own HTTP retries.
+#![doc(test(attr(deny(warnings))))]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use mlflow_tracing_client::{ClientError, TrackingClient};
+use mlflow_tracing_entities::keys::tag;
+use mlflow_tracing_entities::{Trace, TraceLocation};
+use mlflow_tracing_manager::{ExportError, ExportItem, TraceExporter, async_trait};
+use tokio::sync::OnceCell;
+
+pub use mlflow_tracing_client as client;
+
+/// `MLFLOW_EXPERIMENT_NAME`: the experiment traces of the default experiment go to.
+pub const MLFLOW_EXPERIMENT_NAME: &str = "MLFLOW_EXPERIMENT_NAME";
+
+/// The default experiment's id.
+const DEFAULT_EXPERIMENT_ID: &str = "0";
+
+/// At most this many spans per OTLP request.
+const MAX_SPANS_PER_REQUEST: usize = 1000;
+
+const SPAN_LOGGING_UNKNOWN: u8 = 0;
+const SPAN_LOGGING_ON: u8 = 1;
+const SPAN_LOGGING_OFF: u8 = 2;
+
+/// Counters of an [`MlflowExporter`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MlflowExporterStats {
+    /// Traces whose info the server stored (StartTraceV3 answered 200).
+    pub traces_logged: u64,
+    /// Traces that could not be stored (counted as failed by the runtime too).
+    pub traces_failed: u64,
+    /// Spans the server accepted through OTLP.
+    pub spans_logged: u64,
+    /// OTLP requests sent (`POST /v1/traces`).
+    pub otlp_requests: u64,
+    /// OTLP requests that failed.
+    pub otlp_failures: u64,
+    /// `traces.json` uploads (the fallback path).
+    pub artifact_uploads: u64,
+    /// Whether span logging is on (false once the server said it cannot store spans).
+    pub span_logging: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    traces_logged: AtomicU64,
+    traces_failed: AtomicU64,
+    spans_logged: AtomicU64,
+    otlp_requests: AtomicU64,
+    otlp_failures: AtomicU64,
+    artifact_uploads: AtomicU64,
+}
+
+/// Writes finished traces to an MLflow tracking server (see the crate docs).
+#[derive(Debug)]
+pub struct MlflowExporter {
+    client: TrackingClient,
+    experiment_name: Option<String>,
+    experiment: OnceCell<String>,
+    span_logging: AtomicU8,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counters")
+            .field("traces_logged", &self.traces_logged)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MlflowExporter {
+    /// An exporter writing through `client`.
+    pub fn new(client: TrackingClient) -> Self {
+        MlflowExporter {
+            client,
+            experiment_name: None,
+            experiment: OnceCell::new(),
+            span_logging: AtomicU8::new(SPAN_LOGGING_UNKNOWN),
+            counters: Counters::default(),
+        }
+    }
+
+    /// An exporter configured from MLflow's environment variables: the client's
+    /// (`MLFLOW_TRACKING_URI`, auth, TLS, retries) and `MLFLOW_EXPERIMENT_NAME`.
+    ///
+    /// # Errors
+    /// [`ClientError::Config`] when `MLFLOW_TRACKING_URI` is unset or a setting is invalid.
+    pub fn from_env() -> Result<Self, ClientError> {
+        let mut exporter = Self::new(TrackingClient::from_env()?);
+        if let Ok(name) = std::env::var(MLFLOW_EXPERIMENT_NAME)
+            && !name.is_empty()
+        {
+            exporter = exporter.with_experiment_name(name);
+        }
+        Ok(exporter)
+    }
+
+    /// Sends traces of the default experiment (`"0"`) to the experiment named `name`, created
+    /// if missing; resolved once, at the first export.
+    #[must_use]
+    pub fn with_experiment_name(mut self, name: impl Into<String>) -> Self {
+        self.experiment_name = Some(name.into());
+        self
+    }
+
+    /// Turns OTLP span logging off (`false`): every trace then goes as StartTraceV3 plus a
+    /// `traces.json` upload, as with servers older than 3.4. For proxies that block
+    /// `/v1/traces`; the spans are then not searchable on the server.
+    #[must_use]
+    pub fn with_span_logging(self, on: bool) -> Self {
+        self.span_logging.store(
+            if on {
+                SPAN_LOGGING_UNKNOWN
+            } else {
+                SPAN_LOGGING_OFF
+            },
+            Ordering::Relaxed,
+        );
+        self
+    }
+
+    /// The client.
+    pub fn client(&self) -> &TrackingClient {
+        &self.client
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> MlflowExporterStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        MlflowExporterStats {
+            traces_logged: get(&c.traces_logged),
+            traces_failed: get(&c.traces_failed),
+            spans_logged: get(&c.spans_logged),
+            otlp_requests: get(&c.otlp_requests),
+            otlp_failures: get(&c.otlp_failures),
+            artifact_uploads: get(&c.artifact_uploads),
+            span_logging: self.span_logging.load(Ordering::Relaxed) != SPAN_LOGGING_OFF,
+        }
+    }
+
+    /// The named experiment's id, looked up or created once (a failure is retried at the next
+    /// export).
+    async fn named_experiment(&self) -> Result<Option<&str>, ClientError> {
+        let Some(name) = &self.experiment_name else {
+            return Ok(None);
+        };
+        let id = self
+            .experiment
+            .get_or_try_init(|| async {
+                let id = self.client.get_or_create_experiment(name).await?;
+                tracing::info!(experiment = %name, experiment_id = %id, "MLflow experiment resolved");
+                Ok::<_, ClientError>(id)
+            })
+            .await?;
+        Ok(Some(id.as_str()))
+    }
+
+    /// Whether to log spans through OTLP: probes `GET /version` once (≥ 3.4 needed).
+    async fn span_logging_on(&self) -> bool {
+        match self.span_logging.load(Ordering::Acquire) {
+            SPAN_LOGGING_ON => return true,
+            SPAN_LOGGING_OFF => return false,
+            _ => {}
+        }
+        match self.client.version().await {
+            Ok(version) => {
+                let supported = supports_otlp(&version);
+                if !supported {
+                    tracing::info!(
+                        server_version = %version,
+                        "the MLflow server is older than 3.4: spans are uploaded as traces.json"
+                    );
+                }
+                self.span_logging.store(
+                    if supported {
+                        SPAN_LOGGING_ON
+                    } else {
+                        SPAN_LOGGING_OFF
+                    },
+                    Ordering::Release,
+                );
+                supported
+            }
+            // Unreachable now: try OTLP anyway and probe again next time.
+            Err(e) => {
+                tracing::debug!("MLflow server version probe failed: {e}");
+                true
+            }
+        }
+    }
+
+    /// Logs the spans of `traces` (one experiment), one OTLP request per chunk.
+    async fn log_spans(&self, experiment_id: &str, traces: &[&Trace]) {
+        let spans: Vec<_> = traces.iter().flat_map(|t| t.data.spans.iter()).collect();
+        for chunk in spans.chunks(MAX_SPANS_PER_REQUEST) {
+            self.counters.otlp_requests.fetch_add(1, Ordering::Relaxed);
+            match self
+                .client
+                .log_spans(experiment_id, chunk.iter().copied())
+                .await
+            {
+                Ok(()) => {
+                    self.counters
+                        .spans_logged
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.counters.otlp_failures.fetch_add(1, Ordering::Relaxed);
+                    if matches!(e.status(), Some(404 | 501))
+                        || e.server_message()
+                            .contains("REST OTLP span logging is not supported")
+                    {
+                        tracing::info!(
+                            "the MLflow server cannot store spans ({e}); spans are uploaded as traces.json from now on"
+                        );
+                        self.span_logging.store(SPAN_LOGGING_OFF, Ordering::Release);
+                        return;
+                    }
+                    // The trace info still goes out; without the spans-location tag the spans
+                    // are uploaded as traces.json.
+                    tracing::debug!("MLflow span logging failed: {e}");
+                }
+            }
+        }
+    }
+
+    /// StartTraceV3, then `traces.json` when the server does not hold the spans.
+    async fn log_trace(&self, mut trace: Trace) -> Result<(), ClientError> {
+        trace.add_size_stats();
+        let stored = self.client.start_trace_v3(&trace.info).await?;
+        let in_store = stored.tags.get(tag::SPANS_LOCATION).map(String::as_str)
+            == Some(tag::SPANS_LOCATION_TRACKING_STORE);
+        if !in_store {
+            self.client.upload_trace_data(&stored, &trace.data).await?;
+            self.counters
+                .artifact_uploads
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// Whether a server version string is 3.4 or later.
+fn supports_otlp(version: &str) -> bool {
+    let mut parts = version.trim().split('.').map(|p| {
+        p.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+    });
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor) >= (3, 4)
+}
+
+fn log_failure(trace_id: &str, e: &ClientError) {
+    if matches!(e.status(), Some(401 | 403)) {
+        tracing::error!(
+            trace_id,
+            "the trace was NOT saved to MLflow: the server refused the credentials ({e}); refresh them"
+        );
+    } else {
+        tracing::warn!(trace_id, "failed to send the trace to MLflow: {e}");
+    }
+}
+
+#[async_trait]
+impl TraceExporter for MlflowExporter {
+    async fn export(&self, batch: Vec<ExportItem>) -> Result<(), ExportError> {
+        let mut items = Vec::with_capacity(batch.len());
+        let mut ignored = 0u64;
+        for item in batch {
+            match item {
+                ExportItem::Trace(t) => items.push(*t),
+                _ => ignored += 1,
+            }
+        }
+        let total = items.len() as u64 + ignored;
+        let mut failed = 0u64;
+        let mut first_error: Option<String> = None;
+        let mut fail = |n: u64, message: String| {
+            failed += n;
+            first_error.get_or_insert(message);
+        };
+
+        // The named experiment replaces the default one.
+        match self.named_experiment().await {
+            Ok(Some(id)) => {
+                for item in &mut items {
+                    if item.trace.info.experiment_id() == Some(DEFAULT_EXPERIMENT_ID) {
+                        item.trace.info.trace_location = TraceLocation::experiment(id);
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let message = format!(
+                    "cannot resolve the MLflow experiment {:?}: {e}",
+                    self.experiment_name.as_deref().unwrap_or_default()
+                );
+                tracing::warn!("{message}");
+                self.counters
+                    .traces_failed
+                    .fetch_add(items.len() as u64, Ordering::Relaxed);
+                return Err(ExportError::new(message).with_failed_items(items.len() as u64));
+            }
+        }
+
+        // Spans first, grouped by experiment, so the server has them before the trace info
+        // (then it needs no traces.json).
+        let span_logging = self.span_logging_on().await;
+        let mut by_experiment: BTreeMap<String, Vec<&Trace>> = BTreeMap::new();
+        for item in &items {
+            if let Some(id) = item.trace.info.experiment_id() {
+                by_experiment
+                    .entry(id.to_owned())
+                    .or_default()
+                    .push(&item.trace);
+            }
+        }
+        if span_logging {
+            for (experiment_id, traces) in &by_experiment {
+                self.log_spans(experiment_id, traces).await;
+            }
+        }
+
+        for item in items {
+            let trace_id = item.trace.info.trace_id.clone();
+            if item.trace.info.experiment_id().is_none() {
+                self.counters.traces_failed.fetch_add(1, Ordering::Relaxed);
+                fail(
+                    1,
+                    format!(
+                        "trace {trace_id}: not in an MLflow experiment ({:?})",
+                        item.trace.info.trace_location
+                    ),
+                );
+                continue;
+            }
+            if item.remote {
+                // Someone else's trace: only its spans are ours to log.
+                if self.span_logging.load(Ordering::Acquire) == SPAN_LOGGING_OFF {
+                    tracing::warn!(
+                        trace_id,
+                        "spans of a distributed trace were not logged: the MLflow server cannot store spans"
+                    );
+                    self.counters.traces_failed.fetch_add(1, Ordering::Relaxed);
+                    fail(
+                        1,
+                        format!(
+                            "trace {trace_id}: the server cannot store spans of a distributed trace"
+                        ),
+                    );
+                }
+                continue;
+            }
+            match self.log_trace(item.trace).await {
+                Ok(()) => {
+                    self.counters.traces_logged.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    log_failure(&trace_id, &e);
+                    self.counters.traces_failed.fetch_add(1, Ordering::Relaxed);
+                    fail(1, format!("trace {trace_id}: {e}"));
+                }
+            }
+        }
+        match first_error {
+            None => Ok(()),
+            Some(message) => {
+                let message = if failed > 1 {
+                    format!("{failed} of {total} traces failed; first: {message}")
+                } else {
+                    message
+                };
+                Err(ExportError::new(message).with_failed_items(failed))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::supports_otlp;
+
+    #[test]
+    fn otlp_needs_server_3_4() {
+        for (v, ok) in [
+            ("3.17.2", true),
+            ("3.4.0", true),
+            ("3.4.0.dev0", true),
+            ("4.0", true),
+            ("3.3.2", false),
+            ("2.22.1", false),
+            ("garbage", false),
+        ] {
+            assert_eq!(supports_otlp(v), ok, "{v}");
+        }
+    }
+}
