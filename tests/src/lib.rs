@@ -150,4 +150,5 @@ pub mod python {
     }
 }
 
+pub mod fake_server;
 pub mod server;

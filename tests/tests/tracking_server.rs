@@ -592,3 +592,99 @@ fn trace_tags_can_be_set_and_deleted_and_errors_name_the_server_answer() {
     );
     dispatch.shutdown(Duration::from_secs(30)).unwrap();
 }
+
+#[test]
+fn a_trace_for_an_unknown_experiment_fails_alone_within_its_batch() {
+    let experiment = experiment("partial");
+    let exporter = Arc::new(MlflowExporter::new(
+        TrackingClient::new(config(server().url())).unwrap(),
+    ));
+    let worker = ExportWorker::start_arc(
+        exporter.clone() as Arc<dyn TraceExporter>,
+        // One batch for both traces.
+        WorkerConfig::default().with_batching(2, Duration::from_secs(3600)),
+    )
+    .unwrap();
+    let tracer = Tracer::builder()
+        .with_environment_metadata(false)
+        .with_experiment_id(&experiment)
+        .with_dispatch(Arc::new(worker.clone()))
+        .build()
+        .unwrap();
+    tracer.in_scope(|| {
+        drop(start_span("good").start());
+        drop(start_span("lost").experiment_id("987654321").start());
+    });
+    worker.force_flush(Duration::from_secs(60)).unwrap();
+    let s = worker.stats();
+    assert_eq!((s.enqueued, s.exported, s.failed), (2, 1, 1), "{s:?}");
+    let e = exporter.stats();
+    assert_eq!((e.traces_logged, e.traces_failed), (1, 1), "{e:?}");
+    assert!(
+        e.span_logging,
+        "an unknown experiment says nothing about the server: {e:?}"
+    );
+    worker.shutdown(Duration::from_secs(10)).unwrap();
+}
+
+const CHILD: &str = "MLFLOW_TRACING_TEST_CHILD";
+
+#[test]
+fn init_from_the_environment_sends_traces_to_the_named_experiment() {
+    if std::env::var_os(CHILD).is_some() {
+        // The child: configured by MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_NAME only.
+        let guard =
+            mlflow_tracing::init(mlflow_tracing::TracerBuilder::from_env().unwrap()).unwrap();
+        agent("What is the capital of France?", 7);
+        let id = mlflow_tracing::last_active_trace_id().unwrap();
+        drop(guard); // flushes
+        println!("child-trace-id={id}");
+        return;
+    }
+    let name = format!(
+        "from-env-{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "init_from_the_environment_sends_traces_to_the_named_experiment",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(CHILD, "1")
+        .env("MLFLOW_TRACKING_URI", server().url())
+        .env("MLFLOW_EXPERIMENT_NAME", &name)
+        .env_remove("MLFLOW_EXPERIMENT_ID")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("child-trace-id="))
+        .unwrap_or_else(|| panic!("no trace id in:\n{stdout}"))
+        .to_owned();
+    let client = client();
+    let experiment = block_on(client.get_experiment_by_name(&name))
+        .unwrap()
+        .expect("created by the child");
+    let py = python_readback(std::slice::from_ref(&id), &experiment.experiment_id);
+    assert_python_agent_trace(&py["traces"][&id], 7, &experiment.experiment_id);
+    // The environment metadata a real process records.
+    let metadata = &py["traces"][&id]["metadata"];
+    assert!(
+        metadata["mlflow.source.name"]
+            .as_str()
+            .unwrap()
+            .contains("tracking_server")
+    );
+    assert_eq!(metadata["mlflow.source.type"], "LOCAL");
+}

@@ -239,10 +239,14 @@ impl MlflowExporter {
                 }
                 Err(e) => {
                     self.counters.otlp_failures.fetch_add(1, Ordering::Relaxed);
-                    if matches!(e.status(), Some(404 | 501))
+                    // 501 (a store that cannot hold spans), or a 404 without an MLflow error
+                    // code (no such endpoint); a 404 `RESOURCE_DOES_NOT_EXIST` is an unknown
+                    // experiment and says nothing about the server.
+                    let unsupported = e.status() == Some(501)
+                        || (e.status() == Some(404) && e.code().is_none())
                         || e.server_message()
-                            .contains("REST OTLP span logging is not supported")
-                    {
+                            .contains("REST OTLP span logging is not supported");
+                    if unsupported {
                         tracing::info!(
                             "the MLflow server cannot store spans ({e}); spans are uploaded as traces.json from now on"
                         );

@@ -1,0 +1,176 @@
+//! Fault injection against a scripted local HTTP server: retries and backoff, `Retry-After`,
+//! no retry on other 4xx, garbage and empty answers, timeouts, auth headers, and what errors
+//! say. (The happy path runs against a real MLflow server in `tracking_server.rs`.)
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
+
+use std::time::{Duration, Instant};
+
+use mlflow_tracing::{ClientConfig, ClientError, TrackingClient};
+use mlflow_tracing_tests::fake_server::{answer, scripted as fake_server};
+
+fn client(url: &str, retries: u32) -> TrackingClient {
+    TrackingClient::new(ClientConfig::new(url).with_retries(retries, 0.01, 0.0)).unwrap()
+}
+
+#[tokio::test]
+async fn transient_statuses_are_retried_until_success() {
+    let (url, seen) = fake_server(vec![
+        answer(503, "busy"),
+        answer(502, "bad gateway"),
+        answer(429, "slow down"),
+        answer(
+            200,
+            r#"{"experiment": {"experiment_id": "7", "name": "x"}}"#,
+        ),
+    ])
+    .await;
+    let experiment = client(&url, 5).get_experiment("7").await.unwrap();
+    assert_eq!(experiment.experiment_id, "7");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 4);
+    assert!(
+        seen.iter()
+            .all(|s| s.path == "/api/2.0/mlflow/experiments/get?experiment_id=7")
+    );
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let mut busy = answer(503, "busy");
+    busy.headers.push(("Retry-After", "1".into()));
+    let (url, seen) = fake_server(vec![busy, answer(200, "3.17.2")]).await;
+    // `version` never retries; use an endpoint that does.
+    let started = Instant::now();
+    let err = client(&url, 1).get_experiment("1").await.unwrap_err();
+    // The second answer is not JSON of the right shape: a decode error, after ≥ 1 s.
+    assert!(matches!(err, ClientError::Decode { .. }), "{err}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn other_client_errors_fail_at_once_with_the_servers_code_and_message() {
+    let (url, seen) = fake_server(vec![answer(
+        400,
+        r#"{"error_code": "INVALID_PARAMETER_VALUE", "message": "Invalid clause(s) in filter string"}"#,
+    )])
+    .await;
+    let err = client(&url, 5).get_experiment("3").await.unwrap_err();
+    assert_eq!(seen.lock().unwrap().len(), 1, "no retry on 400");
+    assert_eq!(
+        (err.status(), err.code()),
+        (Some(400), Some("INVALID_PARAMETER_VALUE"))
+    );
+    assert_eq!(
+        err.to_string(),
+        "GET /api/2.0/mlflow/experiments/get: HTTP 400 INVALID_PARAMETER_VALUE: Invalid clause(s) in filter string"
+    );
+}
+
+#[tokio::test]
+async fn fastapi_details_garbage_and_exhausted_retries_are_clear_errors() {
+    let (url, _) = fake_server(vec![answer(
+        501,
+        r#"{"detail": "REST OTLP span logging is not supported by FileStore"}"#,
+    )])
+    .await;
+    let no_spans: [&mlflow_tracing::Span; 0] = [];
+    // No spans: nothing is sent.
+    client(&url, 0).log_spans("1", no_spans).await.unwrap();
+    let err = client(&url, 0)
+        .set_trace_tag("tr-1", "k", "v")
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(501));
+    assert!(
+        err.server_message()
+            .contains("REST OTLP span logging is not supported")
+    );
+
+    let (url, _) = fake_server(vec![answer(200, "<html>not json</html>")]).await;
+    let err = client(&url, 0).get_experiment("1").await.unwrap_err();
+    assert!(matches!(err, ClientError::Decode { .. }), "{err}");
+
+    let (url, seen) = fake_server(vec![answer(500, "")]).await;
+    let err = client(&url, 2).get_experiment("1").await.unwrap_err();
+    assert_eq!(seen.lock().unwrap().len(), 3, "1 try + 2 retries");
+    assert_eq!(err.status(), Some(500));
+    assert!(err.to_string().contains("(empty body)"), "{err}");
+}
+
+#[tokio::test]
+async fn timeouts_and_refused_connections_are_transport_errors_that_say_what_to_raise() {
+    let mut slow = answer(200, "{}");
+    slow.delay = Duration::from_secs(5);
+    let (url, _) = fake_server(vec![slow]).await;
+    let c = TrackingClient::new(
+        ClientConfig::new(&url)
+            .with_retries(0, 0.0, 0.0)
+            .with_timeout(Duration::from_millis(200)),
+    )
+    .unwrap();
+    let err = c.get_experiment("1").await.unwrap_err();
+    match &err {
+        ClientError::Transport {
+            timeout, message, ..
+        } => {
+            assert!(*timeout);
+            assert!(message.contains("MLFLOW_HTTP_REQUEST_TIMEOUT"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = client(&format!("http://127.0.0.1:{port}"), 2)
+        .get_experiment("1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Transport { timeout: false, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("after 2 retries"), "{err}");
+}
+
+#[tokio::test]
+async fn auth_headers_are_sent_and_invalid_ids_never_reach_the_server() {
+    let (url, seen) = fake_server(vec![answer(200, "{}")]).await;
+    let bearer = TrackingClient::new(ClientConfig::new(&url).with_token("t0k")).unwrap();
+    bearer.set_trace_tag("tr-a/b?c", "k", "v").await.unwrap();
+    let basic = TrackingClient::new(ClientConfig::new(&url).with_basic_auth("u", "p")).unwrap();
+    basic.delete_trace_tag("tr-1", "k").await.unwrap();
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[0].header("authorization"), Some("Bearer t0k"));
+        // Path segments are percent-encoded.
+        assert_eq!(seen[0].path, "/api/2.0/mlflow/traces/tr-a%2Fb%3Fc/tags");
+        assert_eq!(seen[0].method, "PATCH");
+        assert_eq!(seen[0].header("content-type"), Some("application/json"));
+        assert_eq!(seen[1].header("authorization"), Some("Basic dTpw"));
+        assert_eq!(seen[1].method, "DELETE");
+    }
+    for err in [
+        bearer.get_experiment("").await.unwrap_err(),
+        bearer.get_experiment("../1").await.unwrap_err(),
+        bearer.get_trace_info("tr-\n1").await.unwrap_err(),
+        bearer.get_experiment_by_name("").await.unwrap_err(),
+    ] {
+        assert!(matches!(err, ClientError::InvalidArgument { .. }), "{err}");
+    }
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    // The token is in no error or debug text.
+    assert!(!format!("{bearer:?}").contains("t0k"));
+}
