@@ -1,9 +1,12 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
 //! - `ci`: everything CI checks, in order: formatting, clippy (`-D warnings`, all targets and
-//!   features), the full test suite (which provisions the pinned Python `mlflow` itself), and
+//!   features), the full test suite (which provisions the pinned Python `mlflow` itself), the
+//!   example agent traced into a fresh local MLflow server (what `demo` runs), and
 //!   `cargo doc` with warnings denied. This is the README's test command. It ends with one line,
 //!   `ci: N passed, M failed`, summing every test binary and doc-test run.
+//! - `demo [stop]`: starts a local MLflow server (or uses `MLFLOW_TRACKING_URI`), traces the
+//!   example agent into it and prints where to see the traces; `stop` stops that server.
 //! - `bench [filter]`: the criterion benches, then each SDK measurement next to its bare
 //!   OpenTelemetry counterpart from the same run, with the ratio and its target.
 #![expect(
@@ -17,10 +20,11 @@ use std::process::{Command, ExitCode, Stdio};
 
 mod bench;
 mod ci;
+mod demo;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: cargo xtask <command>\n\ncommands:\n  ci               fmt check, clippy -D warnings, tests, docs (the README's test command)\n  bench [filter]   criterion benches with ratios against bare OpenTelemetry"
+        "usage: cargo xtask <command>\n\ncommands:\n  ci               fmt check, clippy -D warnings, tests, docs (the README's test command)\n  bench [filter]   criterion benches with ratios against bare OpenTelemetry\n  demo [stop]      trace the example agent into a local MLflow server (the README's main command)"
     );
     ExitCode::FAILURE
 }
@@ -30,6 +34,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(),
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
+        Some("demo") => demo::run(args.get(1).map(String::as_str)),
         _ => return usage(),
     };
     match result {
