@@ -46,7 +46,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn cargo_command(step: &str, args: &[&str], env: &[(&str, &str)]) -> Result<Command, String> {
+pub(crate) fn cargo_command(
+    step: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Command, String> {
     eprintln!("==> {step}: cargo {}", args.join(" "));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
