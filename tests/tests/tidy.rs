@@ -241,3 +241,50 @@ fn only_the_runtime_starts_threads_or_runtimes() {
         "only mlflow-tracing-runtime owns threads: {offenders:?}"
     );
 }
+
+#[test]
+fn public_items_expose_no_reqwest_tokio_or_moka_types() {
+    let mut offenders = Vec::new();
+    let crates = root().join("crates");
+    let mut stack = vec![crates];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                if path
+                    .file_name()
+                    .is_some_and(|n| n != "tests" && n != "examples")
+                {
+                    stack.push(path);
+                }
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            // Signatures may span lines: join each public item up to its `{` or `;`.
+            let mut item = String::new();
+            for line in text.lines().map(str::trim) {
+                if item.is_empty() && !line.starts_with("pub ") {
+                    continue;
+                }
+                item.push_str(line);
+                item.push(' ');
+                if line.ends_with('{') || line.ends_with(';') || line.ends_with(',') {
+                    if ["reqwest::", "tokio::", "moka::"]
+                        .iter()
+                        .any(|t| item.contains(t))
+                    {
+                        offenders.push(format!("{}: {item}", path.display()));
+                    }
+                    item.clear();
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "public items with third-party types: {offenders:#?}"
+    );
+}
