@@ -31,6 +31,15 @@ pub const MLFLOW_HTTP_REQUEST_BACKOFF_JITTER: &str = "MLFLOW_HTTP_REQUEST_BACKOF
 /// `MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER` (default true).
 pub const MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER: &str = "MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER";
 
+/// `DATABRICKS_HOST`: the workspace URL (`https://` is added when missing).
+pub const DATABRICKS_HOST: &str = "DATABRICKS_HOST";
+/// `DATABRICKS_TOKEN`: a personal access token (bearer).
+pub const DATABRICKS_TOKEN: &str = "DATABRICKS_TOKEN";
+/// `DATABRICKS_CLIENT_ID`: OAuth machine-to-machine client id.
+pub const DATABRICKS_CLIENT_ID: &str = "DATABRICKS_CLIENT_ID";
+/// `DATABRICKS_CLIENT_SECRET`: OAuth machine-to-machine client secret.
+pub const DATABRICKS_CLIENT_SECRET: &str = "DATABRICKS_CLIENT_SECRET";
+
 /// MLflow's limit on `MLFLOW_HTTP_REQUEST_MAX_RETRIES`.
 pub const MAX_RETRIES_LIMIT: u32 = 10;
 /// MLflow's limit on `MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`, and the longest sleep between tries.
@@ -73,6 +82,19 @@ pub enum Auth {
         username: String,
         /// The password.
         password: Secret,
+    },
+    /// OAuth machine-to-machine (client credentials), as Databricks service principals use
+    /// (`DATABRICKS_CLIENT_ID` / `DATABRICKS_CLIENT_SECRET`): a bearer token fetched from
+    /// `token_url`, cached, and fetched again shortly before it expires or after a 401.
+    OAuthClientCredentials {
+        /// The token endpoint (`<host>/oidc/v1/token` on Databricks).
+        token_url: String,
+        /// The client id.
+        client_id: String,
+        /// The client secret.
+        client_secret: Secret,
+        /// The scope asked for (`all-apis` on Databricks).
+        scope: String,
     },
 }
 
@@ -158,6 +180,55 @@ impl ClientConfig {
         Self::from_lookup(|key| std::env::var(key).ok())
     }
 
+    /// A client of a Databricks workspace: `DATABRICKS_HOST` with `DATABRICKS_TOKEN`
+    /// (bearer), or else `DATABRICKS_CLIENT_ID` / `DATABRICKS_CLIENT_SECRET` (OAuth M2M through
+    /// `<host>/oidc/v1/token`); timeouts and retries from the `MLFLOW_HTTP_*` variables.
+    ///
+    /// # Errors
+    /// [`ClientError::Config`] when the host or the credentials are missing or invalid.
+    pub fn from_databricks_env() -> Result<Self, ClientError> {
+        Self::from_databricks_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// [`ClientConfig::from_databricks_env`] over any variable source.
+    ///
+    /// # Errors
+    /// As [`ClientConfig::from_databricks_env`].
+    pub fn from_databricks_lookup(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ClientError> {
+        let get = |key: &str| get(key).filter(|v| !v.is_empty());
+        let host = get(DATABRICKS_HOST)
+            .ok_or_else(|| ClientError::Config(format!("{DATABRICKS_HOST} is not set")))?;
+        let host = if host.starts_with("http://") || host.starts_with("https://") {
+            host
+        } else {
+            format!("https://{host}")
+        };
+        let host = host.trim_end_matches('/').to_owned();
+        let mut config = Self::apply_http_env(ClientConfig::new(host.clone()), &get)?;
+        config.auth = match (
+            get(DATABRICKS_TOKEN),
+            get(DATABRICKS_CLIENT_ID),
+            get(DATABRICKS_CLIENT_SECRET),
+        ) {
+            (Some(token), _, _) => Auth::Bearer(Secret(token)),
+            (None, Some(client_id), Some(secret)) => Auth::OAuthClientCredentials {
+                token_url: format!("{host}/oidc/v1/token"),
+                client_id,
+                client_secret: Secret(secret),
+                scope: "all-apis".into(),
+            },
+            _ => {
+                return Err(ClientError::Config(format!(
+                    "no Databricks credentials: set {DATABRICKS_TOKEN}, or {DATABRICKS_CLIENT_ID} and {DATABRICKS_CLIENT_SECRET}"
+                )));
+            }
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
     /// [`ClientConfig::from_env`] over any variable source (used by tests).
     ///
     /// # Errors
@@ -166,7 +237,7 @@ impl ClientConfig {
         let get = |key: &str| get(key).filter(|v| !v.is_empty());
         let uri = get(MLFLOW_TRACKING_URI)
             .ok_or_else(|| ClientError::Config(format!("{MLFLOW_TRACKING_URI} is not set")))?;
-        let mut config = ClientConfig::new(uri);
+        let mut config = Self::apply_http_env(ClientConfig::new(uri), &get)?;
         config.auth = match (
             get(MLFLOW_TRACKING_USERNAME),
             get(MLFLOW_TRACKING_PASSWORD),
@@ -180,6 +251,15 @@ impl ClientConfig {
             (_, _, Some(token)) => Auth::Bearer(Secret(token)),
             _ => Auth::None,
         };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The TLS, timeout and retry variables over `config`.
+    fn apply_http_env(
+        mut config: ClientConfig,
+        get: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ClientError> {
         if let Some(v) = get(MLFLOW_TRACKING_INSECURE_TLS) {
             config.insecure_tls = parse_bool(MLFLOW_TRACKING_INSECURE_TLS, &v)?;
         }
@@ -207,7 +287,6 @@ impl ClientConfig {
         if let Some(v) = get(MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER) {
             config.respect_retry_after = parse_bool(MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER, &v)?;
         }
-        config.validate()?;
         Ok(config)
     }
 

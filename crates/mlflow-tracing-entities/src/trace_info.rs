@@ -523,6 +523,25 @@ impl TraceInfo {
         })
     }
 
+    /// The body Python's Databricks store sends to
+    /// `POST /api/4.0/mlflow/traces/{location}/{otel trace id}/info` (CreateTraceInfo): the V4
+    /// proto JSON of the info, whose `trace_id` is the bare 32-hex OpenTelemetry id.
+    ///
+    /// # Errors
+    /// [`EntityError`] when the trace id is not a V4 id of a Unity Catalog location.
+    pub fn create_trace_info_v4_body(&self) -> Result<String> {
+        let id = self.mlflow_trace_id()?;
+        if id.location().is_none() || !self.trace_location.is_uc() {
+            return Err(EntityError::InvalidField {
+                field: "trace_id",
+                reason: format!("{} is not a Unity Catalog (V4) trace id", self.trace_id),
+            });
+        }
+        let mut bare = self.clone();
+        bare.trace_id = id.otel_trace_id().to_hex();
+        crate::json::to_python_json(&bare.proto_json())
+    }
+
     fn write<S: Serializer>(
         &self,
         s: S,

@@ -202,6 +202,18 @@ pub trait FutureExt: Future + Sized {
     fn in_current_span(self) -> opentelemetry::context::WithContext<Self> {
         opentelemetry::context::FutureExt::with_context(self, Context::current())
     }
+
+    /// Runs this future with `request` added to the context it is polled in: root spans
+    /// started in it belong to that model-serving request. Wrap the traced future itself
+    /// (`handler().in_serving_request(&r)`, then `.in_current_span()` or `Tracer::scope`
+    /// outside it if needed): those two run their future in the context they captured, which
+    /// does not hold a request added outside them.
+    fn in_serving_request(
+        self,
+        request: &crate::ServingRequest,
+    ) -> crate::destination::InServingRequest<Self> {
+        crate::destination::InServingRequest::new(self, request.clone())
+    }
 }
 
 impl<F: Future> FutureExt for F {}

@@ -41,6 +41,7 @@
 
 mod buffer;
 mod context;
+mod destination;
 mod env;
 mod error;
 mod export;
@@ -60,6 +61,10 @@ pub use context::{
     FutureExt, RemoteTrace, RemoteTraceGuard, TraceUpdate, active_trace_id, continue_trace,
     continue_trace_with, current_span, last_active_trace_id, tracing_context_headers,
     update_current_trace,
+};
+pub use destination::{
+    InServingRequest, MLFLOW_TRACING_DESTINATION, REQUEST_ID_HEADER, ServingRequest,
+    ServingRequestGuard, TraceDestination,
 };
 pub use env::{
     MLFLOW_EXPERIMENT_ID, MLFLOW_TRACE_BUFFER_MAX_SIZE, MLFLOW_TRACE_BUFFER_TTL_SECONDS,

@@ -86,7 +86,10 @@ impl SpanProcessor for MlflowSpanProcessor {
                     .unwrap_or_default(),
             };
             let experiment_id = start.and_then(|s| s.experiment_id.clone());
-            shared.start_trace(trace_id, &name, experiment_id)
+            match shared.start_trace(trace_id, &name, experiment_id) {
+                Some(entry) => entry,
+                None => return,
+            }
         };
         span.set_attribute(KeyValue::new(
             keys::span::REQUEST_ID,

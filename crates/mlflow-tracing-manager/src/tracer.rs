@@ -20,11 +20,13 @@ use opentelemetry_sdk::trace::{
 };
 
 use crate::buffer::{Completed, TraceBuffer, TraceEntry, lock};
+use crate::destination::{ServingRequest, TraceDestination};
 use crate::env::{self, EnvLookup};
 use crate::error::{ConfigError, LifecycleError};
 use crate::export::{Dispatch, ExportItem, InlineDispatch, SpanItem, TraceExporter, TraceItem};
 use crate::processor::{MlflowSpanProcessor, convert};
 use crate::stats::{Stats, TracerStats};
+use serde_json::Value;
 
 /// A user span processor: runs on every span as it ends, before export, and may edit it (e.g. to
 /// redact inputs). A panic inside is caught, counted and logged; the span is exported as it was.
@@ -81,6 +83,9 @@ pub(crate) struct Shared {
     pub(crate) wants_spans: bool,
     pub(crate) span_processors: Vec<SpanProcessorFn>,
     pub(crate) experiment_id: String,
+    pub(crate) destination: TraceDestination,
+    /// Whether the missing-request-id warning was logged (inference tables).
+    warned_no_request_id: AtomicBool,
     pub(crate) environment_metadata: bool,
     pub(crate) preview_max_chars: usize,
     pub(crate) trace_timeout: Option<Duration>,
@@ -103,36 +108,99 @@ impl fmt::Debug for Shared {
 }
 
 impl Shared {
-    /// Registers a new trace (root span start).
+    /// Registers a new trace (root span start); `None` when the destination does not track it
+    /// (an inference-table trace without a serving request id).
     pub(crate) fn start_trace(
         &self,
         trace_id: TraceId,
         name: &str,
         experiment_id: Option<String>,
-    ) -> Arc<TraceEntry> {
-        let mlflow_id = MlflowTraceId::v3(trace_id).to_string();
-        let experiment = experiment_id.unwrap_or_else(|| self.experiment_id.clone());
+    ) -> Option<Arc<TraceEntry>> {
+        let request = ServingRequest::current();
         let now_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let mut info = TraceInfo::new(
-            mlflow_id.clone(),
-            TraceLocation::experiment(experiment),
-            now_ms,
-        );
+        let (mlflow_id, mut info) = match &self.destination {
+            TraceDestination::InferenceTable {
+                experiment_id: table_experiment,
+            } => {
+                let Some(request) = &request else {
+                    if !self.warned_no_request_id.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            "no serving request id (X-Request-Id) for a trace of the inference \
+                             table; it is not recorded. Attach a ServingRequest around request \
+                             handling"
+                        );
+                    }
+                    self.stats.span_dropped(name);
+                    return None;
+                };
+                let mlflow_id = MlflowTraceId::v3(trace_id).to_string();
+                let location = match experiment_id.or_else(|| table_experiment.clone()) {
+                    Some(e) => TraceLocation::experiment(e),
+                    None => TraceLocation::Unspecified,
+                };
+                let mut info = TraceInfo::new(mlflow_id.clone(), location, now_ms);
+                info.trace_metadata.insert(
+                    keys::metadata::MODEL_SERVING_ENDPOINT_NAME.into(),
+                    request.endpoint_name.clone().unwrap_or_default(),
+                );
+                if let Some(model) = &request.model_id {
+                    info.trace_metadata
+                        .insert(keys::metadata::MODEL_ID.into(), model.clone());
+                }
+                info.trace_metadata
+                    .insert(keys::metadata::SCHEMA_VERSION.into(), "3".into());
+                (mlflow_id, info)
+            }
+            TraceDestination::UnityCatalog(location) => {
+                let uc = location.uc_location().unwrap_or_default();
+                let mlflow_id = match MlflowTraceId::v4(&uc, trace_id) {
+                    Ok(id) => id.to_string(),
+                    Err(e) => {
+                        tracing::warn!("invalid Unity Catalog location {uc:?}: {e}");
+                        self.stats.span_dropped(name);
+                        return None;
+                    }
+                };
+                let mut info = TraceInfo::new(mlflow_id.clone(), location.clone(), now_ms);
+                self.add_basic_metadata(&mut info, name);
+                info.trace_metadata
+                    .insert(keys::metadata::SCHEMA_VERSION.into(), "4".into());
+                (mlflow_id, info)
+            }
+            _ => {
+                let mlflow_id = MlflowTraceId::v3(trace_id).to_string();
+                let experiment = experiment_id.unwrap_or_else(|| self.experiment_id.clone());
+                let mut info = TraceInfo::new(
+                    mlflow_id.clone(),
+                    TraceLocation::experiment(experiment),
+                    now_ms,
+                );
+                self.add_basic_metadata(&mut info, name);
+                info.trace_metadata
+                    .insert(keys::metadata::SCHEMA_VERSION.into(), "3".into());
+                (mlflow_id, info)
+            }
+        };
+        if let Some(request) = request {
+            info.client_request_id = Some(request.request_id);
+        }
+        let entry = Arc::new(TraceEntry::new(trace_id, mlflow_id, info, false));
+        self.buffer.insert(entry.clone());
+        self.stats.trace_started();
+        Some(entry)
+    }
+
+    /// Environment metadata and the `mlflow.traceName` tag.
+    fn add_basic_metadata(&self, info: &mut TraceInfo, name: &str) {
         if self.environment_metadata {
             for (k, v) in env::environment_metadata() {
                 info.trace_metadata.insert((*k).to_owned(), v.clone());
             }
         }
-        info.trace_metadata
-            .insert(keys::metadata::SCHEMA_VERSION.into(), "3".into());
         info.tags
             .insert(keys::tag::TRACE_NAME.into(), name.to_owned());
-        let entry = Arc::new(TraceEntry::new(trace_id, mlflow_id, info, false));
-        self.buffer.insert(entry.clone());
-        self.stats.trace_started();
-        entry
     }
 
     /// Registers the placeholder trace of a request continued from a remote `traceparent`.
@@ -160,6 +228,21 @@ impl Shared {
             return;
         };
         let mut span = convert(data);
+        if span.parent_id().is_none()
+            && matches!(self.destination, TraceDestination::UnityCatalog(_))
+        {
+            // MLflow's UC processor: the trace's user and session as root span attributes.
+            let metadata = entry.lock().info.trace_metadata.clone();
+            for (from, to) in [
+                (keys::metadata::TRACE_USER, "user.id"),
+                (keys::metadata::TRACE_SESSION, "session.id"),
+            ] {
+                // Set on the OpenTelemetry span as it is (not JSON-encoded), as MLflow does.
+                if let Some(value) = metadata.get(from).filter(|v| !v.is_empty()) {
+                    span.set_raw_attribute(to, Value::String(value.clone()));
+                }
+            }
+        }
         self.apply_span_processors(&mut span);
         let item = self.wants_spans.then(|| {
             ExportItem::Span(Box::new(SpanItem {
@@ -499,6 +582,7 @@ pub struct TracerBuilder {
     span_processors: Vec<SpanProcessorFn>,
     environment_metadata: bool,
     enabled: bool,
+    destination: TraceDestination,
 }
 
 impl fmt::Debug for TracerBuilder {
@@ -528,6 +612,7 @@ impl Default for TracerBuilder {
             span_processors: Vec::new(),
             environment_metadata: true,
             enabled: true,
+            destination: TraceDestination::Experiment,
         }
     }
 }
@@ -575,6 +660,11 @@ impl TracerBuilder {
         if let Some(s) = env::env_u64(get, env::MLFLOW_TRACE_TIMEOUT_CHECK_INTERVAL_SECONDS)? {
             b.timeout_check_interval = Duration::from_secs(s);
         }
+        if let Some(d) =
+            get(crate::destination::MLFLOW_TRACING_DESTINATION).filter(|s| !s.is_empty())
+        {
+            b.destination = TraceDestination::parse_uc_schema(&d)?;
+        }
         Ok(b)
     }
 
@@ -584,6 +674,17 @@ impl TracerBuilder {
         self.exporter = Some(Arc::new(exporter));
         self.dispatch = None;
         self
+    }
+
+    /// Where traces go (default: an MLflow experiment); see [`TraceDestination`].
+    pub fn with_destination(mut self, destination: TraceDestination) -> Self {
+        self.destination = destination;
+        self
+    }
+
+    /// The destination set so far.
+    pub fn destination(&self) -> &TraceDestination {
+        &self.destination
     }
 
     /// Whether an exporter or a dispatcher was given (the facade's `init` picks the MLflow
@@ -727,6 +828,8 @@ impl TracerBuilder {
             dispatch,
             span_processors: self.span_processors,
             experiment_id: self.experiment_id,
+            destination: self.destination,
+            warned_no_request_id: AtomicBool::new(false),
             environment_metadata: self.environment_metadata,
             preview_max_chars: self.preview_max_chars,
             trace_timeout: self.trace_timeout,

@@ -55,12 +55,17 @@
 //! |---|---|---|
 //! | `macros` | yes | `#[mlflow_tracing::trace]` |
 //! | `mlflow-server` | yes | [`MlflowExporter`] and [`TrackingClient`]: traces into an MLflow tracking server |
+//! | `inference-table` | no | [`inference_table`] and [`init_inference_table`]: the model-serving trace buffer |
+//! | `uc-table` | no | [`uc_table`]: spans and trace infos into Unity Catalog tables (Databricks) |
 //! | `testing` | no | [`testing`]: an in-memory exporter and scoped capture helpers |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
 use std::sync::Arc;
 use std::time::Duration;
+
+#[cfg(all(feature = "uc-table", not(feature = "mlflow-server")))]
+use mlflow_tracing_client::ClientError;
 
 /// The export runtime: the worker thread behind a bounded queue, and synchronous export.
 pub use mlflow_tracing_runtime::{
@@ -77,8 +82,9 @@ pub use mlflow_tracing_entities::{
 
 pub use mlflow_tracing_manager::{
     ConfigError, Dispatch, EnteredSpan, ExportError, ExportItem, FutureExt, InlineDispatch,
-    LifecycleError, LiveSpan, MlflowSpanProcessor, RemoteTrace, RemoteTraceGuard, SpanApiError,
-    SpanGuard, SpanItem, StartSpan, TraceExporter, TraceItem, TraceUpdate, Tracer, TracerBuilder,
+    LifecycleError, LiveSpan, MlflowSpanProcessor, REQUEST_ID_HEADER, RemoteTrace,
+    RemoteTraceGuard, ServingRequest, ServingRequestGuard, SpanApiError, SpanGuard, SpanItem,
+    StartSpan, TraceDestination, TraceExporter, TraceItem, TraceUpdate, Tracer, TracerBuilder,
     TracerStats, active_trace_id, async_trait, continue_trace, continue_trace_with, current_span,
     global_tracer, last_active_trace_id, start_span, tracing_context_headers, update_current_trace,
 };
@@ -93,6 +99,16 @@ pub use mlflow_tracing_exporter_mlflow::{
         TrackingClient,
     },
 };
+
+/// The inference-table buffer of a model-serving host.
+#[cfg(feature = "inference-table")]
+#[cfg_attr(docsrs, doc(cfg(feature = "inference-table")))]
+pub use mlflow_tracing_exporter_inference_table as inference_table;
+
+/// The Unity Catalog table exporter (Databricks).
+#[cfg(feature = "uc-table")]
+#[cfg_attr(docsrs, doc(cfg(feature = "uc-table")))]
+pub use mlflow_tracing_exporter_uc_table as uc_table;
 
 /// `#[trace]`: traces every call of a function as an MLflow span.
 #[cfg(feature = "macros")]
@@ -126,9 +142,10 @@ pub enum InitError {
     /// The export worker thread could not start.
     #[error(transparent)]
     Worker(#[from] StartError),
-    /// The MLflow tracking-server client could not be set up from the environment.
-    #[cfg(feature = "mlflow-server")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "mlflow-server")))]
+    /// The MLflow tracking-server (or Databricks) client could not be set up from the
+    /// environment.
+    #[cfg(any(feature = "mlflow-server", feature = "uc-table"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "mlflow-server", feature = "uc-table"))))]
     #[error(transparent)]
     Client(#[from] ClientError),
 }
@@ -152,6 +169,14 @@ pub enum InitError {
 /// # Errors
 /// [`InitError`] when the settings are invalid or the worker cannot start.
 pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
+    #[cfg(feature = "uc-table")]
+    let builder = if !builder.has_export()
+        && matches!(builder.destination(), TraceDestination::UnityCatalog(_))
+    {
+        builder.with_exporter(uc_table::UcTableExporter::from_env()?)
+    } else {
+        builder
+    };
     #[cfg(feature = "mlflow-server")]
     let builder = match std::env::var("MLFLOW_TRACKING_URI") {
         Ok(uri)
@@ -183,6 +208,11 @@ pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
             Ok::<_, InitError>(sync as Arc<dyn Dispatch>)
         })?
     };
+    install(builder, export)
+}
+
+/// Builds the tracer, lets the worker (if any) run its maintenance, installs it globally.
+fn install(builder: TracerBuilder, export: Export) -> Result<InitGuard, InitError> {
     let tracer = builder.build()?;
     if let Export::Worker(worker) = &export {
         let maintained = tracer.clone();
@@ -193,6 +223,45 @@ pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
         let _ = previous.shutdown(DEFAULT_SHUTDOWN_TIMEOUT);
     }
     Ok(InitGuard { tracer, export })
+}
+
+/// The inference-table setup of a model-serving host: traces are kept by serving request id
+/// for the host to pop (see [`inference_table::InferenceTableBuffer`]).
+///
+/// Sets the builder's destination to [`TraceDestination::InferenceTable`] and its dispatch to a
+/// buffer configured from `MLFLOW_TRACE_BUFFER_TTL_SECONDS` / `MLFLOW_TRACE_BUFFER_MAX_SIZE`.
+/// With `MLFLOW_EXPERIMENT_ID` set (and, with feature `mlflow-server`, `MLFLOW_TRACKING_URI`
+/// pointing at a server), every trace is also exported to that experiment in the background
+/// through the export worker, which never delays `pop_trace`. Attach a [`ServingRequest`]
+/// around each request; root spans without one are not recorded.
+///
+/// # Errors
+/// [`InitError`] when a setting is invalid or the worker cannot start.
+#[cfg(feature = "inference-table")]
+#[cfg_attr(docsrs, doc(cfg(feature = "inference-table")))]
+pub fn init_inference_table(
+    builder: TracerBuilder,
+) -> Result<(InitGuard, inference_table::InferenceTableBuffer), InitError> {
+    let experiment_id = std::env::var("MLFLOW_EXPERIMENT_ID")
+        .ok()
+        .filter(|e| !e.is_empty());
+    #[allow(unused_mut, reason = "only reassigned with feature `mlflow-server`")]
+    let mut buffer = inference_table::InferenceTableBuffer::from_env()?;
+    #[allow(unused_mut, reason = "only reassigned with feature `mlflow-server`")]
+    let mut export = Export::None;
+    #[cfg(feature = "mlflow-server")]
+    if experiment_id.is_some()
+        && std::env::var("MLFLOW_TRACKING_URI")
+            .is_ok_and(|u| u.starts_with("http://") || u.starts_with("https://"))
+    {
+        let worker = ExportWorker::start(MlflowExporter::from_env()?, WorkerConfig::from_env()?)?;
+        buffer = buffer.with_forward(Arc::new(worker.clone()));
+        export = Export::Worker(worker);
+    }
+    let builder = builder
+        .with_destination(TraceDestination::InferenceTable { experiment_id })
+        .with_dispatch(Arc::new(buffer.clone()));
+    Ok((install(builder, export)?, buffer))
 }
 
 /// What `init` put between the tracer and the exporter.
