@@ -4,8 +4,8 @@ use mlflow_tracing_tests::server::MlflowServer;
 
 use crate::{cargo, cargo_test};
 
-/// Runs every check CI runs (format, clippy, tests, the demo's example agent against a real
-/// server, docs); stops at the first failure.
+/// Runs every check CI runs (format, clippy, the facade with each feature alone, tests, the
+/// demo's example agent against a real server, docs); stops at the first failure.
 pub(crate) fn run() -> Result<(), String> {
     cargo("format", &["fmt", "--all", "--check"], &[])?;
     cargo(
@@ -18,6 +18,40 @@ pub(crate) fn run() -> Result<(), String> {
             "--",
             "-D",
             "warnings",
+        ],
+        &[],
+    )?;
+    // Feature hygiene: the facade builds with no features and with each feature alone.
+    for features in [
+        "",
+        "macros",
+        "mlflow-server",
+        "inference-table",
+        "uc-table",
+        "testing",
+    ] {
+        let mut args = vec![
+            "check",
+            "--quiet",
+            "-p",
+            "mlflow-tracing",
+            "--no-default-features",
+        ];
+        if !features.is_empty() {
+            args.extend(["--features", features]);
+        }
+        cargo(&format!("features [{features}]"), &args, &[])?;
+    }
+    // A la carte: the inference-table crate with only the manager (its example).
+    cargo(
+        "a la carte (inference-table + manager)",
+        &[
+            "run",
+            "--quiet",
+            "-p",
+            "mlflow-tracing-exporter-inference-table",
+            "--example",
+            "serving",
         ],
         &[],
     )?;
