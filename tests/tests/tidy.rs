@@ -288,3 +288,21 @@ fn public_items_expose_no_reqwest_tokio_or_moka_types() {
         "public items with third-party types: {offenders:#?}"
     );
 }
+
+#[test]
+fn the_inference_table_buffer_works_a_la_carte_without_io_or_runtimes() {
+    let meta = metadata();
+    let deps = transitive_deps(&meta, "mlflow-tracing-exporter-inference-table");
+    for banned in [
+        "tokio",
+        "reqwest",
+        "hyper",
+        "mlflow-tracing-runtime",
+        "mlflow-tracing-client",
+    ] {
+        assert!(
+            !deps.contains(banned),
+            "mlflow-tracing-exporter-inference-table must not depend on {banned}"
+        );
+    }
+}

@@ -125,7 +125,13 @@ pub use mlflow_tracing_manager::testing;
 pub use mlflow_tracing_manager::__private;
 
 /// The README's examples, compiled and run as doc tests.
-#[cfg(doctest)]
+#[cfg(all(
+    doctest,
+    feature = "macros",
+    feature = "mlflow-server",
+    feature = "inference-table",
+    feature = "testing"
+))]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
 
