@@ -10,6 +10,8 @@
 //!
 //! [`server::MlflowServer`] runs a real tracking server of that version for the tests of the
 //! server path, the demo (`cargo xtask demo`) and the end-to-end benchmark.
+//! [`browser::browser`] provides headless Chromium with chromedriver (Debian's packages,
+//! installed with `apt-get` on first use) for the display tests.
 
 /// The pinned MLflow version every compatibility test runs against.
 pub const MLFLOW_VERSION: &str = "3.17.2";
@@ -150,5 +152,6 @@ pub mod python {
     }
 }
 
+pub mod browser;
 pub mod fake_server;
 pub mod server;

@@ -306,3 +306,15 @@ fn the_inference_table_buffer_works_a_la_carte_without_io_or_runtimes() {
         );
     }
 }
+
+#[test]
+fn display_does_no_network_io() {
+    let meta = metadata();
+    let deps = transitive_deps(&meta, "mlflow-tracing-display");
+    for banned in ["tokio", "reqwest", "hyper", "mlflow-tracing-client"] {
+        assert!(
+            !deps.contains(banned),
+            "mlflow-tracing-display must not depend on {banned}"
+        );
+    }
+}

@@ -28,6 +28,7 @@ pub(crate) fn run() -> Result<(), String> {
         "mlflow-server",
         "inference-table",
         "uc-table",
+        "display",
         "testing",
     ] {
         let mut args = vec![

@@ -173,7 +173,10 @@ fn method_name(m: &Method) -> &'static str {
 ///
 /// Every call is async and retries transient failures (408, 429, 5xx gateway errors,
 /// connection errors and timeouts) with MLflow's backoff schedule; other 4xx answers fail at
-/// once. Must be polled inside a tokio runtime with I/O and timers enabled.
+/// once. Must be polled inside a tokio runtime with I/O and timers enabled. Clones share one
+/// connection pool, and a pooled connection belongs to the runtime that opened it: use a
+/// client (and its clones) from one runtime, and make another client for another runtime (a
+/// request over a connection whose runtime is not running stalls until the timeout).
 #[derive(Clone)]
 pub struct TrackingClient {
     http: reqwest::Client,

@@ -718,6 +718,19 @@ impl TracerBuilder {
         Ok(self)
     }
 
+    /// Replaces the dispatcher (given, or made from the exporter by
+    /// [`TracerBuilder::map_exporter`]) by a wrapper made from it, e.g. notebook display in
+    /// front of the export worker. Without one, nothing changes.
+    pub fn map_dispatch(
+        mut self,
+        wrap: impl FnOnce(Arc<dyn Dispatch>) -> Arc<dyn Dispatch>,
+    ) -> Self {
+        if let Some(dispatch) = self.dispatch.take() {
+            self.dispatch = Some(wrap(dispatch));
+        }
+        self
+    }
+
     /// Fraction of traces to record, in `[0, 1]` (MLflow's `MLFLOW_TRACE_SAMPLING_RATIO`).
     pub fn with_sampling_ratio(mut self, ratio: f64) -> Self {
         self.sampling_ratio = ratio;

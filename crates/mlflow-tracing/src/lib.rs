@@ -57,6 +57,7 @@
 //! | `mlflow-server` | yes | [`MlflowExporter`] and [`TrackingClient`]: traces into an MLflow tracking server |
 //! | `inference-table` | no | [`inference_table`] and [`init_inference_table`]: the model-serving trace buffer |
 //! | `uc-table` | no | [`uc_table`]: spans and trace infos into Unity Catalog tables (Databricks) |
+//! | `display` | no | [`display`]: notebook display (mime bundles, the trace renderer iframe, evcxr) |
 //! | `testing` | no | [`testing`]: an in-memory exporter and scoped capture helpers |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
@@ -109,6 +110,11 @@ pub use mlflow_tracing_exporter_inference_table as inference_table;
 #[cfg(feature = "uc-table")]
 #[cfg_attr(docsrs, doc(cfg(feature = "uc-table")))]
 pub use mlflow_tracing_exporter_uc_table as uc_table;
+
+/// Notebook display: mime bundles, the trace renderer iframe, evcxr.
+#[cfg(feature = "display")]
+#[cfg_attr(docsrs, doc(cfg(feature = "display")))]
+pub use mlflow_tracing_display as display;
 
 /// `#[trace]`: traces every call of a function as an MLflow span.
 #[cfg(feature = "macros")]
@@ -213,6 +219,13 @@ pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
             export = Export::Sync(sync.clone());
             Ok::<_, InitError>(sync as Arc<dyn Dispatch>)
         })?
+    };
+    #[cfg(feature = "display")]
+    let builder = if display::in_evcxr() {
+        // In an evcxr notebook, finished traces are shown in the cell that produced them.
+        builder.map_dispatch(|d| Arc::new(display::DisplayDispatch::new(d)))
+    } else {
+        builder
     };
     install(builder, export)
 }

@@ -1,0 +1,112 @@
+//! Notebook display in evcxr: with `EVCXR_IS_RUNTIME` set (what evcxr's runtime sets), `init`
+//! shows each finished trace through evcxr's display protocol on stdout, and a `Trace` renders
+//! itself with `evcxr_display`. evcxr itself is not installed in CI (building it takes longer
+//! than the suite), so the protocol output is checked exactly; the test re-runs itself in a
+//! child process with the environment set.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::print_stdout,
+    reason = "tests fail by panicking; the child prints what evcxr would read"
+)]
+
+use std::process::Command;
+
+use mlflow_tracing::display::{DisplayHandler, EvcxrDisplay as _};
+use mlflow_tracing::testing::InMemoryExporter;
+use mlflow_tracing::{TracerBuilder, start_span};
+
+const CHILD: &str = "MLFLOW_TRACING_TEST_CHILD";
+
+fn child(test: &str, tracking_uri: &str) -> String {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .env("EVCXR_IS_RUNTIME", "1")
+        .env("MLFLOW_TRACKING_URI", tracking_uri)
+        .env_remove("DATABRICKS_RUNTIME_VERSION")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn finished_traces_are_shown_in_the_cell_through_evcxrs_protocol() {
+    if std::env::var_os(CHILD).is_some() {
+        let exporter = InMemoryExporter::new();
+        let guard = mlflow_tracing::init(
+            TracerBuilder::default()
+                .with_environment_metadata(false)
+                .with_exporter(exporter.clone()),
+        )
+        .unwrap();
+        println!("CELL START");
+        drop(start_span("cell_work").start());
+        println!("CELL END");
+        // Disabled: nothing shown, and the trace is still exported.
+        DisplayHandler::global().disable();
+        drop(start_span("hidden").start());
+        drop(guard);
+        assert_eq!(exporter.traces().len(), 2);
+        let trace = &exporter.traces()[0];
+        DisplayHandler::global().enable();
+        trace.evcxr_display();
+        println!("ID {}", trace.info.trace_id);
+        return;
+    }
+    let out = child(
+        "finished_traces_are_shown_in_the_cell_through_evcxrs_protocol",
+        "http://127.0.0.1:5000",
+    );
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("ID "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let cell = &out[out.find("CELL START").unwrap()..out.find("CELL END").unwrap()];
+    let expected_start = format!(
+        "CELL START\nEVCXR_BEGIN_CONTENT text/plain\nTrace(trace_id='{id}')\nEVCXR_END_CONTENT\nEVCXR_BEGIN_CONTENT text/html\n\n<div>"
+    );
+    assert!(cell.starts_with(&expected_start), "{cell}");
+    assert!(cell.contains(&format!(
+        "src=\"http://127.0.0.1:5000/static-files/lib/notebook-trace-renderer/index.html?trace_id={id}&amp;experiment_id=0&amp;version="
+    )));
+    assert!(cell.ends_with("</div>\n\nEVCXR_END_CONTENT\n"), "{cell}");
+    // One bundle in the cell; none for the trace ended while display was disabled; one from
+    // `evcxr_display`.
+    assert_eq!(
+        out.matches("EVCXR_BEGIN_CONTENT text/plain").count(),
+        2,
+        "{out}"
+    );
+}
+
+#[test]
+fn without_an_http_tracking_server_only_text_is_shown() {
+    if std::env::var_os(CHILD).is_some() {
+        let exporter = InMemoryExporter::new();
+        let guard = mlflow_tracing::init(
+            TracerBuilder::default()
+                .with_environment_metadata(false)
+                .with_exporter(exporter.clone()),
+        )
+        .unwrap();
+        drop(start_span("cell_work").start());
+        drop(guard);
+        exporter.traces()[0].evcxr_display();
+        return;
+    }
+    let out = child(
+        "without_an_http_tracking_server_only_text_is_shown",
+        "sqlite:///mlflow.db",
+    );
+    // No UI: the handler shows nothing by itself; `evcxr_display` falls back to text.
+    assert_eq!(out.matches("EVCXR_BEGIN_CONTENT").count(), 1, "{out}");
+    assert!(out.contains("EVCXR_BEGIN_CONTENT text/plain\nTrace(trace_id='tr-"));
+    assert!(!out.contains("text/html"));
+}
