@@ -108,6 +108,16 @@ struct Setup {
     exporter: Arc<UcTableExporter>,
 }
 
+impl Setup {
+    /// Waits (off the async thread) until everything traced so far is exported or failed.
+    async fn flush(&self) {
+        let worker = self.worker.clone();
+        tokio::task::spawn_blocking(move || worker.force_flush(Duration::from_secs(30)).unwrap())
+            .await
+            .unwrap();
+    }
+}
+
 fn setup(
     client: TrackingClient,
     batch: usize,
@@ -186,10 +196,7 @@ async fn spans_and_v4_infos_reach_the_uc_endpoints_with_the_right_ids_headers_an
         .unwrap();
     let hex = id.strip_prefix("trace:/main.traces/").expect("a V4 id");
     assert_eq!(hex.len(), 32);
-    let worker = s.worker.clone();
-    tokio::task::spawn_blocking(move || worker.force_flush(Duration::from_secs(30)).unwrap())
-        .await
-        .unwrap();
+    s.flush().await;
 
     let seen = seen.lock().unwrap().clone();
     let spans = span_requests(&seen);
@@ -321,10 +328,7 @@ async fn oauth_tokens_are_fetched_once_refreshed_before_expiry_and_after_a_401()
     tokio::task::spawn_blocking(move || trace(&t2, 2))
         .await
         .unwrap();
-    let worker = s.worker.clone();
-    tokio::task::spawn_blocking(move || worker.force_flush(Duration::from_secs(30)).unwrap())
-        .await
-        .unwrap();
+    s.flush().await;
     {
         let seen = seen.lock().unwrap();
         let token_calls: Vec<_> = seen.iter().filter(|r| r.path == "/oidc/v1/token").collect();
@@ -347,10 +351,7 @@ async fn oauth_tokens_are_fetched_once_refreshed_before_expiry_and_after_a_401()
     tokio::task::spawn_blocking(move || trace(&t, 1))
         .await
         .unwrap();
-    let worker = s.worker.clone();
-    tokio::task::spawn_blocking(move || worker.force_flush(Duration::from_secs(30)).unwrap())
-        .await
-        .unwrap();
+    s.flush().await;
     let seen = seen.lock().unwrap();
     assert_eq!(
         seen.iter().filter(|r| r.path == "/oidc/v1/token").count(),
@@ -418,10 +419,7 @@ async fn the_v4_endpoint_failing_falls_back_to_v3_when_an_experiment_is_set() {
     tokio::task::spawn_blocking(move || trace(&t, 1))
         .await
         .unwrap();
-    let worker = s.worker.clone();
-    tokio::task::spawn_blocking(move || worker.force_flush(Duration::from_secs(30)).unwrap())
-        .await
-        .unwrap();
+    s.flush().await;
     let seen = seen.lock().unwrap();
     // 1 try + 2 retries of the V4 endpoint, then StartTraceV3.
     assert_eq!(seen.iter().filter(|r| r.path.ends_with("/info")).count(), 3);
@@ -456,10 +454,7 @@ async fn throttling_is_retried_and_errors_are_counted_per_item() {
     tokio::task::spawn_blocking(move || trace(&t, 2))
         .await
         .unwrap();
-    let worker = s.worker.clone();
-    tokio::task::spawn_blocking(move || worker.force_flush(Duration::from_secs(30)).unwrap())
-        .await
-        .unwrap();
+    s.flush().await;
     assert_eq!(
         span_requests(&seen.lock().unwrap()).len(),
         2,
@@ -487,10 +482,7 @@ async fn throttling_is_retried_and_errors_are_counted_per_item() {
     tokio::task::spawn_blocking(move || trace(&t, 3))
         .await
         .unwrap();
-    let worker = s.worker.clone();
-    tokio::task::spawn_blocking(move || worker.force_flush(Duration::from_secs(30)).unwrap())
-        .await
-        .unwrap();
+    s.flush().await;
     let w = s.worker.stats();
     assert_eq!((w.enqueued, w.exported, w.failed), (4, 0, 4), "{w:?}");
     let e = s.exporter.stats();

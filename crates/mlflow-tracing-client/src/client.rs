@@ -591,6 +591,21 @@ impl TrackingClient {
         spans: impl IntoIterator<Item = &'a Span>,
     ) -> Result<(), ClientError> {
         validate_experiment_id(experiment_id)?;
+        self.send_otlp(
+            "/v1/traces",
+            ("x-mlflow-experiment-id", experiment_id.to_owned()),
+            spans,
+        )
+        .await
+    }
+
+    /// One OTLP protobuf request of `spans` (nothing is sent for none) with a routing header.
+    async fn send_otlp<'a>(
+        &self,
+        path: &'static str,
+        header: (&'static str, String),
+        spans: impl IntoIterator<Item = &'a Span>,
+    ) -> Result<(), ClientError> {
         let request = otlp::export_request(otlp::sdk_resource(SDK_VERSION), spans);
         if request
             .resource_spans
@@ -599,10 +614,9 @@ impl TrackingClient {
         {
             return Ok(());
         }
-        let mut call = Call::new(Method::POST, "/v1/traces");
+        let mut call = Call::new(Method::POST, path);
         call.body = Body::Protobuf(request.encode_to_vec());
-        call.headers
-            .push(("x-mlflow-experiment-id", experiment_id.to_owned()));
+        call.headers.push(header);
         self.send(call).await.map(drop)
     }
 
@@ -695,19 +709,12 @@ impl TrackingClient {
                 reason: "must be catalog.schema.table",
             });
         }
-        let request = otlp::export_request(otlp::sdk_resource(SDK_VERSION), spans);
-        if request
-            .resource_spans
-            .iter()
-            .all(|r| r.scope_spans.iter().all(|s| s.spans.is_empty()))
-        {
-            return Ok(());
-        }
-        let mut call = Call::new(Method::POST, "/api/2.0/otel/v1/traces");
-        call.body = Body::Protobuf(request.encode_to_vec());
-        call.headers
-            .push(("X-Databricks-UC-Table-Name", table.to_owned()));
-        self.send(call).await.map(drop)
+        self.send_otlp(
+            "/api/2.0/otel/v1/traces",
+            ("X-Databricks-UC-Table-Name", table.to_owned()),
+            spans,
+        )
+        .await
     }
 
     /// `POST /api/4.0/mlflow/traces/{location}/{otel trace id}/info` (CreateTraceInfo): the info

@@ -84,6 +84,23 @@ impl SyncDispatch {
     }
 }
 
+impl SyncDispatch {
+    /// Runs the exporter's flush or shutdown under `timeout`.
+    fn lifecycle(
+        &self,
+        timeout: Duration,
+        work: impl Future<Output = Result<(), mlflow_tracing_manager::ExportError>> + Send,
+    ) -> Result<(), LifecycleError> {
+        // The timer is created inside the runtime, so inside the future.
+        match self.run(async move { tokio::time::timeout(timeout, work).await }) {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(LifecycleError::InternalFailure(e.to_string())),
+            Ok(Err(_)) => Err(LifecycleError::Timeout(timeout)),
+            Err(panic) => Err(LifecycleError::InternalFailure(panic)),
+        }
+    }
+}
+
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
     payload
         .downcast_ref::<&str>()
@@ -127,13 +144,7 @@ impl Dispatch for SyncDispatch {
             return Err(LifecycleError::AlreadyShutdown);
         }
         let exporter = &self.exporter;
-        // The timer is created inside the runtime, so inside the future.
-        match self.run(async move { tokio::time::timeout(timeout, exporter.force_flush()).await }) {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(LifecycleError::InternalFailure(e.to_string())),
-            Ok(Err(_)) => Err(LifecycleError::Timeout(timeout)),
-            Err(panic) => Err(LifecycleError::InternalFailure(panic)),
-        }
+        self.lifecycle(timeout, exporter.force_flush())
     }
 
     fn shutdown(&self, timeout: Duration) -> Result<(), LifecycleError> {
@@ -141,13 +152,7 @@ impl Dispatch for SyncDispatch {
             return Err(LifecycleError::AlreadyShutdown);
         }
         let exporter = &self.exporter;
-        // The timer is created inside the runtime, so inside the future.
-        match self.run(async move { tokio::time::timeout(timeout, exporter.shutdown()).await }) {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(LifecycleError::InternalFailure(e.to_string())),
-            Ok(Err(_)) => Err(LifecycleError::Timeout(timeout)),
-            Err(panic) => Err(LifecycleError::InternalFailure(panic)),
-        }
+        self.lifecycle(timeout, exporter.shutdown())
     }
 }
 
