@@ -174,3 +174,41 @@ async fn auth_headers_are_sent_and_invalid_ids_never_reach_the_server() {
     // The token is in no error or debug text.
     assert!(!format!("{bearer:?}").contains("t0k"));
 }
+
+#[tokio::test]
+async fn credentials_never_go_to_an_artifact_host_other_than_the_tracking_server() {
+    let (tracking, tracking_seen) = fake_server(vec![answer(200, "")]).await;
+    let (other, other_seen) = fake_server(vec![answer(200, "")]).await;
+    let client = TrackingClient::new(
+        ClientConfig::new(&tracking)
+            .with_token("t0k")
+            .with_retries(0, 0.0, 0.0),
+    )
+    .unwrap();
+    let mut info = mlflow_tracing::TraceInfo::new(
+        "tr-0123456789abcdef0123456789abcdef",
+        mlflow_tracing::TraceLocation::experiment("1"),
+        0,
+    );
+    for location in [
+        format!("{other}/artifacts"),
+        format!("{tracking}/artifacts"),
+    ] {
+        info.tags.insert("mlflow.artifactLocation".into(), location);
+        client
+            .upload_trace_data(&info, &mlflow_tracing::TraceData::default())
+            .await
+            .unwrap();
+    }
+    let other_seen = other_seen.lock().unwrap();
+    assert_eq!(other_seen[0].path, "/artifacts/traces.json");
+    assert_eq!(
+        other_seen[0].header("authorization"),
+        None,
+        "no token to another host"
+    );
+    assert_eq!(
+        tracking_seen.lock().unwrap()[0].header("authorization"),
+        Some("Bearer t0k")
+    );
+}

@@ -108,7 +108,14 @@ pub(crate) fn run(arg: Option<&str>) -> Result<(), String> {
     }
     let (url, pid) = match std::env::var("MLFLOW_TRACKING_URI") {
         Ok(url) if !url.is_empty() => {
-            eprintln!("==> demo: using MLFLOW_TRACKING_URI={url}");
+            let shown = match url.split_once("://") {
+                Some((scheme, rest)) if rest.split('/').next().unwrap_or("").contains('@') => {
+                    let after = rest.split_once('@').map_or(rest, |(_, r)| r);
+                    format!("{scheme}://***@{after}")
+                }
+                _ => url.clone(),
+            };
+            eprintln!("==> demo: using MLFLOW_TRACKING_URI={shown}");
             (url, None)
         }
         _ => ensure_server()?,
@@ -143,6 +150,13 @@ fn stop() -> Result<(), String> {
     let pid = state["pid"]
         .as_u64()
         .ok_or_else(|| format!("{}: no pid", state_file().display()))?;
+    // The pid may have been reused since: only stop an `mlflow server` process.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if !String::from_utf8_lossy(&cmdline).contains("mlflow") {
+        let _ = std::fs::remove_file(state_file());
+        println!("the recorded MLflow server (pid {pid}) is not running");
+        return Ok(());
+    }
     // The server leads its own process group: stop the whole group.
     let status = std::process::Command::new("kill")
         .args(["-TERM", "--", &format!("-{pid}")])

@@ -355,7 +355,18 @@ impl TrackingClient {
             if let Some(timeout) = call.timeout {
                 request = request.timeout(timeout);
             }
-            request = match &self.config.auth {
+            // Credentials only go to the tracking server itself, not to another host an
+            // artifact location names.
+            let auth = if call
+                .url
+                .as_deref()
+                .is_some_and(|u| !same_origin(u, &self.base))
+            {
+                &Auth::None
+            } else {
+                &self.config.auth
+            };
+            request = match auth {
                 Auth::None => request,
                 Auth::Bearer(token) => request.bearer_auth(token.expose()),
                 Auth::Basic { username, password } => {
@@ -393,8 +404,8 @@ impl TrackingClient {
                         let body = response.bytes().await.map_err(|e| ClientError::Transport {
                             method,
                             endpoint: call.path.clone(),
-                            message: format!("reading the answer: {e}"),
                             timeout: e.is_timeout(),
+                            message: format!("reading the answer: {}", error_chain(e)),
                         })?;
                         return Ok(body.to_vec());
                     }
@@ -882,6 +893,7 @@ impl TrackingClient {
         search: &SearchTraces,
     ) -> Result<TracePage<Trace>, ClientError> {
         let page = self.search_traces(search).await?;
+        let order: Vec<String> = page.traces.iter().map(|i| i.trace_id.clone()).collect();
         let (in_store, elsewhere): (Vec<_>, Vec<_>) = page.traces.into_iter().partition(|i| {
             i.tags.get(tag::SPANS_LOCATION).map(String::as_str)
                 == Some(tag::SPANS_LOCATION_TRACKING_STORE)
@@ -892,7 +904,6 @@ impl TrackingClient {
             fetched.push(self.get_trace(&info.trace_id).await?);
         }
         // Keep the search order.
-        let order: Vec<String> = ids;
         fetched.sort_by_key(|t| {
             order
                 .iter()
@@ -982,6 +993,16 @@ impl FullTrace {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Trace::new(self.trace_info, spans))
     }
+}
+
+/// Whether two absolute URLs have the same scheme and authority.
+fn same_origin(a: &str, b: &str) -> bool {
+    let origin = |u: &str| {
+        let (scheme, rest) = u.split_once("://").unwrap_or(("", u));
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        (scheme.to_ascii_lowercase(), authority.to_ascii_lowercase())
+    };
+    origin(a) == origin(b)
 }
 
 /// The path part of an absolute URL (for error messages).

@@ -234,12 +234,27 @@ fn urlencode(pairs: &[(&str, &str)]) -> String {
         .join("&")
 }
 
+/// `scheme://user:password@host/…` without the `user:password@`.
+fn strip_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
 /// The renderer URL for `traces` (not yet HTML-escaped); `None` without an http(s) base.
 pub fn renderer_url(traces: &[TraceRef], config: &DisplayConfig) -> Option<String> {
     let base = config.renderer_base()?.trim();
     // `urljoin(base + "/", "static-files/…")`: the base is a server root; its query and
     // fragment are dropped.
     let base = base.split(['?', '#']).next().unwrap_or(base);
+    // Never put credentials (`user:password@`) in a notebook's HTML.
+    let base = strip_userinfo(base);
+    let base = base.as_str();
     let base = if base.ends_with('/') {
         base.to_owned()
     } else {
@@ -309,8 +324,23 @@ pub fn iframe_html(traces: &[TraceRef], config: &DisplayConfig) -> Option<String
 }
 
 /// The `repr` of one trace, or of a list (`[Trace(trace_id='a'), Trace(trace_id='b')]`).
+/// Control characters in ids are escaped, so an id cannot end a block of evcxr's line-based
+/// protocol and start another.
 fn plain_text(traces: &[TraceRef]) -> String {
-    let one = |t: &TraceRef| format!("Trace(trace_id='{}')", t.trace_id);
+    let one = |t: &TraceRef| {
+        let id: String = t
+            .trace_id
+            .chars()
+            .flat_map(|c| {
+                if c.is_control() {
+                    c.escape_unicode().collect::<Vec<_>>()
+                } else {
+                    vec![c]
+                }
+            })
+            .collect();
+        format!("Trace(trace_id='{id}')")
+    };
     match traces {
         [t] => one(t),
         _ => format!(
@@ -630,6 +660,25 @@ mod tests {
         );
         let json = one.to_json();
         assert_eq!(json["text/plain"], "Trace(trace_id='tr-a')");
+    }
+
+    #[test]
+    fn credentials_and_protocol_breaking_ids_stay_out() {
+        let config = DisplayConfig::for_tracking_uri("https://alice:s3cret@host:5000/ml");
+        let url = renderer_url(&[t("tr-a", "1")], &config).unwrap();
+        assert!(
+            url.starts_with("https://host:5000/ml/static-files/"),
+            "{url}"
+        );
+        let evil = t(
+            "tr-a\nEVCXR_END_CONTENT\nEVCXR_BEGIN_CONTENT text/html\n<script>",
+            "1",
+        );
+        let out = mime_bundle(&[evil], &DisplayConfig::default()).to_evcxr();
+        // One block: the marker lines evcxr reads start a line, and only the real ones do.
+        let markers = out.lines().filter(|l| l.starts_with("EVCXR_")).count();
+        assert_eq!(markers, 2, "{out}");
+        assert_eq!(out.lines().count(), 3, "{out}");
     }
 
     #[test]

@@ -101,8 +101,11 @@ impl fmt::Debug for InferenceTableBuffer {
 }
 
 impl InferenceTableBuffer {
-    /// A buffer keeping each trace at most `ttl`, and at most `max_size` traces.
+    /// A buffer keeping each trace at most `ttl` (at most 100 years), and at most `max_size`
+    /// traces.
     pub fn new(ttl: Duration, max_size: u64) -> Self {
+        // moka refuses (panics on) a TTL above 1000 years.
+        let ttl = ttl.min(Duration::from_secs(100 * 365 * 24 * 3600));
         let counters = Arc::new(Counters::default());
         let listener_counters = counters.clone();
         let cache = Cache::builder()

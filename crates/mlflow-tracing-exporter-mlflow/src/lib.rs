@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use mlflow_tracing_client::{ClientError, TrackingClient};
 use mlflow_tracing_entities::keys::tag;
-use mlflow_tracing_entities::{Trace, TraceLocation};
+use mlflow_tracing_entities::{Span, Trace, TraceLocation};
 use mlflow_tracing_manager::{ExportError, ExportItem, TraceExporter, async_trait};
 use tokio::sync::OnceCell;
 
@@ -45,7 +45,7 @@ pub const MLFLOW_EXPERIMENT_NAME: &str = "MLFLOW_EXPERIMENT_NAME";
 /// The default experiment's id.
 const DEFAULT_EXPERIMENT_ID: &str = "0";
 
-/// At most this many spans per OTLP request.
+/// At most this many spans per OTLP request (unless one trace has more).
 const MAX_SPANS_PER_REQUEST: usize = 1000;
 
 const SPAN_LOGGING_UNKNOWN: u8 = 0;
@@ -224,8 +224,18 @@ impl MlflowExporter {
 
     /// Logs the spans of `traces` (one experiment), one OTLP request per chunk.
     async fn log_spans(&self, experiment_id: &str, traces: &[&Trace]) {
-        let spans: Vec<_> = traces.iter().flat_map(|t| t.data.spans.iter()).collect();
-        for chunk in spans.chunks(MAX_SPANS_PER_REQUEST) {
+        // Chunks end at trace boundaries, so a trace is never half-logged.
+        let mut chunks: Vec<Vec<&Span>> = vec![Vec::new()];
+        for trace in traces {
+            let last = chunks.last().map_or(0, Vec::len);
+            if last > 0 && last + trace.data.spans.len() > MAX_SPANS_PER_REQUEST {
+                chunks.push(Vec::new());
+            }
+            if let Some(chunk) = chunks.last_mut() {
+                chunk.extend(trace.data.spans.iter());
+            }
+        }
+        for chunk in chunks.iter().filter(|c| !c.is_empty()) {
             self.counters.otlp_requests.fetch_add(1, Ordering::Relaxed);
             match self
                 .client

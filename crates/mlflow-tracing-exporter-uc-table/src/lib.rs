@@ -177,6 +177,8 @@ impl TraceExporter for UcTableExporter {
         let mut first_error: Option<String> = None;
         for item in batch {
             match item {
+                // Spans of experiment-location traces are not for UC tables (as in MLflow).
+                ExportItem::Span(s) if !s.location.is_uc() => {}
                 ExportItem::Span(s) => match spans_table(&s.location) {
                     Some(table) => tables.entry(table).or_default().push(s.span),
                     None => {

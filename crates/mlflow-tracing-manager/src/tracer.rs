@@ -132,7 +132,6 @@ impl Shared {
                              handling"
                         );
                     }
-                    self.stats.span_dropped(name);
                     return None;
                 };
                 let mlflow_id = MlflowTraceId::v3(trace_id).to_string();
@@ -159,7 +158,6 @@ impl Shared {
                     Ok(id) => id.to_string(),
                     Err(e) => {
                         tracing::warn!("invalid Unity Catalog location {uc:?}: {e}");
-                        self.stats.span_dropped(name);
                         return None;
                     }
                 };

@@ -51,7 +51,8 @@ pub struct WorkerConfig {
     pub max_queue_size: usize,
     /// Exports running at once (`MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS`, 10).
     pub max_concurrent_exports: usize,
-    /// Time limit of one export (OpenTelemetry's `OTEL_BSP_EXPORT_TIMEOUT`, 30 s).
+    /// Time limit of one export (`MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT`, 500 s: long enough
+    /// for the HTTP client's own retries and backoff, as MLflow allows StartTraceV3).
     pub export_timeout: Duration,
     /// Items per export (`MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE`, 5); 1 means no
     /// batching.
@@ -66,7 +67,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             max_queue_size: 1000,
             max_concurrent_exports: 10,
-            export_timeout: Duration::from_secs(30),
+            export_timeout: Duration::from_secs(500),
             max_batch_size: 5,
             max_batch_interval: Duration::from_millis(5000),
         }
@@ -81,6 +82,10 @@ pub const MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE: &str =
     "MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE";
 /// `MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS`.
 pub const MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS: &str = "MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS";
+
+/// `MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT` (seconds): the time limit of one export.
+pub const MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT: &str =
+    "MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT";
 
 /// `MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE`.
 pub const MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE: &str =
@@ -119,6 +124,12 @@ impl WorkerConfig {
             "positive integer",
         )? {
             config.max_batch_size = n;
+        }
+        if let Some(secs) = read_env::<u64>(
+            MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT,
+            "integer (seconds)",
+        )? {
+            config.export_timeout = Duration::from_secs(secs.max(1));
         }
         if let Some(ms) = read_env(
             MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS,
