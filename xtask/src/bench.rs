@@ -64,7 +64,8 @@ const ABSOLUTE: &[(&str, &str, f64)] = &[
     ("runtime", "batcher_throughput_per_item", f64::INFINITY),
 ];
 
-fn median_ns(root: &Path, group: &str, bench: &str) -> Option<f64> {
+/// A criterion estimate (`"mean"` or `"median"`, in ns) of the latest run of `group/bench`.
+fn estimate_ns(root: &Path, group: &str, bench: &str, statistic: &str) -> Option<f64> {
     let path = root
         .join("target/criterion")
         .join(group)
@@ -72,18 +73,7 @@ fn median_ns(root: &Path, group: &str, bench: &str) -> Option<f64> {
         .join("new/estimates.json");
     let text = std::fs::read_to_string(path).ok()?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json["median"]["point_estimate"].as_f64()
-}
-
-fn mean_ns(root: &Path, group: &str, bench: &str) -> Option<f64> {
-    let path = root
-        .join("target/criterion")
-        .join(group)
-        .join(bench)
-        .join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json["mean"]["point_estimate"].as_f64()
+    json[statistic]["point_estimate"].as_f64()
 }
 
 fn human(ns: f64) -> String {
@@ -228,7 +218,10 @@ pub(crate) fn run(filter: Option<&str>) -> Result<(), String> {
         {
             continue; // not measured in this run
         }
-        let (Some(s), Some(b)) = (mean_ns(root, group, sdk), mean_ns(root, group, base)) else {
+        let (Some(s), Some(b)) = (
+            estimate_ns(root, group, sdk, "mean"),
+            estimate_ns(root, group, base, "mean"),
+        ) else {
             continue;
         };
         let ratio = s / b;
@@ -256,7 +249,7 @@ pub(crate) fn run(filter: Option<&str>) -> Result<(), String> {
         {
             continue;
         }
-        let Some(median) = median_ns(root, group, bench) else {
+        let Some(median) = estimate_ns(root, group, bench, "median") else {
             continue;
         };
         let verdict = if target.is_infinite() {

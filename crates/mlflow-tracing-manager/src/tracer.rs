@@ -230,15 +230,23 @@ impl Shared {
             && matches!(self.destination, TraceDestination::UnityCatalog(_))
         {
             // MLflow's UC processor: the trace's user and session as root span attributes.
-            let metadata = entry.lock().info.trace_metadata.clone();
-            for (from, to) in [
-                (keys::metadata::TRACE_USER, "user.id"),
-                (keys::metadata::TRACE_SESSION, "session.id"),
-            ] {
+            // Only the two values are copied out of the entry (not the whole metadata map).
+            let values: Vec<(&str, String)> = {
+                let state = entry.lock();
+                [
+                    (keys::metadata::TRACE_USER, "user.id"),
+                    (keys::metadata::TRACE_SESSION, "session.id"),
+                ]
+                .into_iter()
+                .filter_map(|(from, to)| {
+                    let value = state.info.trace_metadata.get(from)?;
+                    (!value.is_empty()).then(|| (to, value.clone()))
+                })
+                .collect()
+            };
+            for (to, value) in values {
                 // Set on the OpenTelemetry span as it is (not JSON-encoded), as MLflow does.
-                if let Some(value) = metadata.get(from).filter(|v| !v.is_empty()) {
-                    span.set_raw_attribute(to, Value::String(value.clone()));
-                }
+                span.set_raw_attribute(to, Value::String(value));
             }
         }
         self.apply_span_processors(&mut span);
