@@ -154,4 +154,6 @@ pub mod python {
 
 pub mod browser;
 pub mod fake_server;
+pub mod http;
 pub mod server;
+pub mod service;

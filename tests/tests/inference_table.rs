@@ -288,3 +288,82 @@ fn init_inference_table_buffers_and_exports_from_the_environment() {
     assert_eq!(stored.info.client_request_id.as_deref(), Some("env-req"));
     assert_eq!(stored.info.experiment_id(), Some(experiment.as_str()));
 }
+
+/// The program of `tests/data/recorded/inference_table_pop.py`, span for span.
+mod python_twin {
+    use mlflow_tracing::start_span;
+
+    #[mlflow_tracing::trace(span_type = "CHAT_MODEL")]
+    pub(super) fn predict(question: &str) -> String {
+        let s = start_span("retrieve").span_type("RETRIEVER").start();
+        s.set_inputs(&serde_json::json!({"q": question}));
+        s.set_outputs(&["doc"]);
+        drop(s);
+        format!("answer: {question}")
+    }
+}
+
+/// Replaces what differs between runs (ids, times, durations) by placeholders numbered in order
+/// of appearance, so two runs of one program compare equal as text.
+fn normalize(text: &str) -> String {
+    fn walk(v: &mut serde_json::Value, ids: &mut Vec<String>) {
+        let placeholder = |s: &str, ids: &mut Vec<String>| {
+            let n = ids.iter().position(|x| x == s).unwrap_or_else(|| {
+                ids.push(s.to_owned());
+                ids.len() - 1
+            });
+            format!("<id{n}>")
+        };
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    match (k.as_str(), &*v) {
+                        (
+                            "trace_id" | "span_id" | "parent_span_id",
+                            serde_json::Value::String(s),
+                        ) => {
+                            *v = json!(placeholder(s, ids));
+                        }
+                        ("mlflow.traceRequestId", serde_json::Value::String(s)) => {
+                            let id: String = serde_json::from_str(s).unwrap();
+                            *v = json!(placeholder(&id, ids));
+                        }
+                        (
+                            "request_time"
+                            | "start_time_unix_nano"
+                            | "end_time_unix_nano"
+                            | "execution_duration_ms",
+                            _,
+                        ) => *v = json!("<time>"),
+                        _ => walk(v, ids),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| walk(v, ids)),
+            _ => {}
+        }
+    }
+    let mut doc: serde_json::Value = serde_json::from_str(text).unwrap();
+    walk(&mut doc, &mut Vec::new());
+    serde_json::to_string(&doc).unwrap()
+}
+
+#[test]
+fn the_popped_json_is_pythons_for_the_same_program() {
+    let buffer = InferenceTableBuffer::new(Duration::from_secs(3600), 1000);
+    let tracer = tracer(&buffer, None);
+    let request = ServingRequest::new("req-1")
+        .endpoint_name("chat-endpoint")
+        .model_id("m-123");
+    tracer.in_scope(|| request.in_scope(|| python_twin::predict("hi")));
+    let ours = buffer.pop_trace("req-1").expect("buffered");
+    let python = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("data/recorded/inference_table_pop.json"),
+    )
+    .unwrap();
+    assert_eq!(normalize(&ours), normalize(python.trim()));
+    // Byte for byte as Python's `json.dumps` writes it, once the run-dependent values are set.
+    let reencoded = Trace::from_json(&ours).unwrap().to_json().unwrap();
+    assert_eq!(reencoded, ours);
+}

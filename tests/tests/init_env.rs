@@ -1,5 +1,6 @@
-//! `init` under `MLFLOW_ENABLE_ASYNC_TRACE_LOGGING`: the test re-runs itself in a child process
-//! with the variable set (setting it in this process would race other tests).
+//! What depends on the process environment: `init` under `MLFLOW_ENABLE_ASYNC_TRACE_LOGGING`,
+//! and `mlflow.user` without user variables. Each test re-runs itself in a child process with
+//! the environment changed (changing it in this process would race other tests).
 #![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 
 use std::process::Command;
@@ -110,4 +111,59 @@ fn async_logging_must_be_a_boolean() {
         "{err}"
     );
     println!("child: rejected: {err}");
+}
+
+/// With none of `LOGNAME`, `USER`, `LNAME`, `USERNAME` set (systemd services, containers),
+/// `mlflow.user` is what Python's `getpass.getuser()` finds in the same environment: the
+/// password database's name for the process's user.
+#[test]
+fn the_os_user_is_pythons_without_user_variables() {
+    const VARS: [&str; 4] = ["LOGNAME", "USER", "LNAME", "USERNAME"];
+    if std::env::var_os(ROLE).is_none() {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
+            .args([
+                "the_os_user_is_pythons_without_user_variables",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(ROLE, "child");
+        for v in VARS {
+            command.env_remove(v);
+        }
+        let out = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{stdout}");
+        let ours = stdout
+            .lines()
+            .find_map(|l| {
+                l.split_once("child: mlflow.user=")
+                    .map(|(_, u)| u.trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("the child reported the user:\n{stdout}"));
+
+        let python = mlflow_tracing_tests::python::mlflow_python().unwrap();
+        let mut py = Command::new(python);
+        py.args(["-c", "import getpass; print(getpass.getuser())"]);
+        for v in VARS {
+            py.env_remove(v);
+        }
+        let out = py.output().unwrap();
+        assert!(out.status.success());
+        let theirs = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(!theirs.is_empty());
+        assert_eq!(ours, theirs);
+        assert_ne!(ours, "unknown");
+        return;
+    }
+    for v in VARS {
+        assert!(std::env::var_os(v).is_none(), "{v} is unset in the child");
+    }
+    let capture =
+        mlflow_tracing::testing::Capture::with(|b| b.with_environment_metadata(true)).unwrap();
+    capture.run(|| drop(start_span("who").start()));
+    let traces = capture.traces();
+    let user = &traces[0].info.trace_metadata["mlflow.user"];
+    println!("child: mlflow.user={user}");
 }

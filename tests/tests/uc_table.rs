@@ -554,3 +554,46 @@ async fn init_picks_the_uc_exporter_for_a_uc_destination_from_the_environment() 
     );
     assert_eq!(info.header("authorization"), Some("Bearer dapi-env"));
 }
+
+/// Spans this process makes in a trace continued from another process go to the destination's
+/// table (before, their location was unspecified and they were dropped); no trace info is
+/// written for someone else's trace, and a continuation without spans sends nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_of_a_continued_trace_go_to_the_destinations_table() {
+    let (url, seen) = routed(databricks(OK)).await;
+    let s = setup(token_client(&url), 100, Duration::from_secs(3600), None);
+    let t = tracer(&s, TraceDestination::uc_schema("main", "traces"));
+    tokio::task::spawn_blocking(move || {
+        t.in_scope(|| {
+            let headers = [(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )];
+            let remote = mlflow_tracing::continue_trace(headers).unwrap();
+            {
+                let _attached = remote.attach();
+                drop(start_span("handler").start());
+            }
+            drop(remote);
+            let empty = mlflow_tracing::continue_trace([(
+                "traceparent",
+                "00-11111111111111111111111111111111-2222222222222222-01",
+            )])
+            .unwrap();
+            drop(empty);
+        });
+    })
+    .await
+    .unwrap();
+    s.flush().await;
+    let seen = seen.lock().unwrap().clone();
+    let spans = span_requests(&seen);
+    assert_eq!(spans.len(), 1, "{:?}", seen.iter().map(|s| &s.path).collect::<Vec<_>>());
+    assert_eq!(spans[0].0, "main.traces.mlflow_experiment_trace_otel_spans");
+    assert_eq!(span_count(&spans[0].1), 1);
+    assert!(
+        !seen.iter().any(|r| r.path.ends_with("/info")),
+        "no trace info for a continued trace"
+    );
+    assert_eq!(s.worker.stats().failed, 0);
+}

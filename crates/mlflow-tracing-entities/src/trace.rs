@@ -163,6 +163,17 @@ impl Trace {
     /// (250 characters), aggregated token usage, and previews of `preview_max_chars` characters
     /// (only where still unset, so user previews win). Does nothing without a root span.
     pub fn finalize(&mut self, preview_max_chars: usize) {
+        self.finalize_rules(preview_max_chars, true);
+    }
+
+    /// The root-end rules of MLflow's inference-table processor: as [`Trace::finalize`], without
+    /// the `mlflow.traceInputs`/`mlflow.traceOutputs` metadata (that processor does not write
+    /// them; the serving host's consumers read that shape).
+    pub fn finalize_inference_table(&mut self, preview_max_chars: usize) {
+        self.finalize_rules(preview_max_chars, false);
+    }
+
+    fn finalize_rules(&mut self, preview_max_chars: usize, trace_io_metadata: bool) {
         let Some(root) = self.data.root_span() else {
             return;
         };
@@ -186,10 +197,12 @@ impl Trace {
                 keys::MAX_CHARS_IN_TRACE_IO_METADATA,
             )
         };
-        info.trace_metadata
-            .insert(keys::metadata::INPUTS.into(), io(&inputs));
-        info.trace_metadata
-            .insert(keys::metadata::OUTPUTS.into(), io(&outputs));
+        if trace_io_metadata {
+            info.trace_metadata
+                .insert(keys::metadata::INPUTS.into(), io(&inputs));
+            info.trace_metadata
+                .insert(keys::metadata::OUTPUTS.into(), io(&outputs));
+        }
         if let Some(usage) = TokenUsage::aggregate(&self.data.spans)
             && let Ok(json) = crate::json::to_python_json(&usage)
         {

@@ -229,10 +229,19 @@ impl TraceLocation {
         }
     }
 
-    /// The experiment id, for experiment locations.
+    /// An experiment location without an experiment id (Python's
+    /// `TraceLocation.from_experiment_id(None)`, which model serving writes when
+    /// `MLFLOW_EXPERIMENT_ID` is unset): `{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {}}`.
+    pub fn experiment_unset() -> Self {
+        Self::experiment("")
+    }
+
+    /// The experiment id, for experiment locations that have one.
     pub fn experiment_id(&self) -> Option<&str> {
         match self {
-            TraceLocation::MlflowExperiment { experiment_id } => Some(experiment_id),
+            TraceLocation::MlflowExperiment { experiment_id } if !experiment_id.is_empty() => {
+                Some(experiment_id)
+            }
             _ => None,
         }
     }
@@ -281,6 +290,10 @@ impl Serialize for TraceLocation {
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("type", self.type_name())?;
         match self {
+            // Python omits a `None` experiment id: `"mlflow_experiment": {}`.
+            TraceLocation::MlflowExperiment { experiment_id } if experiment_id.is_empty() => {
+                m.serialize_entry("mlflow_experiment", &serde_json::Map::new())?;
+            }
             TraceLocation::MlflowExperiment { experiment_id } => {
                 m.serialize_entry("mlflow_experiment", &ExperimentPayload { experiment_id })?;
             }

@@ -70,12 +70,11 @@ impl Inputs {
 
     pub fn finish(mut self, span: &LiveSpan) {
         self.json.push('}');
-        if let Some(i) = span.inner.as_ref().filter(|i| i.recording) {
-            use opentelemetry::trace::TraceContextExt as _;
-            i.otel_cx.span().set_attribute(opentelemetry::KeyValue::new(
-                mlflow_tracing_entities::keys::span::INPUTS,
+        if let Some(i) = span.inner.as_ref() {
+            i.set_json(
+                opentelemetry::Key::from_static_str(mlflow_tracing_entities::keys::span::INPUTS),
                 self.json,
-            ));
+            );
         }
     }
 }

@@ -295,8 +295,9 @@ impl fmt::Debug for RemoteTraceGuard {
     }
 }
 
-/// Continues a trace from incoming request headers (`traceparent`, any letter case) with the
-/// current tracer (scoped, else global).
+/// Continues a trace from incoming request headers (`traceparent`, any letter case, parsed as
+/// the W3C Trace Context specification says; `tracestate` is kept when valid) with the current
+/// tracer (scoped, else global).
 ///
 /// # Errors
 /// [`SpanApiError::MissingTraceparent`] without the header, [`SpanApiError::InvalidTraceparent`]
@@ -331,11 +332,9 @@ where
     let Some(raw) = map.get("traceparent") else {
         return Err(SpanApiError::MissingTraceparent);
     };
-    let cx = TraceContextPropagator::new().extract(&map);
-    let sc = cx.span().span_context().clone();
-    if !sc.is_valid() {
+    let Some(sc) = crate::traceparent::parse(raw, map.get("tracestate").map(String::as_str)) else {
         return Err(SpanApiError::InvalidTraceparent(raw.clone()));
-    }
+    };
     let trace_id = TraceId::from(sc.trace_id());
     let placeholder = if sc.is_sampled() && tracer.is_enabled() {
         tracer.shared().start_remote_trace(trace_id)

@@ -91,11 +91,36 @@ pub(crate) fn environment_metadata() -> &'static [(&'static str, String)] {
     METADATA.get_or_init(resolve_environment_metadata)
 }
 
-fn resolve_environment_metadata() -> Vec<(&'static str, String)> {
-    let user = ["LOGNAME", "USER", "LNAME", "USERNAME"]
+/// The OS user, as Python's `getpass.getuser()` finds it (MLflow's `mlflow.user`): the first
+/// non-empty of `LOGNAME`, `USER`, `LNAME`, `USERNAME`, then the password database entry of the
+/// process's real user id (so a service with none of those variables, run by systemd or in a
+/// container, still gets its user); `"unknown"` when there is none.
+pub(crate) fn os_user(get: EnvLookup<'_>) -> String {
+    ["LOGNAME", "USER", "LNAME", "USERNAME"]
         .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "unknown".to_owned());
+        .find_map(|v| get(v).filter(|s| !s.is_empty()))
+        .or_else(password_database_user)
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[cfg(unix)]
+fn password_database_user() -> Option<String> {
+    match nix::unistd::User::from_uid(nix::unistd::getuid()) {
+        Ok(user) => user.map(|u| u.name),
+        Err(e) => {
+            tracing::debug!("cannot read the password database for the OS user: {e}");
+            None
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn password_database_user() -> Option<String> {
+    None
+}
+
+fn resolve_environment_metadata() -> Vec<(&'static str, String)> {
+    let user = os_user(&process_env);
     let source = std::env::args_os()
         .next()
         .map(|a| a.to_string_lossy().into_owned())
@@ -144,6 +169,24 @@ mod tests {
         assert_eq!(env_u64(&env, "C"), Ok(None));
         assert!(env_u64(&env, "B").is_err());
         assert!(env_f64(&env, "B").is_err());
+    }
+
+    #[test]
+    fn the_os_user_comes_from_the_variables_in_pythons_order_then_the_password_database() {
+        let env = |n: &str| match n {
+            "USER" => Some("from-user".to_owned()),
+            "LOGNAME" => Some(String::new()), // empty: skipped, as in Python
+            "USERNAME" => Some("from-username".to_owned()),
+            _ => None,
+        };
+        assert_eq!(os_user(&env), "from-user");
+        let none = os_user(&|_| None);
+        assert!(!none.is_empty());
+        #[cfg(unix)]
+        assert_ne!(
+            none, "unknown",
+            "the password database knows this process's user"
+        );
     }
 
     #[test]

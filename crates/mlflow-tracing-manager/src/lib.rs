@@ -45,9 +45,11 @@ mod destination;
 mod env;
 mod error;
 mod export;
+mod limits;
 mod live;
 mod processor;
 mod stats;
+mod traceparent;
 mod tracer;
 
 #[doc(hidden)]
@@ -73,6 +75,10 @@ pub use env::{
 };
 pub use error::{ConfigError, ExportError, LifecycleError, SpanApiError};
 pub use export::{Dispatch, ExportItem, InlineDispatch, SpanItem, TraceExporter, TraceItem};
+pub use limits::{
+    OTEL_ATTRIBUTE_COUNT_LIMIT, OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, OTEL_SPAN_EVENT_COUNT_LIMIT,
+    OTEL_SPAN_LINK_COUNT_LIMIT, SpanLimits,
+};
 pub use live::{EnteredSpan, LiveSpan, SpanGuard, StartSpan, start_span};
 pub use processor::MlflowSpanProcessor;
 pub use stats::TracerStats;

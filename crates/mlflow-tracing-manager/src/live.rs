@@ -13,7 +13,7 @@ use mlflow_tracing_entities::{
 use opentelemetry::trace::{
     Span as _, SpanContext, Status, TraceContextExt, TraceFlags, TraceState, Tracer as _,
 };
-use opentelemetry::{Context, ContextGuard, Key, KeyValue, StringValue, Value as OtelValue};
+use opentelemetry::{Context, ContextGuard, Key, KeyValue, Value as OtelValue};
 use serde::Serialize;
 
 use crate::buffer::TraceEntry;
@@ -74,8 +74,44 @@ pub(crate) struct LiveSpanInner {
     pub(crate) recording: bool,
     pub(crate) ended: AtomicBool,
     pub(crate) outputs_set: AtomicBool,
+    /// What is applied to the SDK span at end.
+    pub(crate) state: std::sync::Mutex<LiveState>,
+}
+
+/// What a live span keeps until it ends: its status and its attributes. Attributes stay here
+/// rather than in the SDK span, whose attribute list appends every set (a key set twice is
+/// stored twice) and refuses everything past its limit, MLflow's own keys included.
+#[derive(Default)]
+pub(crate) struct LiveState {
     /// The status to apply at end (MLflow's rules, see `set_status_raw`).
-    pub(crate) status: std::sync::Mutex<Option<SpanStatus>>,
+    status: Option<SpanStatus>,
+    /// Attribute values as MLflow stores them (JSON text), in the order keys were first set; a
+    /// later set replaces the value in place, as in MLflow's attribute dict.
+    attributes: Vec<(Key, String)>,
+    /// Distinct user (non-MLflow) attribute keys in `attributes`.
+    user_attributes: u32,
+    /// Events added through the span API (`exception` events not counted).
+    events: u32,
+    /// Links added.
+    links: u32,
+}
+
+impl LiveState {
+    /// Sets `key`; false when it is a new user key past `max_user` (dropped).
+    pub(crate) fn set(&mut self, key: Key, json: String, max_user: u32) -> bool {
+        if let Some(slot) = self.attributes.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 = json;
+            return true;
+        }
+        if !crate::limits::is_reserved(key.as_str()) {
+            if self.user_attributes >= max_user {
+                return false;
+            }
+            self.user_attributes += 1;
+        }
+        self.attributes.push((key, json));
+        true
+    }
 }
 
 impl LiveSpanInner {
@@ -89,16 +125,52 @@ impl LiveSpanInner {
         }
     }
 
-    fn set_json(&self, key: Key, json: String) {
-        if self.recording {
-            self.otel_cx
-                .span()
-                .set_attribute(KeyValue::new(key, OtelValue::String(json.into())));
+    pub(crate) fn set_json(&self, key: Key, json: String) {
+        if !self.recording {
+            return;
         }
+        let shared = self.tracer.shared();
+        let kept = crate::buffer::lock(&self.state).set(key, json, shared.limits.max_attributes);
+        if !kept {
+            shared.stats.attributes_dropped(1);
+        }
+    }
+
+    /// Whether one more event or link fits (`count` selects which); counts a drop.
+    fn admit(&self, count: fn(&mut LiveState) -> &mut u32, max: u32, events: bool) -> bool {
+        let fits = {
+            let mut st = crate::buffer::lock(&self.state);
+            let n = count(&mut st);
+            if *n < max {
+                *n += 1;
+                true
+            } else {
+                false
+            }
+        };
+        if !fits {
+            let stats = &self.tracer.shared().stats;
+            if events {
+                stats.events_dropped(1);
+            } else {
+                stats.links_dropped(1);
+            }
+        }
+        fits
     }
 
     pub(crate) fn add_event_raw(&self, event: SpanEvent) {
         if !self.recording {
+            return;
+        }
+        // Exception events carry the error: never dropped, not counted.
+        if event.name != SpanEvent::EXCEPTION
+            && !self.admit(
+                |st| &mut st.events,
+                self.tracer.shared().limits.max_events,
+                true,
+            )
+        {
             return;
         }
         let attributes = event
@@ -118,14 +190,41 @@ impl LiveSpanInner {
         }
         // The SDK keeps the "greatest" status (and orders ERRORs by description); MLflow keeps
         // the last one set, except that OK is final. Keep it here and apply it once at end.
-        let mut current = crate::buffer::lock(&self.status);
-        if current
+        let mut st = crate::buffer::lock(&self.state);
+        if st
+            .status
             .as_ref()
             .is_some_and(|s| s.code == SpanStatusCode::Ok)
         {
             return;
         }
-        *current = Some(status);
+        st.status = Some(status);
+    }
+
+    /// Moves the attributes and the status kept here onto the SDK span (just before it ends).
+    fn apply_state(&self) {
+        let (attributes, status) = {
+            let mut st = crate::buffer::lock(&self.state);
+            (std::mem::take(&mut st.attributes), st.status.take())
+        };
+        if !self.recording {
+            return;
+        }
+        let span = self.otel_cx.span();
+        if !attributes.is_empty() {
+            span.set_attributes(
+                attributes
+                    .into_iter()
+                    .map(|(k, v)| KeyValue::new(k, OtelValue::String(v.into()))),
+            );
+        }
+        if let Some(status) = status {
+            span.set_status(match status.code {
+                SpanStatusCode::Error => Status::error(status.message),
+                SpanStatusCode::Ok => Status::Ok,
+                SpanStatusCode::Unset => Status::Unset,
+            });
+        }
     }
 
     /// Ends the span; false if it had already been ended (by another thread, say).
@@ -133,17 +232,8 @@ impl LiveSpanInner {
         if self.ended.swap(true, Ordering::AcqRel) {
             return false;
         }
+        self.apply_state();
         let span = self.otel_cx.span();
-        let status = crate::buffer::lock(&self.status).take();
-        if self.recording
-            && let Some(status) = status
-        {
-            span.set_status(match status.code {
-                SpanStatusCode::Error => Status::error(status.message),
-                SpanStatusCode::Ok => Status::Ok,
-                SpanStatusCode::Unset => Status::Unset,
-            });
-        }
         let shared = self.tracer.shared();
         crate::buffer::with_handoff(self.entry.as_ref(), || {
             crate::processor::end_deferred(shared, || match end_time_ns {
@@ -154,6 +244,14 @@ impl LiveSpanInner {
             });
         });
         true
+    }
+}
+
+impl Drop for LiveSpanInner {
+    fn drop(&mut self) {
+        // A span dropped without `end` ends now (the SDK would end it too, without what is kept
+        // here).
+        self.end_raw(None);
     }
 }
 
@@ -349,6 +447,11 @@ impl LiveSpan {
     pub fn add_link(&self, link: &Link) {
         if let Some(i) = self.recording()
             && let Ok(trace_id) = link.otel_trace_id()
+            && i.admit(
+                |st| &mut st.links,
+                i.tracer.shared().limits.max_links,
+                false,
+            )
         {
             let sc = SpanContext::new(
                 trace_id.into(),
@@ -610,7 +713,7 @@ impl StartSpan {
             Parent::Local(p) => p.entry.as_ref(),
             _ => None,
         };
-        let mut span = crate::buffer::with_handoff(parent_entry, || {
+        let span = crate::buffer::with_handoff(parent_entry, || {
             tracer.otel_tracer().build_with_context(builder, &parent_cx)
         });
         let recording = span.is_recording();
@@ -625,16 +728,18 @@ impl StartSpan {
         } else {
             tracer.shared().buffer.get(trace_id)
         };
+        let mut state = LiveState::default();
         if recording {
-            let stats = &tracer.shared().stats;
+            let shared = tracer.shared();
             for e in &self.serialization_errors {
-                stats.serialization_error("a span value", e);
+                shared.stats.serialization_error("a span value", e);
             }
+            let max_user = shared.limits.max_attributes;
+            let mut dropped = 0;
             let mut set = |key: Key, json: String| {
-                span.set_attribute(KeyValue::new(
-                    key,
-                    OtelValue::String(StringValue::from(json)),
-                ));
+                if !state.set(key, json, max_user) {
+                    dropped += 1;
+                }
             };
             if let Some(t) = &self.span_type {
                 set(
@@ -666,6 +771,9 @@ impl StartSpan {
                     ns.to_string(),
                 );
             }
+            if dropped > 0 {
+                shared.stats.attributes_dropped(dropped);
+            }
         }
         let inner = Arc::new(LiveSpanInner {
             tracer,
@@ -676,7 +784,7 @@ impl StartSpan {
             recording,
             ended: AtomicBool::new(false),
             outputs_set: AtomicBool::new(false),
-            status: std::sync::Mutex::new(None),
+            state: std::sync::Mutex::new(state),
         });
         if is_root && let Some(entry) = &inner.entry {
             entry.lock().root_span = Some(Arc::downgrade(&inner));

@@ -14,6 +14,8 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span as SdkSpan, SpanData, SpanProcessor};
 use serde_json::{Map, Number, Value};
 
+use crate::limits::{SpanLimits, is_reserved};
+use crate::stats::Stats;
 use crate::tracer::Shared;
 
 /// Passed in the parent context of a root span started by the span API: what `on_start` cannot
@@ -165,8 +167,10 @@ pub(crate) fn json_to_otel_value(value: &Value) -> OtelValue {
 }
 
 /// Converts a finished SDK span to MLflow's span: OK unless ERROR, MLflow's attribute forms,
-/// and the default log level of its type when none was set.
-pub(crate) fn convert(data: SpanData) -> Span {
+/// and the default log level of its type when none was set. `limits` apply here to spans made
+/// through OpenTelemetry's API (the span API applies them as values are set): what is over them
+/// is dropped and counted in `stats`.
+pub(crate) fn convert(data: SpanData, limits: &SpanLimits, stats: &Stats) -> Span {
     let trace_id = TraceId::from(data.span_context.trace_id());
     let span_id = SpanId::from(data.span_context.span_id());
     let parent = (data.parent_span_id != opentelemetry::trace::SpanId::INVALID)
@@ -180,13 +184,39 @@ pub(crate) fn convert(data: SpanData) -> Span {
         Cow::Owned(s) => s,
     };
     let mut attributes = Map::with_capacity(data.attributes.len() + 1);
+    let mut user_attributes = 0u32;
+    let mut attributes_dropped = 0u64;
     for kv in data.attributes {
-        attributes.insert(kv.key.as_str().to_owned(), otel_value_to_json(kv.value));
+        let key = kv.key.as_str();
+        if !attributes.contains_key(key) && !is_reserved(key) {
+            if user_attributes >= limits.max_attributes {
+                attributes_dropped += 1;
+                continue;
+            }
+            user_attributes += 1;
+        }
+        attributes.insert(key.to_owned(), otel_value_to_json(kv.value));
     }
-    let events = data
+    if attributes_dropped > 0 {
+        stats.attributes_dropped(attributes_dropped);
+    }
+    let mut counted_events = 0u32;
+    let mut events_dropped = 0u64;
+    let events: Vec<SpanEvent> = data
         .events
         .events
         .into_iter()
+        .filter(|event| {
+            if event.name == SpanEvent::EXCEPTION {
+                return true;
+            }
+            counted_events = counted_events.saturating_add(1);
+            let keep = counted_events <= limits.max_events;
+            if !keep {
+                events_dropped += 1;
+            }
+            keep
+        })
         .map(|event| SpanEvent {
             name: event.name.into_owned(),
             time_unix_nano: unix_nanos(event.timestamp),
@@ -197,10 +227,18 @@ pub(crate) fn convert(data: SpanData) -> Span {
                 .collect(),
         })
         .collect();
+    if events_dropped > 0 {
+        stats.events_dropped(events_dropped);
+    }
+    let max_links = usize::try_from(limits.max_links).unwrap_or(usize::MAX);
+    if data.links.links.len() > max_links {
+        stats.links_dropped((data.links.links.len() - max_links) as u64);
+    }
     let links = data
         .links
         .links
         .into_iter()
+        .take(max_links)
         .map(|link| {
             let attributes: Map<String, Value> = link
                 .attributes

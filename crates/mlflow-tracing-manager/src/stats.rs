@@ -1,6 +1,6 @@
 //! Counters of everything the SDK drops, evicts or fails, so nothing is lost silently.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// A snapshot of a tracer's counters (see [`Tracer::stats`](crate::Tracer::stats)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -26,6 +26,12 @@ pub struct TracerStats {
     pub items_failed: u64,
     /// Items dropped before reaching the exporter (e.g. after shutdown).
     pub items_dropped: u64,
+    /// User attributes dropped past [`SpanLimits::max_attributes`](crate::SpanLimits).
+    pub attributes_dropped: u64,
+    /// Events dropped past [`SpanLimits::max_events`](crate::SpanLimits).
+    pub events_dropped: u64,
+    /// Links dropped past [`SpanLimits::max_links`](crate::SpanLimits).
+    pub links_dropped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -40,10 +46,25 @@ pub(crate) struct Stats {
     items_exported: AtomicU64,
     items_failed: AtomicU64,
     items_dropped: AtomicU64,
+    attributes_dropped: AtomicU64,
+    events_dropped: AtomicU64,
+    links_dropped: AtomicU64,
 }
 
 fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Logs the first drop of `what` in this process at WARN, later ones at DEBUG.
+fn warn_once(warned: &AtomicBool, what: &str, setting: &str) {
+    if warned.swap(true, Ordering::Relaxed) {
+        tracing::debug!("span {what} over the limit dropped");
+    } else {
+        tracing::warn!(
+            "span {what} over the limit were dropped (MLflow's own attributes never are); they \
+             are counted in TracerStats. Raise {setting} to keep more. Reported once per process"
+        );
+    }
 }
 
 impl Stats {
@@ -60,6 +81,9 @@ impl Stats {
             items_exported: get(&self.items_exported),
             items_failed: get(&self.items_failed),
             items_dropped: get(&self.items_dropped),
+            attributes_dropped: get(&self.attributes_dropped),
+            events_dropped: get(&self.events_dropped),
+            links_dropped: get(&self.links_dropped),
         }
     }
 
@@ -107,6 +131,36 @@ impl Stats {
     pub(crate) fn record_export_failed(&self, n: u64, err: &dyn std::fmt::Display) {
         add(&self.items_failed, n);
         tracing::warn!("failed to export {n} MLflow trace item(s): {err}");
+    }
+    /// `n` user attributes of a span were over the limit.
+    pub(crate) fn attributes_dropped(&self, n: u64) {
+        add(&self.attributes_dropped, n);
+        static WARNED: AtomicBool = AtomicBool::new(false);
+        warn_once(
+            &WARNED,
+            "attributes",
+            "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT or TracerBuilder::with_span_limits",
+        );
+    }
+    /// `n` events of a span were over the limit.
+    pub(crate) fn events_dropped(&self, n: u64) {
+        add(&self.events_dropped, n);
+        static WARNED: AtomicBool = AtomicBool::new(false);
+        warn_once(
+            &WARNED,
+            "events",
+            "OTEL_SPAN_EVENT_COUNT_LIMIT or TracerBuilder::with_span_limits",
+        );
+    }
+    /// `n` links of a span were over the limit.
+    pub(crate) fn links_dropped(&self, n: u64) {
+        add(&self.links_dropped, n);
+        static WARNED: AtomicBool = AtomicBool::new(false);
+        warn_once(
+            &WARNED,
+            "links",
+            "OTEL_SPAN_LINK_COUNT_LIMIT or TracerBuilder::with_span_limits",
+        );
     }
     pub(crate) fn record_export_dropped(&self, n: u64, why: &str) {
         add(&self.items_dropped, n);

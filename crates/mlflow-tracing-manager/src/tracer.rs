@@ -24,6 +24,7 @@ use crate::destination::{ServingRequest, TraceDestination};
 use crate::env::{self, EnvLookup};
 use crate::error::{ConfigError, LifecycleError};
 use crate::export::{Dispatch, ExportItem, InlineDispatch, SpanItem, TraceExporter, TraceItem};
+use crate::limits::SpanLimits;
 use crate::processor::{MlflowSpanProcessor, convert};
 use crate::stats::{Stats, TracerStats};
 use serde_json::Value;
@@ -82,6 +83,7 @@ pub(crate) struct Shared {
     pub(crate) dispatch: Option<Arc<dyn Dispatch>>,
     pub(crate) wants_spans: bool,
     pub(crate) span_processors: Vec<SpanProcessorFn>,
+    pub(crate) limits: SpanLimits,
     pub(crate) experiment_id: String,
     pub(crate) destination: TraceDestination,
     /// Whether the missing-request-id warning was logged (inference tables).
@@ -135,11 +137,16 @@ impl Shared {
                     return None;
                 };
                 let mlflow_id = MlflowTraceId::v3(trace_id).to_string();
+                // As MLflow: `TraceLocation.from_experiment_id(MLFLOW_EXPERIMENT_ID)`, an
+                // experiment location without an id when unset.
                 let location = match experiment_id.or_else(|| table_experiment.clone()) {
                     Some(e) => TraceLocation::experiment(e),
-                    None => TraceLocation::Unspecified,
+                    None => TraceLocation::experiment_unset(),
                 };
                 let mut info = TraceInfo::new(mlflow_id.clone(), location, now_ms);
+                // MLflow's order: schema version, endpoint, model.
+                info.trace_metadata
+                    .insert(keys::metadata::SCHEMA_VERSION.into(), "3".into());
                 info.trace_metadata.insert(
                     keys::metadata::MODEL_SERVING_ENDPOINT_NAME.into(),
                     request.endpoint_name.clone().unwrap_or_default(),
@@ -148,8 +155,6 @@ impl Shared {
                     info.trace_metadata
                         .insert(keys::metadata::MODEL_ID.into(), model.clone());
                 }
-                info.trace_metadata
-                    .insert(keys::metadata::SCHEMA_VERSION.into(), "3".into());
                 (mlflow_id, info)
             }
             TraceDestination::UnityCatalog(location) => {
@@ -201,11 +206,26 @@ impl Shared {
             .insert(keys::tag::TRACE_NAME.into(), name.to_owned());
     }
 
+    /// Where the spans this process makes in a remote (continued) trace go: MLflow logs them to
+    /// the experiment of the process that made them (`get_experiment_id_for_trace`), here the
+    /// tracer's experiment (`with_experiment_id`, `MLFLOW_EXPERIMENT_ID`, else `"0"`, which the
+    /// MLflow exporter maps to `MLFLOW_EXPERIMENT_NAME`'s experiment); a Unity Catalog
+    /// destination's location; an inference table's experiment, if it has one.
+    fn remote_trace_location(&self) -> TraceLocation {
+        match &self.destination {
+            TraceDestination::UnityCatalog(location) => location.clone(),
+            TraceDestination::InferenceTable { experiment_id } => experiment_id
+                .as_ref()
+                .map_or(TraceLocation::Unspecified, TraceLocation::experiment),
+            _ => TraceLocation::experiment(self.experiment_id.clone()),
+        }
+    }
+
     /// Registers the placeholder trace of a request continued from a remote `traceparent`.
     pub(crate) fn start_remote_trace(&self, trace_id: TraceId) -> Option<Arc<TraceEntry>> {
         let (entry, fresh) = self.buffer.get_or_insert(trace_id, || {
             let mlflow_id = MlflowTraceId::v3(trace_id).to_string();
-            let info = TraceInfo::new(mlflow_id.clone(), TraceLocation::Unspecified, 0);
+            let info = TraceInfo::new(mlflow_id.clone(), self.remote_trace_location(), 0);
             Arc::new(TraceEntry::new(trace_id, mlflow_id, info, true))
         });
         if fresh {
@@ -225,7 +245,7 @@ impl Shared {
             self.stats.span_dropped(&data.name);
             return;
         };
-        let mut span = convert(data);
+        let mut span = convert(data, &self.limits, &self.stats);
         if span.parent_id().is_none()
             && matches!(self.destination, TraceDestination::UnityCatalog(_))
         {
@@ -289,9 +309,17 @@ impl Shared {
             spans,
             halted,
         } = completed;
+        if entry.remote && spans.is_empty() {
+            // A continued trace in which this process made no span: nothing to export.
+            return;
+        }
         let mut trace = Trace::new(info, spans);
         if !entry.remote {
-            trace.finalize(self.preview_max_chars);
+            if matches!(self.destination, TraceDestination::InferenceTable { .. }) {
+                trace.finalize_inference_table(self.preview_max_chars);
+            } else {
+                trace.finalize(self.preview_max_chars);
+            }
             if halted && trace.info.state == TraceState::InProgress {
                 trace.info.state = TraceState::Error;
             }
@@ -586,6 +614,7 @@ pub struct TracerBuilder {
     timeout_check_interval: Duration,
     preview_max_chars: usize,
     span_processors: Vec<SpanProcessorFn>,
+    limits: SpanLimits,
     environment_metadata: bool,
     enabled: bool,
     destination: TraceDestination,
@@ -616,6 +645,7 @@ impl Default for TracerBuilder {
             timeout_check_interval: Duration::from_secs(1),
             preview_max_chars: keys::PREVIEW_MAX_LENGTH_OSS,
             span_processors: Vec::new(),
+            limits: SpanLimits::default(),
             environment_metadata: true,
             enabled: true,
             destination: TraceDestination::Experiment,
@@ -627,7 +657,9 @@ impl TracerBuilder {
     /// MLflow's defaults overridden by the environment: `MLFLOW_EXPERIMENT_ID`,
     /// `MLFLOW_TRACE_SAMPLING_RATIO`, `MLFLOW_TRACE_BUFFER_TTL_SECONDS`,
     /// `MLFLOW_TRACE_BUFFER_MAX_SIZE`, `MLFLOW_TRACE_TIMEOUT_SECONDS`,
-    /// `MLFLOW_TRACE_TIMEOUT_CHECK_INTERVAL_SECONDS`.
+    /// `MLFLOW_TRACE_TIMEOUT_CHECK_INTERVAL_SECONDS`, `MLFLOW_TRACING_DESTINATION`, and the span
+    /// limits `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT` (else `OTEL_ATTRIBUTE_COUNT_LIMIT`),
+    /// `OTEL_SPAN_EVENT_COUNT_LIMIT`, `OTEL_SPAN_LINK_COUNT_LIMIT` (see [`SpanLimits`]).
     ///
     /// # Errors
     /// [`ConfigError::InvalidEnv`] when a variable does not parse (MLflow raises too). A sampling
@@ -638,7 +670,10 @@ impl TracerBuilder {
     }
 
     pub(crate) fn from_lookup(get: EnvLookup<'_>) -> Result<Self, ConfigError> {
-        let mut b = Self::default();
+        let mut b = Self {
+            limits: SpanLimits::from_lookup(get),
+            ..Self::default()
+        };
         if let Some(id) = get(env::MLFLOW_EXPERIMENT_ID).filter(|s| !s.is_empty()) {
             b.experiment_id = id;
         }
@@ -788,6 +823,13 @@ impl TracerBuilder {
         self
     }
 
+    /// How many user attributes, events and links a span keeps (MLflow's own attributes are
+    /// always kept); see [`SpanLimits`].
+    pub fn with_span_limits(mut self, limits: SpanLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Whether to add the environment metadata (user, source, git) to every trace (default on).
     pub fn with_environment_metadata(mut self, on: bool) -> Self {
         self.environment_metadata = on;
@@ -846,6 +888,7 @@ impl TracerBuilder {
             wants_spans: dispatch.as_ref().is_some_and(|d| d.wants_spans()),
             dispatch,
             span_processors: self.span_processors,
+            limits: self.limits,
             experiment_id: self.experiment_id,
             destination: self.destination,
             warned_no_request_id: AtomicBool::new(false),
@@ -863,6 +906,14 @@ impl TracerBuilder {
                 self.sampling_ratio,
             ))))
             .with_id_generator(RandomIdGenerator::default())
+            // The SDK keeps everything; `SpanLimits` applies MLflow-aware limits instead.
+            .with_span_limits(opentelemetry_sdk::trace::SpanLimits {
+                max_events_per_span: u32::MAX,
+                max_attributes_per_span: u32::MAX,
+                max_links_per_span: u32::MAX,
+                max_attributes_per_event: u32::MAX,
+                max_attributes_per_link: u32::MAX,
+            })
             .with_span_processor(MlflowSpanProcessor {
                 shared: shared.clone(),
             })

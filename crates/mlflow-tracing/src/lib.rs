@@ -85,9 +85,10 @@ pub use mlflow_tracing_manager::{
     ConfigError, Dispatch, EnteredSpan, ExportError, ExportItem, FutureExt, InlineDispatch,
     LifecycleError, LiveSpan, MlflowSpanProcessor, REQUEST_ID_HEADER, RemoteTrace,
     RemoteTraceGuard, ServingRequest, ServingRequestGuard, SpanApiError, SpanGuard, SpanItem,
-    StartSpan, TraceDestination, TraceExporter, TraceItem, TraceUpdate, Tracer, TracerBuilder,
-    TracerStats, active_trace_id, async_trait, continue_trace, continue_trace_with, current_span,
-    global_tracer, last_active_trace_id, start_span, tracing_context_headers, update_current_trace,
+    SpanLimits, StartSpan, TraceDestination, TraceExporter, TraceItem, TraceUpdate, Tracer,
+    TracerBuilder, TracerStats, active_trace_id, async_trait, continue_trace, continue_trace_with,
+    current_span, global_tracer, last_active_trace_id, start_span, tracing_context_headers,
+    update_current_trace,
 };
 
 /// The MLflow tracking-server exporter and its REST client.
