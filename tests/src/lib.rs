@@ -155,5 +155,6 @@ pub mod python {
 pub mod browser;
 pub mod fake_server;
 pub mod http;
+pub mod notebook;
 pub mod server;
 pub mod service;

@@ -110,3 +110,94 @@ fn without_an_http_tracking_server_only_text_is_shown() {
     assert!(out.contains("EVCXR_BEGIN_CONTENT text/plain\nTrace(trace_id='tr-"));
     assert!(!out.contains("text/html"));
 }
+
+/// Prints `EXPORTED <trace id>` when it exports, so the order against the display is visible.
+#[derive(Clone, Debug, Default)]
+struct PrintingExporter;
+
+#[mlflow_tracing::async_trait]
+impl mlflow_tracing::TraceExporter for PrintingExporter {
+    async fn export(
+        &self,
+        batch: Vec<mlflow_tracing::ExportItem>,
+    ) -> Result<(), mlflow_tracing::ExportError> {
+        for item in batch {
+            if let mlflow_tracing::ExportItem::Trace(t) = item {
+                println!("EXPORTED {}", t.trace.info.trace_id);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// In evcxr, `init` exports each trace before the span that ends it returns (nothing may wait
+/// in a queue: the kernel exits without running destructors, and the renderer loads the trace
+/// from the server), the display comes after the export, a cell that finishes two traces shows
+/// both (evcxr keeps the last output of each kind per cell), and the installed tracer is found
+/// through the process-wide registry and removed when the guard drops.
+#[test]
+fn in_evcxr_traces_are_exported_before_they_are_shown_and_a_cell_shows_all_its_traces() {
+    if std::env::var_os(CHILD).is_some() {
+        let guard = mlflow_tracing::init(
+            TracerBuilder::default()
+                .with_environment_metadata(false)
+                .with_exporter(PrintingExporter),
+        )
+        .unwrap();
+        assert!(mlflow_tracing::global_tracer().is_some());
+        assert!(guard.export_stats().is_some());
+        println!("CELL START");
+        drop(start_span("first").start());
+        println!("BETWEEN");
+        drop(start_span("second").start());
+        println!("CELL END");
+        drop(guard);
+        assert!(mlflow_tracing::global_tracer().is_none(), "uninstalled");
+        return;
+    }
+    let out = child(
+        "in_evcxr_traces_are_exported_before_they_are_shown_and_a_cell_shows_all_its_traces",
+        "http://127.0.0.1:5000",
+    );
+    let cell = &out[out.find("CELL START").unwrap()..out.find("CELL END").unwrap()];
+    let ids: Vec<&str> = cell
+        .lines()
+        .filter_map(|l| l.strip_prefix("EXPORTED "))
+        .collect();
+    assert_eq!(
+        ids.len(),
+        2,
+        "both exported before the spans' ends returned:\n{cell}"
+    );
+    let (before, after) = cell.split_once("BETWEEN").unwrap();
+    // First trace: exported, then shown alone.
+    assert!(
+        before.find(&format!("EXPORTED {}", ids[0])).unwrap()
+            < before.find("EVCXR_BEGIN_CONTENT text/plain").unwrap(),
+        "{before}"
+    );
+    assert!(
+        before.contains(&format!("Trace(trace_id='{}')\n", ids[0])),
+        "{before}"
+    );
+    // Second trace: exported, then shown with the first (the cell's output is the last one).
+    assert!(
+        after.find(&format!("EXPORTED {}", ids[1])).unwrap()
+            < after.find("EVCXR_BEGIN_CONTENT").unwrap(),
+        "{after}"
+    );
+    assert!(
+        after.contains(&format!(
+            "[Trace(trace_id='{}'), Trace(trace_id='{}')]",
+            ids[0], ids[1]
+        )),
+        "{after}"
+    );
+    assert!(
+        after.contains(&format!(
+            "trace_id={}&amp;experiment_id=0&amp;trace_id={}",
+            ids[0], ids[1]
+        )),
+        "{after}"
+    );
+}

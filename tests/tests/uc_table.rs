@@ -588,7 +588,12 @@ async fn spans_of_a_continued_trace_go_to_the_destinations_table() {
     s.flush().await;
     let seen = seen.lock().unwrap().clone();
     let spans = span_requests(&seen);
-    assert_eq!(spans.len(), 1, "{:?}", seen.iter().map(|s| &s.path).collect::<Vec<_>>());
+    assert_eq!(
+        spans.len(),
+        1,
+        "{:?}",
+        seen.iter().map(|s| &s.path).collect::<Vec<_>>()
+    );
     assert_eq!(spans[0].0, "main.traces.mlflow_experiment_trace_otel_spans");
     assert_eq!(span_count(&spans[0].1), 1);
     assert!(

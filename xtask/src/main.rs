@@ -7,6 +7,9 @@
 //!   `ci: N passed, M failed`, summing every test binary and doc-test run.
 //! - `demo [stop]`: starts a local MLflow server (or uses `MLFLOW_TRACKING_URI`), traces the
 //!   example agent into it and prints where to see the traces; `stop` stops that server.
+//! - `notebook`: the notebook display in a real evcxr Jupyter kernel (built once and cached;
+//!   about 20 minutes), executed with nbclient against a real MLflow server and checked in
+//!   headless Chromium. Not part of `ci`.
 //! - `bench [filter]`: the criterion benches, then each SDK measurement next to its bare
 //!   OpenTelemetry counterpart from the same run, with the ratio and its target.
 #![expect(
@@ -21,10 +24,11 @@ use std::process::{Command, ExitCode, Stdio};
 mod bench;
 mod ci;
 mod demo;
+mod notebook;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: cargo xtask <command>\n\ncommands:\n  ci               fmt check, clippy -D warnings, tests, docs (the README's test command)\n  bench [filter]   criterion benches with ratios against bare OpenTelemetry\n  demo [stop]      trace the example agent into a local MLflow server (the README's main command)"
+        "usage: cargo xtask <command>\n\ncommands:\n  ci               fmt check, clippy -D warnings, tests, docs (the README's test command)\n  bench [filter]   criterion benches with ratios against bare OpenTelemetry\n  demo [stop]      trace the example agent into a local MLflow server (the README's main command)\n  notebook         the notebook display in a real evcxr kernel (slow the first time: builds evcxr)"
     );
     ExitCode::FAILURE
 }
@@ -35,6 +39,7 @@ fn main() -> ExitCode {
         Some("ci") => ci::run(),
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
         Some("demo") => demo::run(args.get(1).map(String::as_str)),
+        Some("notebook") => notebook::run(),
         _ => return usage(),
     };
     match result {

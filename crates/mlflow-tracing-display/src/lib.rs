@@ -12,9 +12,11 @@
 //!   ([`DisplayHandler::take_bundle`], for hosts with an end-of-cell hook). It can be disabled
 //!   and enabled, and never fails the user's code.
 //! - [`DisplayDispatch`] wraps the tracer's dispatcher and hands each finished trace to the
-//!   handler. In evcxr (detected from `EVCXR_IS_RUNTIME`), which has no end-of-cell hook, each
-//!   trace is shown through evcxr's display protocol as soon as its root span ends, on the
-//!   cell's thread.
+//!   handler once the wrapped dispatcher has it (with synchronous export, once it is on the
+//!   server). In evcxr (detected from `EVCXR_IS_RUNTIME`), which has no end-of-cell hook and
+//!   keeps one output of each kind per cell, each trace is shown through evcxr's display
+//!   protocol as soon as its root span ends, on the cell's thread, together with the traces the
+//!   cell finished before it (each cell has a dispatch of its own).
 //! - [`EvcxrDisplay`]: `trace.evcxr_display()` for a `Trace` or a list of traces, so a trace
 //!   (e.g. from `TrackingClient::get_trace`) as the last expression of a cell renders itself
 //!   once the trait is in scope.
@@ -26,7 +28,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use mlflow_tracing_entities::{Trace, TraceInfo};
-use mlflow_tracing_manager::{Dispatch, ExportItem, LifecycleError};
+use mlflow_tracing_manager::{Dispatch, ExportItem, LifecycleError, process_global};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// Where the tracking server serves the notebook trace renderer.
@@ -374,7 +376,7 @@ pub fn mime_bundle(traces: &[TraceRef], config: &DisplayConfig) -> MimeBundle {
 
 /// Whether this process runs inside evcxr (its runtime sets `EVCXR_IS_RUNTIME`).
 pub fn in_evcxr() -> bool {
-    std::env::var_os("EVCXR_IS_RUNTIME").is_some()
+    process_global::in_evcxr()
 }
 
 /// Collects traces for display at the end of a notebook cell (MLflow's
@@ -396,10 +398,20 @@ impl DisplayHandler {
         }
     }
 
-    /// The process-wide handler (settings from the environment on first use).
+    /// The process-wide handler (settings from the environment on first use). In an evcxr
+    /// kernel, one handler for every cell (each cell links its own copy of this crate; see
+    /// `mlflow_tracing_manager::process_global`).
     pub fn global() -> &'static DisplayHandler {
-        static HANDLER: OnceLock<DisplayHandler> = OnceLock::new();
-        HANDLER.get_or_init(|| DisplayHandler::new(DisplayConfig::from_env()))
+        static HANDLER: OnceLock<&'static DisplayHandler> = OnceLock::new();
+        HANDLER.get_or_init(|| {
+            if let Some(Some(shared)) = process_global::get::<&'static DisplayHandler>() {
+                return shared;
+            }
+            let handler: &'static DisplayHandler =
+                Box::leak(Box::new(DisplayHandler::new(DisplayConfig::from_env())));
+            let _ = process_global::replace(Some(handler));
+            handler
+        })
     }
 
     /// Stops showing traces (MLflow's `disable_notebook_display`).
@@ -453,22 +465,31 @@ impl DisplayHandler {
     pub fn take_bundle(&self) -> Option<MimeBundle> {
         let taken =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        self.bundle_of(&taken)
+    }
+
+    /// The bundle showing `traces` (up to `max_traces` of them) with this handler's settings;
+    /// `None` when there are none, display is off, or no UI can show them.
+    pub fn bundle_of(&self, traces: &[TraceRef]) -> Option<MimeBundle> {
         let config = self.config();
-        if taken.is_empty() || !self.is_enabled() || !config.ui_available() {
+        if traces.is_empty() || !self.is_enabled() || !config.ui_available() {
             return None;
         }
-        let shown: Vec<TraceRef> = taken.into_iter().take(config.max_traces.max(1)).collect();
-        Some(mime_bundle(&shown, &config))
+        let shown = &traces[..traces.len().min(config.max_traces.max(1))];
+        Some(mime_bundle(shown, &config))
     }
 }
 
-/// A [`Dispatch`] that hands each finished trace to a [`DisplayHandler`], then to the wrapped
-/// dispatcher. In evcxr it also shows the trace at once (see the crate docs).
+/// A [`Dispatch`] that hands each finished trace to the wrapped dispatcher, then to a
+/// [`DisplayHandler`]. In evcxr it shows the trace at once instead, with the others this
+/// dispatch (one notebook cell) has shown (see the crate docs).
 #[derive(Debug)]
 pub struct DisplayDispatch {
     inner: Arc<dyn Dispatch>,
     handler: &'static DisplayHandler,
     evcxr: bool,
+    /// In evcxr: the traces shown so far by this dispatch, that is, by one notebook cell.
+    cell: Mutex<Vec<TraceRef>>,
 }
 
 impl DisplayDispatch {
@@ -478,29 +499,51 @@ impl DisplayDispatch {
             inner,
             handler: DisplayHandler::global(),
             evcxr: in_evcxr(),
+            cell: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// In evcxr: shows every trace this dispatch has shown so far plus `trace`. evcxr keeps
+    /// one output of each kind per cell (the last printed), and each cell gets its own dispatch
+    /// (`TracerBuilder::with_dispatch_wrapper`), so the cell ends up showing all the traces it
+    /// finished (up to `MLFLOW_MAX_TRACES_TO_DISPLAY_IN_NOTEBOOK`), as MLflow's end-of-cell
+    /// display does.
+    fn show_in_cell(&self, trace: TraceRef) {
+        if !self.handler.is_enabled() {
+            return;
+        }
+        let mut cell = self.cell.lock().unwrap_or_else(PoisonError::into_inner);
+        if !cell.iter().any(|t| t.trace_id == trace.trace_id) {
+            cell.push(trace);
+        }
+        if let Some(bundle) = self.handler.bundle_of(&cell) {
+            bundle.print_evcxr();
         }
     }
 }
 
 impl Dispatch for DisplayDispatch {
     fn dispatch(&self, item: ExportItem) {
-        if let ExportItem::Trace(t) = &item
-            && !t.remote
-        {
+        let shown = match &item {
+            ExportItem::Trace(t) if !t.remote => Some(TraceRef::from(&t.trace)),
+            _ => None,
+        };
+        // Export first: with synchronous export (evcxr's default) the trace is on the server
+        // by the time the renderer iframe asks for it.
+        self.inner.dispatch(item);
+        if let Some(trace) = shown {
             // Display must never fail the user's code.
-            let shown = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.handler.display_traces(&[TraceRef::from(&t.trace)]);
-                if self.evcxr
-                    && let Some(bundle) = self.handler.take_bundle()
-                {
-                    bundle.print_evcxr();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if self.evcxr {
+                    self.show_in_cell(trace);
+                } else {
+                    self.handler.display_traces(&[trace]);
                 }
             }));
-            if shown.is_err() {
+            if result.is_err() {
                 tracing::debug!("notebook display of a trace failed");
             }
         }
-        self.inner.dispatch(item);
     }
 
     fn wants_spans(&self) -> bool {

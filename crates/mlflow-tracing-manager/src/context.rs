@@ -13,8 +13,9 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 
 use crate::buffer::TraceEntry;
 use crate::error::SpanApiError;
+use crate::global::global_tracer;
 use crate::live::LiveSpan;
-use crate::tracer::{Tracer, global_tracer};
+use crate::tracer::Tracer;
 
 /// Context value: the parent of new spans, the current span or a remote one. One key, so the
 /// most recent attach wins (continuing a remote trace inside a local span makes the remote span

@@ -45,8 +45,10 @@ mod destination;
 mod env;
 mod error;
 mod export;
+mod global;
 mod limits;
 mod live;
+pub mod process_global;
 mod processor;
 mod stats;
 mod traceparent;
@@ -75,6 +77,7 @@ pub use env::{
 };
 pub use error::{ConfigError, ExportError, LifecycleError, SpanApiError};
 pub use export::{Dispatch, ExportItem, InlineDispatch, SpanItem, TraceExporter, TraceItem};
+pub use global::{global_tracer, set_global_tracer, take_global_tracer, uninstall_global_tracer};
 pub use limits::{
     OTEL_ATTRIBUTE_COUNT_LIMIT, OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, OTEL_SPAN_EVENT_COUNT_LIMIT,
     OTEL_SPAN_LINK_COUNT_LIMIT, SpanLimits,
@@ -82,9 +85,7 @@ pub use limits::{
 pub use live::{EnteredSpan, LiveSpan, SpanGuard, StartSpan, start_span};
 pub use processor::MlflowSpanProcessor;
 pub use stats::TracerStats;
-pub use tracer::{
-    SpanProcessorFn, Tracer, TracerBuilder, global_tracer, set_global_tracer, take_global_tracer,
-};
+pub use tracer::{DispatchWrapper, SpanProcessorFn, Tracer, TracerBuilder};
 
 /// Re-exported so implementors of [`TraceExporter`] need no direct dependency.
 pub use async_trait::async_trait;

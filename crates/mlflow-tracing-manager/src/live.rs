@@ -18,8 +18,9 @@ use serde::Serialize;
 
 use crate::buffer::TraceEntry;
 use crate::context::{ActiveSpan, ScopedTracer};
+use crate::global::global_tracer;
 use crate::processor::{RootStart, json_to_otel_value};
-use crate::tracer::{Tracer, global_tracer};
+use crate::tracer::Tracer;
 
 /// Nanoseconds since the Unix epoch, now.
 pub(crate) fn now_ns() -> u64 {

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use mlflow_tracing_entities::{
@@ -28,6 +28,9 @@ use crate::limits::SpanLimits;
 use crate::processor::{MlflowSpanProcessor, convert};
 use crate::stats::{Stats, TracerStats};
 use serde_json::Value;
+
+/// Wraps a tracer's dispatcher (see [`TracerBuilder::with_dispatch_wrapper`]).
+pub type DispatchWrapper = Arc<dyn Fn(Arc<dyn Dispatch>) -> Arc<dyn Dispatch> + Send + Sync>;
 
 /// A user span processor: runs on every span as it ends, before export, and may edit it (e.g. to
 /// redact inputs). A panic inside is caught, counted and logged; the span is exported as it was.
@@ -95,7 +98,7 @@ pub(crate) struct Shared {
     created: Instant,
     /// ms since `created` of the last timeout check.
     last_timeout_check_ms: AtomicU64,
-    pub(crate) last_active_trace_id: Mutex<Option<String>>,
+    pub(crate) last_active_trace_id: Arc<Mutex<Option<String>>>,
     pub(crate) enabled: AtomicBool,
 }
 
@@ -465,7 +468,29 @@ struct TracerInner {
     shared: Arc<Shared>,
     provider: SdkTracerProvider,
     otel_tracer: SdkTracer,
+    /// The lifecycle functions of the copy of this crate that built the tracer (see
+    /// [`TracerOps`]).
+    ops: &'static TracerOps,
+    /// In an evcxr kernel: the settings it was built from, so another cell's copy of this crate
+    /// can build its own tracer sharing this one's export path (see `crate::global`).
+    recipe: Option<Box<TracerBuilder>>,
 }
+
+/// The operations that touch a tracer's buffer from outside the span path, called through
+/// function pointers of the copy of this crate that built the tracer. In an evcxr notebook each
+/// cell links its own copy of this crate and its dependencies, and the buffer (moka) must only
+/// be run by the code of one copy: its memory reclamation keeps per-copy global state, and the
+/// export worker of the building copy runs maintenance concurrently. Outside notebooks there is
+/// one copy and this is an ordinary indirect call.
+struct TracerOps {
+    shutdown: fn(&Tracer, Duration) -> Result<(), LifecycleError>,
+    run_maintenance: fn(&Tracer),
+}
+
+static OPS: TracerOps = TracerOps {
+    shutdown: Tracer::shutdown_here,
+    run_maintenance: Tracer::run_maintenance_here,
+};
 
 /// An MLflow tracer: its own OpenTelemetry tracer provider (isolated from the global one, as in
 /// MLflow), the in-memory trace buffer and the exporter.
@@ -544,6 +569,10 @@ impl Tracer {
     /// The span API also does this lazily when a trace starts; the export runtime calls it on a
     /// timer so an idle process still halts and evicts.
     pub fn run_maintenance(&self) {
+        (self.inner.ops.run_maintenance)(self);
+    }
+
+    fn run_maintenance_here(&self) {
         self.inner.shared.check_timeouts(true);
     }
 
@@ -571,6 +600,10 @@ impl Tracer {
     /// # Errors
     /// [`LifecycleError::AlreadyShutdown`] on a second call; exporter failures otherwise.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), LifecycleError> {
+        (self.inner.ops.shutdown)(self, timeout)
+    }
+
+    fn shutdown_here(&self, timeout: Duration) -> Result<(), LifecycleError> {
         let shared = &self.inner.shared;
         shared.check_timeouts(true);
         shared.flush_deferred();
@@ -603,8 +636,10 @@ impl Tracer {
 
 /// Builds a [`Tracer`]. Code settings win over environment variables.
 #[must_use]
+#[derive(Clone)]
 pub struct TracerBuilder {
     dispatch: Option<Arc<dyn Dispatch>>,
+    dispatch_wrapper: Option<DispatchWrapper>,
     exporter: Option<Arc<dyn TraceExporter>>,
     sampling_ratio: f64,
     experiment_id: String,
@@ -636,6 +671,7 @@ impl Default for TracerBuilder {
     fn default() -> Self {
         TracerBuilder {
             dispatch: None,
+            dispatch_wrapper: None,
             exporter: None,
             sampling_ratio: 1.0,
             experiment_id: "0".to_owned(),
@@ -772,6 +808,19 @@ impl TracerBuilder {
         self
     }
 
+    /// Wraps the dispatcher (given, or made from the exporter) each time a tracer is built from
+    /// these settings: once for [`TracerBuilder::build`], and in an evcxr notebook once more
+    /// for each cell's copy of an installed tracer (each cell links its own copy of this
+    /// crate), so a wrapper can keep per-cell state (the notebook display collects the traces
+    /// one cell finished). Replaces an earlier wrapper.
+    pub fn with_dispatch_wrapper(
+        mut self,
+        wrap: impl Fn(Arc<dyn Dispatch>) -> Arc<dyn Dispatch> + Send + Sync + 'static,
+    ) -> Self {
+        self.dispatch_wrapper = Some(Arc::new(wrap));
+        self
+    }
+
     /// Fraction of traces to record, in `[0, 1]` (MLflow's `MLFLOW_TRACE_SAMPLING_RATIO`).
     pub fn with_sampling_ratio(mut self, ratio: f64) -> Self {
         self.sampling_ratio = ratio;
@@ -866,13 +915,27 @@ impl TracerBuilder {
 
     /// Builds from settings known to be valid (the defaults, or checked by `build`).
     pub(crate) fn build_valid(self) -> Tracer {
-        let stats = Arc::new(Stats::default());
+        self.build_sharing(Arc::default(), Arc::default())
+    }
+
+    /// Builds with these counters and last-active trace id (shared with the tracers other evcxr
+    /// cells build from the same settings).
+    pub(crate) fn build_sharing(
+        self,
+        stats: Arc<Stats>,
+        last_active_trace_id: Arc<Mutex<Option<String>>>,
+    ) -> Tracer {
+        let recipe = crate::process_global::in_evcxr().then(|| Box::new(self.clone()));
         let dispatch: Option<Arc<dyn Dispatch>> = match (self.dispatch, self.exporter) {
             (Some(d), _) => Some(d),
             (None, Some(e)) => Some(Arc::new(
                 InlineDispatch::from_arc(e).with_stats(stats.clone()),
             )),
             (None, None) => None,
+        };
+        let dispatch = match (dispatch, &self.dispatch_wrapper) {
+            (Some(d), Some(wrap)) => Some(wrap(d)),
+            (d, _) => d,
         };
         if self.environment_metadata {
             // Resolve once now, off the span path.
@@ -898,7 +961,7 @@ impl TracerBuilder {
             timeout_check_interval: self.timeout_check_interval,
             created: Instant::now(),
             last_timeout_check_ms: AtomicU64::new(0),
-            last_active_trace_id: Mutex::new(None),
+            last_active_trace_id,
             enabled: AtomicBool::new(self.enabled),
         });
         let provider = SdkTracerProvider::builder()
@@ -924,35 +987,34 @@ impl TracerBuilder {
                 shared,
                 provider,
                 otel_tracer,
+                ops: &OPS,
+                recipe,
             }),
         }
     }
 }
 
-static GLOBAL: RwLock<Option<Tracer>> = RwLock::new(None);
-
-/// Installs `tracer` as the process-wide tracer; returns the previous one.
-pub fn set_global_tracer(tracer: Tracer) -> Option<Tracer> {
-    GLOBAL
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .replace(tracer)
+/// What another evcxr cell needs to build its own copy of a tracer.
+pub(crate) struct NotebookRecipe {
+    /// The settings, with the tracer's dispatch.
+    pub(crate) builder: TracerBuilder,
+    /// The counters, shared.
+    pub(crate) stats: Arc<Stats>,
+    /// The last-active trace id, shared.
+    pub(crate) last_active_trace_id: Arc<Mutex<Option<String>>>,
 }
 
-/// Removes the process-wide tracer (spans become no-ops); returns it.
-pub fn take_global_tracer() -> Option<Tracer> {
-    GLOBAL
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take()
-}
-
-/// The process-wide tracer, if one is installed.
-pub fn global_tracer() -> Option<Tracer> {
-    GLOBAL
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone()
+impl Tracer {
+    /// This tracer's [`NotebookRecipe`]; `None` outside evcxr.
+    pub(crate) fn notebook_recipe(&self) -> Option<NotebookRecipe> {
+        let builder = self.inner.recipe.as_deref()?.clone();
+        let shared = &self.inner.shared;
+        Some(NotebookRecipe {
+            builder,
+            stats: shared.stats.clone(),
+            last_active_trace_id: shared.last_active_trace_id.clone(),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -94,12 +94,16 @@ pub const MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE: &str =
 pub const MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS: &str =
     "MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS";
 
-/// Whether async export is on (`MLFLOW_ENABLE_ASYNC_TRACE_LOGGING`, default true).
+/// Whether async export is on (`MLFLOW_ENABLE_ASYNC_TRACE_LOGGING`; default true, except in an
+/// evcxr notebook kernel, where each trace is exported before the span that ends it returns: the
+/// notebook display loads the trace from the server, and the kernel exits without running
+/// destructors, so nothing may wait in a queue).
 ///
 /// # Errors
 /// [`ConfigError`] when the variable is not a boolean.
 pub fn async_logging_enabled() -> Result<bool, ConfigError> {
-    Ok(read_env_bool(MLFLOW_ENABLE_ASYNC_TRACE_LOGGING)?.unwrap_or(true))
+    Ok(read_env_bool(MLFLOW_ENABLE_ASYNC_TRACE_LOGGING)?
+        .unwrap_or(!mlflow_tracing_manager::process_global::in_evcxr()))
 }
 
 impl WorkerConfig {

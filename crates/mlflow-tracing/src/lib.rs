@@ -223,8 +223,9 @@ pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
     };
     #[cfg(feature = "display")]
     let builder = if display::in_evcxr() {
-        // In an evcxr notebook, finished traces are shown in the cell that produced them.
-        builder.map_dispatch(|d| Arc::new(display::DisplayDispatch::new(d)))
+        // In an evcxr notebook, finished traces are shown in the cell that produced them (one
+        // display per cell: each cell's copy of the tracer gets its own).
+        builder.with_dispatch_wrapper(|d| Arc::new(display::DisplayDispatch::new(d)))
     } else {
         builder
     };
@@ -321,9 +322,7 @@ impl InitGuard {
 
 impl Drop for InitGuard {
     fn drop(&mut self) {
-        if global_tracer().as_ref() == Some(&self.tracer) {
-            mlflow_tracing_manager::take_global_tracer();
-        }
+        mlflow_tracing_manager::uninstall_global_tracer(&self.tracer);
         let result = self.tracer.shutdown(DEFAULT_SHUTDOWN_TIMEOUT);
         let stats = self.tracer.stats();
         let worker = self.export_stats().unwrap_or_default();
