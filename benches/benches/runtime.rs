@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use mlflow_tracing::testing::Capture;
-use mlflow_tracing::{
+use mlflow_tracing::export::{
     Dispatch, ExportError, ExportItem, ExportWorker, TraceExporter, WorkerConfig, async_trait,
-    start_span,
 };
+use mlflow_tracing::start_span;
+use mlflow_tracing::testing::Capture;
 
 #[derive(Debug)]
 struct NoopExporter;

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use mlflow_tracing::{Dispatch, ExportItem, LifecycleError, Tracer, start_span};
+use mlflow_tracing::export::{Dispatch, ExportItem, LifecycleError};
+use mlflow_tracing::{Tracer, start_span};
 use opentelemetry::trace::{Span as _, TraceContextExt as _, Tracer as _, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::error::OTelSdkResult;

@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use mlflow_tracing::{ClientConfig, ClientError, TrackingClient};
+use mlflow_tracing::server::{ClientConfig, ClientError, TrackingClient};
 use mlflow_tracing_tests::fake_server::{answer, scripted as fake_server};
 
 fn client(url: &str, retries: u32) -> TrackingClient {
@@ -185,9 +185,9 @@ async fn credentials_never_go_to_an_artifact_host_other_than_the_tracking_server
             .with_retries(0, 0.0, 0.0),
     )
     .unwrap();
-    let mut info = mlflow_tracing::TraceInfo::new(
+    let mut info = mlflow_tracing::entities::TraceInfo::new(
         "tr-0123456789abcdef0123456789abcdef",
-        mlflow_tracing::TraceLocation::experiment("1"),
+        mlflow_tracing::entities::TraceLocation::experiment("1"),
         0,
     );
     for location in [
@@ -196,7 +196,7 @@ async fn credentials_never_go_to_an_artifact_host_other_than_the_tracking_server
     ] {
         info.tags.insert("mlflow.artifactLocation".into(), location);
         client
-            .upload_trace_data(&info, &mlflow_tracing::TraceData::default())
+            .upload_trace_data(&info, &mlflow_tracing::entities::TraceData::default())
             .await
             .unwrap();
     }

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mlflow_tracing::display::{DisplayConfig, TraceRef, iframe_html, mime_bundle};
-use mlflow_tracing::{
-    ClientConfig, Dispatch, MlflowExporter, SyncDispatch, Tracer, TrackingClient, start_span,
-};
+use mlflow_tracing::export::{Dispatch, SyncDispatch};
+use mlflow_tracing::server::{ClientConfig, MlflowExporter, TrackingClient};
+use mlflow_tracing::{Tracer, start_span};
 use mlflow_tracing_tests::browser::browser;
 use mlflow_tracing_tests::server::MlflowServer;
 use serde_json::json;
@@ -79,7 +79,7 @@ fn the_renderer_iframe_shows_the_sdks_trace_from_a_real_server() {
         drop(start_span("lookup_forecast").span_type("TOOL").start());
         drop(start_span("summarize_with_llm").span_type("LLM").start());
         root.set_outputs(&"Sunny, 18 °C");
-        let id = root.trace_id().unwrap();
+        let id = root.mlflow_trace_id().unwrap();
         drop(root);
         id
     });

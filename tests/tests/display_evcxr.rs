@@ -115,14 +115,14 @@ fn without_an_http_tracking_server_only_text_is_shown() {
 #[derive(Clone, Debug, Default)]
 struct PrintingExporter;
 
-#[mlflow_tracing::async_trait]
-impl mlflow_tracing::TraceExporter for PrintingExporter {
+#[mlflow_tracing::export::async_trait]
+impl mlflow_tracing::export::TraceExporter for PrintingExporter {
     async fn export(
         &self,
-        batch: Vec<mlflow_tracing::ExportItem>,
-    ) -> Result<(), mlflow_tracing::ExportError> {
+        batch: Vec<mlflow_tracing::export::ExportItem>,
+    ) -> Result<(), mlflow_tracing::export::ExportError> {
         for item in batch {
-            if let mlflow_tracing::ExportItem::Trace(t) = item {
+            if let mlflow_tracing::export::ExportItem::Trace(t) = item {
                 println!("EXPORTED {}", t.trace.info.trace_id);
             }
         }
@@ -144,7 +144,7 @@ fn in_evcxr_traces_are_exported_before_they_are_shown_and_a_cell_shows_all_its_t
                 .with_exporter(PrintingExporter),
         )
         .unwrap();
-        assert!(mlflow_tracing::global_tracer().is_some());
+        assert!(mlflow_tracing::tracer::global_tracer().is_some());
         assert!(guard.export_stats().is_some());
         println!("CELL START");
         drop(start_span("first").start());
@@ -152,7 +152,10 @@ fn in_evcxr_traces_are_exported_before_they_are_shown_and_a_cell_shows_all_its_t
         drop(start_span("second").start());
         println!("CELL END");
         drop(guard);
-        assert!(mlflow_tracing::global_tracer().is_none(), "uninstalled");
+        assert!(
+            mlflow_tracing::tracer::global_tracer().is_none(),
+            "uninstalled"
+        );
         return;
     }
     let out = child(

@@ -18,10 +18,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mlflow_tracing::{
-    ClientConfig, Dispatch, ExportWorker, MlflowExporter, TraceExporter, Tracer, TracerBuilder,
-    TrackingClient, WorkerConfig, continue_trace, tracing_context_headers,
-};
+use mlflow_tracing::distributed::{continue_trace, tracing_context_headers};
+use mlflow_tracing::export::{Dispatch, ExportWorker, TraceExporter, WorkerConfig};
+use mlflow_tracing::server::{ClientConfig, MlflowExporter, TrackingClient};
+use mlflow_tracing::{Tracer, TracerBuilder};
 use mlflow_tracing_tests::server::MlflowServer;
 use mlflow_tracing_tests::service::{LISTENING, Service};
 use mlflow_tracing_tests::{http, python};

@@ -10,9 +10,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mlflow_tracing::{
-    ClientConfig, Dispatch, MlflowExporter, SyncDispatch, Tracer, TrackingClient, start_span,
-};
+use mlflow_tracing::export::{Dispatch, SyncDispatch};
+use mlflow_tracing::server::{ClientConfig, MlflowExporter, TrackingClient};
+use mlflow_tracing::{Tracer, start_span};
 use mlflow_tracing_tests::fake_server::{Answer, Seen, answer, routed};
 use serde_json::json;
 

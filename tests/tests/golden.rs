@@ -13,7 +13,8 @@ use common::{SCENARIOS, SERVER_SPAN_ATTRIBUTES, fixture, otlp_spans_from_message
 use mlflow_tracing::entities::keys;
 use mlflow_tracing::entities::opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use mlflow_tracing::entities::opentelemetry_proto::tonic::trace::v1 as proto;
-use mlflow_tracing::{Span, SpanStatusCode, Trace, TraceState};
+use mlflow_tracing::entities::{SpanStatusCode, TraceState};
+use mlflow_tracing::{Span, Trace};
 use serde_json::Value;
 
 /// `Trace.to_json()` of every recorded trace parses and re-serialises to the same bytes.
@@ -43,7 +44,10 @@ fn recorded_traces_read_back_typed() {
         .unwrap();
     assert_eq!(llm.span_type(), Some(mlflow_tracing::SpanType::Llm));
     assert_eq!(llm.function_name().as_deref(), Some("chat_completion"));
-    assert_eq!(llm.log_level(), Some(mlflow_tracing::SpanLogLevel::Info));
+    assert_eq!(
+        llm.log_level(),
+        Some(mlflow_tracing::entities::SpanLogLevel::Info)
+    );
     assert_eq!(llm.token_usage().unwrap().input_tokens, 36);
     assert_eq!(llm.inputs().unwrap()["messages"][1]["role"], "user");
     assert_eq!(
@@ -70,7 +74,10 @@ fn recorded_traces_read_back_typed() {
         "ConnectionError"
     );
     assert_eq!(tool.outputs(), None);
-    assert_eq!(tool.log_level(), Some(mlflow_tracing::SpanLogLevel::Error));
+    assert_eq!(
+        tool.log_level(),
+        Some(mlflow_tracing::entities::SpanLogLevel::Error)
+    );
     assert_eq!(t.info.state, TraceState::Ok);
 
     let t = Trace::from_json(&fixture("traces/non_ascii.json")).unwrap();

@@ -12,12 +12,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mlflow_tracing::inference_table::InferenceTableBuffer;
-use mlflow_tracing::{
-    ClientConfig, Dispatch, ExportWorker, FutureExt as _, MlflowExporter, ServingRequest, Trace,
-    TraceDestination, TraceExporter, Tracer, TrackingClient, WorkerConfig, entities::keys,
-    start_span,
-};
+use mlflow_tracing::export::{Dispatch, ExportWorker, TraceExporter, WorkerConfig};
+use mlflow_tracing::server::{ClientConfig, MlflowExporter, TrackingClient};
+use mlflow_tracing::serving::InferenceTableBuffer;
+use mlflow_tracing::serving::ServingRequest;
+use mlflow_tracing::tracer::TraceDestination;
+use mlflow_tracing::{FutureExt as _, Trace, Tracer, entities::keys, start_span};
 use mlflow_tracing_tests::server::MlflowServer;
 use serde_json::json;
 
@@ -237,7 +237,7 @@ const CHILD: &str = "MLFLOW_TRACING_TEST_CHILD";
 #[test]
 fn init_inference_table_buffers_and_exports_from_the_environment() {
     if std::env::var_os(CHILD).is_some() {
-        let (guard, buffer) = mlflow_tracing::init_inference_table(
+        let (guard, buffer) = mlflow_tracing::serving::init_inference_table(
             mlflow_tracing::TracerBuilder::from_env().unwrap(),
         )
         .unwrap();

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
+use mlflow_tracing::entities::TraceState;
 use mlflow_tracing::testing::InMemoryExporter;
-use mlflow_tracing::{TraceState, TracerBuilder, start_span};
+use mlflow_tracing::{TracerBuilder, start_span};
 
 #[mlflow_tracing::trace]
 async fn work(n: u32) -> u32 {
@@ -56,5 +57,5 @@ fn init_exports_through_the_worker_halts_overdue_traces_and_shuts_down_in_a_runt
         drop(guard);
     });
     assert_eq!(exporter.traces().len(), 21);
-    assert!(mlflow_tracing::global_tracer().is_none());
+    assert!(mlflow_tracing::tracer::global_tracer().is_none());
 }

@@ -7,9 +7,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mlflow_tracing::{
-    ExportError, ExportItem, InitError, TraceExporter, TracerBuilder, async_trait, start_span,
-};
+use mlflow_tracing::export::{ExportError, ExportItem, TraceExporter, async_trait};
+use mlflow_tracing::{InitError, TracerBuilder, start_span};
 
 const ROLE: &str = "MLFLOW_TRACING_TEST_CHILD";
 

@@ -6,10 +6,10 @@
 
 use mlflow_tracing::entities::json::to_attribute_json;
 use mlflow_tracing::entities::keys;
-use mlflow_tracing::{
-    MlflowTraceId, Span, SpanEvent, SpanId, SpanStatus, SpanType, Trace, TraceId, TraceInfo,
-    TraceLocation,
+use mlflow_tracing::entities::{
+    MlflowTraceId, SpanEvent, SpanId, SpanStatus, TraceId, TraceInfo, TraceLocation,
 };
+use mlflow_tracing::{Span, SpanType, Trace};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 

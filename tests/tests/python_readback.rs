@@ -13,10 +13,10 @@ mod common;
 
 use common::{SCENARIOS, fixture};
 use mlflow_tracing::entities::keys;
-use mlflow_tracing::{
-    Link, MlflowTraceId, Span, SpanEvent, SpanId, SpanStatus, SpanType, Trace, TraceId, TraceInfo,
-    TraceLocation,
+use mlflow_tracing::entities::{
+    Link, MlflowTraceId, SpanEvent, SpanId, SpanStatus, TraceId, TraceInfo, TraceLocation,
 };
+use mlflow_tracing::{Span, SpanType, Trace};
 use mlflow_tracing_tests::python::run_script;
 use serde_json::{Value, json};
 

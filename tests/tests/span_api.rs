@@ -10,11 +10,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use mlflow_tracing::entities::{SpanEvent, SpanStatus, SpanStatusCode, TraceState};
+use mlflow_tracing::export::ExportItem;
 use mlflow_tracing::testing::{Capture, InMemoryExporter};
 use mlflow_tracing::{
-    ExportItem, FutureExt as _, LiveSpan, Span, SpanApiError, SpanEvent, SpanStatus,
-    SpanStatusCode, SpanType, Trace, TraceState, TraceUpdate, current_span, start_span,
-    update_current_trace,
+    FutureExt as _, LiveSpan, Span, SpanApiError, SpanType, Trace, TraceUpdate, current_span,
+    start_span, update_current_trace,
 };
 use serde_json::{Value, json};
 
@@ -402,7 +403,7 @@ fn update_current_trace_edits_the_trace_in_memory() {
             Err(SpanApiError::InvalidState("IN_PROGRESS".into()))
         );
         assert!(
-            mlflow_tracing::active_trace_id()
+            mlflow_tracing::context::active_trace_id()
                 .unwrap()
                 .starts_with("tr-")
         );
@@ -432,7 +433,7 @@ fn sampling_follows_the_parent_and_mlflows_rule() {
             if !root.is_recording() {
                 // Setters on sampled-out spans do nothing and never fail.
                 child.set_inputs(&i);
-                assert_eq!(root.trace_id(), None);
+                assert_eq!(root.mlflow_trace_id(), None);
             }
             grandchild.end();
         }
@@ -522,12 +523,8 @@ fn traceparent_round_trip_between_two_services() {
 
     let (headers, client_trace_id, client_span_id) = client.run(|| {
         let call = start_span("call_server").start();
-        let headers = mlflow_tracing::tracing_context_headers();
-        (
-            headers,
-            call.otel_trace_id().unwrap(),
-            call.span_id().unwrap(),
-        )
+        let headers = mlflow_tracing::distributed::tracing_context_headers();
+        (headers, call.trace_id().unwrap(), call.span_id().unwrap())
     });
     let traceparent = &headers["traceparent"];
     assert_eq!(
@@ -542,14 +539,14 @@ fn traceparent_round_trip_between_two_services() {
     // The server sees the header in another letter case.
     let incoming = [("Traceparent".to_owned(), traceparent.clone())];
     server.run(|| {
-        let remote = mlflow_tracing::continue_trace(incoming.clone()).unwrap();
+        let remote = mlflow_tracing::distributed::continue_trace(incoming.clone()).unwrap();
         assert_eq!(
-            remote.trace_id(),
+            remote.mlflow_trace_id(),
             format!("tr-{}", client_trace_id.to_hex())
         );
         let _attached = remote.attach();
         let handler = start_span("handle_request").start();
-        assert_eq!(handler.otel_trace_id(), Some(client_trace_id));
+        assert_eq!(handler.trace_id(), Some(client_trace_id));
         drop(start_span("db").start());
     });
     let spans = server.exporter().spans();
@@ -568,12 +565,12 @@ fn traceparent_round_trip_between_two_services() {
 
     assert_eq!(
         server
-            .run(|| mlflow_tracing::continue_trace(HashMap::<String, String>::new()))
+            .run(|| mlflow_tracing::distributed::continue_trace(HashMap::<String, String>::new()))
             .unwrap_err(),
         SpanApiError::MissingTraceparent
     );
     assert!(matches!(
-        server.run(|| mlflow_tracing::continue_trace([("traceparent", "00-zz-01")])),
+        server.run(|| mlflow_tracing::distributed::continue_trace([("traceparent", "00-zz-01")])),
         Err(SpanApiError::InvalidTraceparent(_))
     ));
 }
@@ -674,7 +671,7 @@ fn a_root_ending_before_a_background_span_waits_for_it() {
     drop(unfinished_root);
     assert_eq!(
         capture.tracer().shutdown(Duration::from_secs(1)),
-        Err(mlflow_tracing::LifecycleError::AlreadyShutdown)
+        Err(mlflow_tracing::export::LifecycleError::AlreadyShutdown)
     );
 }
 
@@ -836,9 +833,12 @@ async fn a_task_outliving_its_parent_span_stays_in_the_trace() {
 #[derive(Debug)]
 struct PanickingExporter;
 
-#[mlflow_tracing::async_trait]
-impl mlflow_tracing::TraceExporter for PanickingExporter {
-    async fn export(&self, _batch: Vec<ExportItem>) -> Result<(), mlflow_tracing::ExportError> {
+#[mlflow_tracing::export::async_trait]
+impl mlflow_tracing::export::TraceExporter for PanickingExporter {
+    async fn export(
+        &self,
+        _batch: Vec<ExportItem>,
+    ) -> Result<(), mlflow_tracing::export::ExportError> {
         panic!("exporter bug")
     }
 }
@@ -864,12 +864,12 @@ fn continuations_of_one_remote_trace_share_a_placeholder_until_the_last_ends() {
     let client = Capture::new();
     let headers = client.run(|| {
         let _call = start_span("fan_out").start();
-        mlflow_tracing::tracing_context_headers()
+        mlflow_tracing::distributed::tracing_context_headers()
     });
     let server = Capture::with_exporter(InMemoryExporter::with_spans(), |b| b).unwrap();
     server.run(|| {
-        let first = mlflow_tracing::continue_trace(&headers).unwrap();
-        let second = mlflow_tracing::continue_trace(&headers).unwrap();
+        let first = mlflow_tracing::distributed::continue_trace(&headers).unwrap();
+        let second = mlflow_tracing::distributed::continue_trace(&headers).unwrap();
         {
             let _a = first.attach();
             drop(start_span("request_1").start());
@@ -887,10 +887,10 @@ fn continuations_of_one_remote_trace_share_a_placeholder_until_the_last_ends() {
         {
             // A local trace is current; continuing a remote trace inside it re-parents.
             let local = start_span("local").start();
-            let third = mlflow_tracing::continue_trace(&headers).unwrap();
+            let third = mlflow_tracing::distributed::continue_trace(&headers).unwrap();
             let _c = third.attach();
             let nested = start_span("request_3").start();
-            assert_ne!(nested.otel_trace_id(), local.otel_trace_id());
+            assert_ne!(nested.trace_id(), local.trace_id());
         }
     });
     let items = server.exporter().trace_items();
@@ -911,11 +911,11 @@ fn continuations_of_one_remote_trace_share_a_placeholder_until_the_last_ends() {
 async fn a_scoped_future_keeps_the_remote_placeholder_open() {
     let headers: HashMap<String, String> = Capture::new().run(|| {
         let _call = start_span("call").start();
-        mlflow_tracing::tracing_context_headers()
+        mlflow_tracing::distributed::tracing_context_headers()
     });
     let server = Capture::new();
     let task = server.run(|| {
-        let remote = mlflow_tracing::continue_trace(&headers).unwrap();
+        let remote = mlflow_tracing::distributed::continue_trace(&headers).unwrap();
         let task = tokio::spawn(remote.scope(async {
             tokio::time::sleep(Duration::from_millis(20)).await;
             step(3, 1).await

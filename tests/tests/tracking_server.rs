@@ -13,10 +13,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use mlflow_tracing::entities::{SpanEvent, TraceState};
+use mlflow_tracing::export::{Dispatch, ExportWorker, SyncDispatch, TraceExporter, WorkerConfig};
+use mlflow_tracing::server::{ClientConfig, MlflowExporter, SearchTraces, TrackingClient};
 use mlflow_tracing::{
-    ClientConfig, Dispatch, ExportWorker, MlflowExporter, SearchTraces, SpanEvent, SyncDispatch,
-    Trace, TraceExporter, TraceState, TraceUpdate, Tracer, TrackingClient, WorkerConfig,
-    entities::keys, start_span, update_current_trace,
+    Trace, TraceUpdate, Tracer, entities::keys, start_span, update_current_trace,
 };
 use mlflow_tracing_tests::server::MlflowServer;
 use serde_json::{Value, json};
@@ -149,7 +150,7 @@ fn agent(question: &str, n: u32) -> String {
 fn run_agent(tracer: &Tracer, n: u32) -> String {
     tracer.in_scope(|| {
         agent("What is the capital of France?", n);
-        mlflow_tracing::last_active_trace_id().unwrap()
+        mlflow_tracing::context::last_active_trace_id().unwrap()
     })
 }
 
@@ -398,7 +399,7 @@ fn a_hundred_traces_from_eight_threads_are_all_stored_and_searchable_page_by_pag
                                 drop(start_span("step").span_type("TOOL").start());
                                 root.set_outputs(&i);
                                 // Not `last_active_trace_id`: it is per tracer, not per thread.
-                                let id = root.trace_id().unwrap();
+                                let id = root.mlflow_trace_id().unwrap();
                                 drop(root);
                                 id
                             })
@@ -636,7 +637,7 @@ fn init_from_the_environment_sends_traces_to_the_named_experiment() {
         let guard =
             mlflow_tracing::init(mlflow_tracing::TracerBuilder::from_env().unwrap()).unwrap();
         agent("What is the capital of France?", 7);
-        let id = mlflow_tracing::last_active_trace_id().unwrap();
+        let id = mlflow_tracing::context::last_active_trace_id().unwrap();
         drop(guard); // flushes
         println!("child-trace-id={id}");
         return;

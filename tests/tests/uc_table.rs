@@ -17,11 +17,11 @@ use std::time::Duration;
 use mlflow_tracing::entities::opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use mlflow_tracing::entities::opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use mlflow_tracing::entities::opentelemetry_proto::tonic::trace::v1 as proto;
+use mlflow_tracing::export::{Dispatch as _, ExportWorker, TraceExporter, WorkerConfig};
+use mlflow_tracing::server::{ClientConfig, TrackingClient};
+use mlflow_tracing::tracer::TraceDestination;
 use mlflow_tracing::uc_table::UcTableExporter;
-use mlflow_tracing::{
-    ClientConfig, Dispatch as _, ExportWorker, TraceDestination, TraceExporter, TraceUpdate,
-    Tracer, TrackingClient, WorkerConfig, start_span, update_current_trace,
-};
+use mlflow_tracing::{TraceUpdate, Tracer, start_span, update_current_trace};
 use mlflow_tracing_tests::fake_server::{Answer, Seen, answer, routed};
 use prost::Message as _;
 use serde_json::{Value, json};
@@ -158,7 +158,7 @@ fn trace(tracer: &Tracer, spans: usize) -> String {
             drop(start_span(format!("step{i}")).span_type("TOOL").start());
         }
         root.set_outputs(&"bye");
-        let id = root.trace_id().unwrap();
+        let id = root.mlflow_trace_id().unwrap();
         drop(root);
         id
     })
@@ -569,13 +569,13 @@ async fn spans_of_a_continued_trace_go_to_the_destinations_table() {
                 "traceparent",
                 "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             )];
-            let remote = mlflow_tracing::continue_trace(headers).unwrap();
+            let remote = mlflow_tracing::distributed::continue_trace(headers).unwrap();
             {
                 let _attached = remote.attach();
                 drop(start_span("handler").start());
             }
             drop(remote);
-            let empty = mlflow_tracing::continue_trace([(
+            let empty = mlflow_tracing::distributed::continue_trace([(
                 "traceparent",
                 "00-11111111111111111111111111111111-2222222222222222-01",
             )])

@@ -1,5 +1,6 @@
 //! Client settings: MLflow's environment variables, overridable in code.
 
+use mlflow_tracing_entities::is_http_uri;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -200,7 +201,7 @@ impl ClientConfig {
         let get = |key: &str| get(key).filter(|v| !v.is_empty());
         let host = get(DATABRICKS_HOST)
             .ok_or_else(|| ClientError::Config(format!("{DATABRICKS_HOST} is not set")))?;
-        let host = if host.starts_with("http://") || host.starts_with("https://") {
+        let host = if is_http_uri(&host) {
             host
         } else {
             format!("https://{host}")
@@ -296,7 +297,7 @@ impl ClientConfig {
     /// [`ClientError::Config`] saying what is wrong.
     pub fn validate(&self) -> Result<(), ClientError> {
         let uri = &self.tracking_uri;
-        if !(uri.starts_with("http://") || uri.starts_with("https://")) {
+        if !is_http_uri(uri) {
             return Err(ClientError::Config(format!(
                 "the tracking URI must be http:// or https:// (got {})",
                 redact_uri(uri)

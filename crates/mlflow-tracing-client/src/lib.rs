@@ -37,9 +37,15 @@
 
 mod client;
 pub mod config;
+mod databricks;
 mod error;
+mod experiments;
 mod otlp_json;
+mod traces;
+mod transport;
 
-pub use client::{Experiment, SDK_VERSION, SearchTraces, TracePage, TrackingClient};
+pub use client::{SDK_VERSION, TrackingClient};
 pub use config::{Auth, ClientConfig, Secret};
 pub use error::ClientError;
+pub use experiments::Experiment;
+pub use traces::{SearchTraces, TracePage};

@@ -46,23 +46,28 @@ pub mod otlp;
 pub mod preview;
 mod span;
 mod span_dict;
+mod span_kinds;
 mod token_usage;
 mod trace;
 mod trace_info;
+mod trace_location;
+mod uri;
 
 pub use error::{EntityError, Result};
 pub use ids::{MlflowTraceId, SpanId, TRACE_ID_V3_PREFIX, TRACE_ID_V4_PREFIX, TraceId};
-pub use span::{
-    Link, Span, SpanBuilder, SpanEvent, SpanLogLevel, SpanParts, SpanStatus, SpanStatusCode,
-    SpanType,
-};
+pub use span::{Span, SpanBuilder, SpanParts};
+pub use span_kinds::{Link, SpanEvent, SpanLogLevel, SpanStatus, SpanStatusCode, SpanType};
 pub use token_usage::TokenUsage;
 pub use trace::{SizeStats, Trace, TraceData};
 pub use trace_info::{
-    DEFAULT_UC_LOGS_TABLE, DEFAULT_UC_SPANS_TABLE, ProtoJson, StringMap, TraceInfo, TraceLocation,
-    TraceState, UcSchemaLocation, UcTablePrefixLocation, format_duration_ms, format_request_time,
+    ProtoJson, StringMap, TraceInfo, TraceState, format_duration_ms, format_request_time,
     parse_duration_ms, parse_request_time,
 };
+pub use trace_location::{
+    DEFAULT_UC_LOGS_TABLE, DEFAULT_UC_SPANS_TABLE, TraceLocation, UcSchemaLocation,
+    UcTablePrefixLocation,
+};
+pub use uri::is_http_uri;
 
 /// Re-exported so that users of [`Span::to_otlp`] need no direct dependency.
 pub use opentelemetry_proto;

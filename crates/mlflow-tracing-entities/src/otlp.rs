@@ -20,7 +20,8 @@ use crate::error::{EntityError, Result};
 use crate::ids::{MlflowTraceId, SpanId, TraceId};
 use crate::json::{decode_attribute, string_attribute_json, to_attribute_json};
 use crate::keys;
-use crate::span::{Link, Span, SpanEvent, SpanStatus, SpanStatusCode};
+use crate::span::Span;
+use crate::span_kinds::{Link, SpanEvent, SpanStatus, SpanStatusCode};
 
 /// A decoded JSON value as an OTLP `AnyValue` (`_set_otel_proto_anyvalue`): `null` is an empty
 /// `AnyValue`, integers that fit `i64` are `intValue`, other numbers `doubleValue`, arrays

@@ -12,7 +12,8 @@ use serde_json::{Map, Value};
 use crate::error::EntityError;
 use crate::ids::{MlflowTraceId, SpanId, TraceId};
 use crate::keys;
-use crate::span::{Link, Span, SpanEvent, SpanStatus};
+use crate::span::Span;
+use crate::span_kinds::{Link, SpanEvent, SpanStatus};
 
 impl Serialize for Span {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -226,8 +226,8 @@ impl Trace {
 mod tests {
     use super::*;
     use crate::ids::{SpanId, TraceId};
-    use crate::span::{SpanStatus, SpanType};
-    use crate::trace_info::TraceLocation;
+    use crate::span_kinds::{SpanStatus, SpanType};
+    use crate::trace_location::TraceLocation;
     use serde_json::json;
 
     /// The constructed example of the spec (§3.9), whose size stats were produced by MLflow.

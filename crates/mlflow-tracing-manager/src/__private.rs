@@ -13,7 +13,9 @@ use mlflow_tracing_entities::json::to_attribute_json;
 use opentelemetry::Context;
 use serde::Serialize;
 
-use crate::live::{LiveSpan, panic_message, short_type_name, start_span};
+use crate::live::{LiveSpan, short_type_name};
+use crate::start::start_span;
+use crate::util::panic_message;
 
 /// Starts the span of a traced function (not current yet).
 pub fn start_fn_span(
@@ -58,7 +60,7 @@ impl Inputs {
             Ok(v) => self.json.push_str(&v),
             Err(err) => {
                 if let Some(i) = &span.inner {
-                    i.tracer.shared().stats.serialization_error(name, &err);
+                    i.tracer.manager().stats.serialization_error(name, &err);
                 }
                 self.json
                     .push_str(&mlflow_tracing_entities::json::string_attribute_json(
@@ -72,7 +74,7 @@ impl Inputs {
         self.json.push('}');
         if let Some(i) = span.inner.as_ref() {
             i.set_json(
-                opentelemetry::Key::from_static_str(mlflow_tracing_entities::keys::span::INPUTS),
+                std::borrow::Cow::Borrowed(mlflow_tracing_entities::keys::span::INPUTS),
                 self.json,
             );
         }
@@ -175,7 +177,7 @@ pub fn resume_panic(span: &LiveSpan, payload: Box<dyn std::any::Any + Send>) -> 
 }
 
 fn record_panic(span: &LiveSpan, payload: &(dyn std::any::Any + Send)) {
-    span.record_exception("panic", &panic_message(payload), "");
+    span.record_exception("panic", panic_message(payload), "");
     span.end();
 }
 

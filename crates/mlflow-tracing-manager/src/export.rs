@@ -153,7 +153,7 @@ impl Dispatch for InlineDispatch {
                 1,
                 &format!(
                     "the exporter panicked: {}",
-                    crate::live::panic_message(payload.as_ref())
+                    crate::util::panic_message(payload.as_ref())
                 ),
             ),
         }

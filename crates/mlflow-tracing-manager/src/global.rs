@@ -11,9 +11,9 @@
 
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::buffer::lock;
 use crate::process_global;
 use crate::tracer::{NotebookRecipe, Tracer};
+use crate::util::lock;
 
 /// The installed tracer as every evcxr cell sees it.
 struct NotebookTracer {
@@ -50,10 +50,11 @@ impl NotebookTracer {
             return tracer.clone();
         }
         let recipe = &self.recipe;
-        let tracer = recipe
-            .builder
-            .clone()
-            .build_sharing(recipe.stats.clone(), recipe.last_active_trace_id.clone());
+        let tracer = Tracer::from_settings(
+            recipe.settings.clone(),
+            recipe.stats.clone(),
+            recipe.last_active_trace_id.clone(),
+        );
         *cached = Some((self.clone(), tracer.clone()));
         tracer
     }

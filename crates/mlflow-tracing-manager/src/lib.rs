@@ -39,20 +39,34 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
-mod buffer;
-mod context;
-mod destination;
+// Bottom: helpers, settings and data (no module here imports a module further down).
 mod env;
 mod error;
-mod export;
-mod global;
 mod limits;
-mod live;
+mod otel_values;
 pub mod process_global;
-mod processor;
 mod stats;
 mod traceparent;
+mod util;
+// The exporter contract, the data of traces in progress, destinations and their policies.
+mod destination;
+mod export;
+mod in_progress;
+mod instrument;
+mod policy;
+mod sampler;
+// The trace manager and its OpenTelemetry front door; the tracer and its settings.
+mod builder;
+mod global;
+mod manager;
+mod processor;
 mod tracer;
+// The span API on top.
+mod context;
+mod live;
+mod parent;
+mod remote;
+mod start;
 
 #[doc(hidden)]
 pub mod __private;
@@ -61,10 +75,10 @@ pub mod __private;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
+pub use builder::TracerBuilder;
 pub use context::{
-    FutureExt, RemoteTrace, RemoteTraceGuard, TraceUpdate, active_trace_id, continue_trace,
-    continue_trace_with, current_span, last_active_trace_id, tracing_context_headers,
-    update_current_trace,
+    FutureExt, TraceUpdate, active_trace_id, current_span, last_active_trace_id,
+    tracing_context_headers, update_current_trace,
 };
 pub use destination::{
     InServingRequest, MLFLOW_TRACING_DESTINATION, REQUEST_ID_HEADER, ServingRequest,
@@ -78,14 +92,18 @@ pub use env::{
 pub use error::{ConfigError, ExportError, LifecycleError, SpanApiError};
 pub use export::{Dispatch, ExportItem, InlineDispatch, SpanItem, TraceExporter, TraceItem};
 pub use global::{global_tracer, set_global_tracer, take_global_tracer, uninstall_global_tracer};
+pub use instrument::Instrumented;
 pub use limits::{
     OTEL_ATTRIBUTE_COUNT_LIMIT, OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, OTEL_SPAN_EVENT_COUNT_LIMIT,
     OTEL_SPAN_LINK_COUNT_LIMIT, SpanLimits,
 };
-pub use live::{EnteredSpan, LiveSpan, SpanGuard, StartSpan, start_span};
-pub use processor::MlflowSpanProcessor;
+pub use live::{EnteredSpan, LiveSpan, SpanGuard};
+pub use manager::SpanProcessorFn;
+pub use remote::{RemoteTrace, RemoteTraceGuard, continue_trace, continue_trace_with};
+pub use start::{StartSpan, start_span};
 pub use stats::TracerStats;
-pub use tracer::{DispatchWrapper, SpanProcessorFn, Tracer, TracerBuilder};
+pub use tracer::{DispatchWrapper, Tracer};
+pub use util::panic_message;
 
 /// Re-exported so implementors of [`TraceExporter`] need no direct dependency.
 pub use async_trait::async_trait;

@@ -1,44 +1,28 @@
-//! Live spans: starting them (`start_span`), editing them while they run, and ending them.
+//! Live spans: MLflow's `LiveSpan` setters, ending a span, making it current. A live span keeps
+//! its own state (attributes as MLflow's JSON text, events, links, status) and, when it ends,
+//! hands the finished MLflow `Span` to the trace manager.
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
 
 use mlflow_tracing_entities::json::{string_attribute_json, to_attribute_json};
 use mlflow_tracing_entities::{
-    Link, SpanEvent, SpanId, SpanLogLevel, SpanStatus, SpanStatusCode, SpanType, TraceId, keys,
+    Link, MlflowTraceId, Span, SpanEvent, SpanId, SpanLogLevel, SpanParts, SpanStatus,
+    SpanStatusCode, SpanType, TraceId, keys,
 };
-use opentelemetry::trace::{
-    Span as _, SpanContext, Status, TraceContextExt, TraceFlags, TraceState, Tracer as _,
-};
-use opentelemetry::{Context, ContextGuard, Key, KeyValue, Value as OtelValue};
+use opentelemetry::{Context, ContextGuard};
 use serde::Serialize;
+use serde_json::{Map, Value};
 
-use crate::buffer::TraceEntry;
-use crate::context::{ActiveSpan, ScopedTracer};
-use crate::global::global_tracer;
-use crate::processor::{RootStart, json_to_otel_value};
+use crate::in_progress::{HaltRoot, TraceEntry};
+use crate::instrument::Instrumented;
+use crate::manager::timeout_event;
+use crate::otel_values::normalize_raw_value;
+use crate::parent::RemoteParent;
 use crate::tracer::Tracer;
-
-/// Nanoseconds since the Unix epoch, now.
-pub(crate) fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-/// The text of a panic payload (`&str` or `String`), as the exception message.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "Box<dyn Any>".to_owned()
-    }
-}
+use crate::util::{lock, now_ns};
 
 /// The short name of a type, as MLflow's `exception.type` holds a class name: the last path
 /// segment of [`std::any::type_name`], generics kept (`Error`, `MyError<u8>`).
@@ -64,47 +48,75 @@ pub(crate) fn short_type_name<T: ?Sized>() -> String {
     out
 }
 
-pub(crate) struct LiveSpanInner {
-    pub(crate) tracer: Tracer,
-    /// A fresh context holding only the SDK span (MLflow keeps its spans out of the global
-    /// OpenTelemetry context).
-    pub(crate) otel_cx: Context,
-    pub(crate) entry: Option<Arc<TraceEntry>>,
-    pub(crate) span_id: SpanId,
-    pub(crate) trace_id: TraceId,
-    pub(crate) recording: bool,
-    pub(crate) ended: AtomicBool,
-    pub(crate) outputs_set: AtomicBool,
-    /// What is applied to the SDK span at end.
-    pub(crate) state: std::sync::Mutex<LiveState>,
+/// Context value: the parent of new spans, the current span or a remote one. One key, so the
+/// most recent attach wins (continuing a remote trace inside a local span makes the remote span
+/// the parent, as MLflow's context attach does).
+#[derive(Clone)]
+pub(crate) enum ActiveSpan {
+    Local(LiveSpan),
+    Remote(RemoteParent),
 }
 
-/// What a live span keeps until it ends: its status and its attributes. Attributes stay here
-/// rather than in the SDK span, whose attribute list appends every set (a key set twice is
-/// stored twice) and refuses everything past its limit, MLflow's own keys included.
+pub(crate) struct LiveSpanInner {
+    pub(crate) tracer: Tracer,
+    /// The trace it belongs to, when the manager tracks it.
+    pub(crate) entry: Option<Arc<TraceEntry>>,
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    pub(crate) parent_id: Option<SpanId>,
+    /// Sampled: records what is set and is exported. Unsampled spans carry the decision to
+    /// their children and to `traceparent`.
+    pub(crate) recording: bool,
+    /// W3C `tracestate` inherited from a remote parent.
+    pub(crate) trace_state: Option<Arc<str>>,
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) start_time_ns: u64,
+    pub(crate) ended: AtomicBool,
+    pub(crate) outputs_set: AtomicBool,
+    /// What becomes the finished span.
+    pub(crate) state: Mutex<LiveState>,
+}
+
+/// What a live span collects until it ends.
 #[derive(Default)]
 pub(crate) struct LiveState {
     /// The status to apply at end (MLflow's rules, see `set_status_raw`).
     status: Option<SpanStatus>,
-    /// Attribute values as MLflow stores them (JSON text), in the order keys were first set; a
-    /// later set replaces the value in place, as in MLflow's attribute dict.
-    attributes: Vec<(Key, String)>,
+    /// Attribute values as MLflow stores them (JSON text), in the order they were set; setting
+    /// a key again moves it to the end, as in the OpenTelemetry attribute dict MLflow uses.
+    attributes: Vec<(Cow<'static, str>, String)>,
     /// Distinct user (non-MLflow) attribute keys in `attributes`.
     user_attributes: u32,
-    /// Events added through the span API (`exception` events not counted).
-    events: u32,
-    /// Links added.
-    links: u32,
+    events: Vec<SpanEvent>,
+    /// Events counted against the limit (`exception` events are not).
+    counted_events: u32,
+    links: Vec<Link>,
 }
 
 impl LiveState {
-    /// Sets `key`; false when it is a new user key past `max_user` (dropped).
-    pub(crate) fn set(&mut self, key: Key, json: String, max_user: u32) -> bool {
-        if let Some(slot) = self.attributes.iter_mut().find(|(k, _)| *k == key) {
-            slot.1 = json;
+    /// The state a recording span starts with: its trace id and its span type first, as
+    /// MLflow's `LiveSpan` sets them when it is made.
+    pub(crate) fn starting(request_id: Option<&str>, span_type_json: String) -> Self {
+        let mut attributes = Vec::with_capacity(6);
+        if let Some(id) = request_id {
+            attributes.push((Cow::Borrowed(keys::span::REQUEST_ID), id.to_owned()));
+        }
+        attributes.push((Cow::Borrowed(keys::span::SPAN_TYPE), span_type_json));
+        LiveState {
+            attributes,
+            ..LiveState::default()
+        }
+    }
+
+    /// Sets `key` (moved to the end if it was set before); false when it is a new user key past
+    /// `max_user` (dropped).
+    pub(crate) fn set(&mut self, key: Cow<'static, str>, json: String, max_user: u32) -> bool {
+        if let Some(i) = self.attributes.iter().position(|(k, _)| *k == key) {
+            self.attributes.remove(i);
+            self.attributes.push((key, json));
             return true;
         }
-        if !crate::limits::is_reserved(key.as_str()) {
+        if !crate::limits::is_reserved(&key) {
             if self.user_attributes >= max_user {
                 return false;
             }
@@ -120,78 +132,76 @@ impl LiveSpanInner {
         match to_attribute_json(value) {
             Ok(json) => json,
             Err(err) => {
-                self.tracer.shared().stats.serialization_error(what, &err);
+                self.tracer.manager().stats.serialization_error(what, &err);
                 string_attribute_json(&format!("<unserializable {what}: {err}>"))
             }
         }
     }
 
-    pub(crate) fn set_json(&self, key: Key, json: String) {
+    pub(crate) fn set_json(&self, key: Cow<'static, str>, json: String) {
         if !self.recording {
             return;
         }
-        let shared = self.tracer.shared();
-        let kept = crate::buffer::lock(&self.state).set(key, json, shared.limits.max_attributes);
+        let manager = self.tracer.manager();
+        let kept = lock(&self.state).set(key, json, manager.limits.max_attributes);
         if !kept {
-            shared.stats.attributes_dropped(1);
+            manager.stats.attributes_dropped(1);
         }
     }
 
-    /// Whether one more event or link fits (`count` selects which); counts a drop.
-    fn admit(&self, count: fn(&mut LiveState) -> &mut u32, max: u32, events: bool) -> bool {
-        let fits = {
-            let mut st = crate::buffer::lock(&self.state);
-            let n = count(&mut st);
-            if *n < max {
-                *n += 1;
-                true
-            } else {
-                false
-            }
-        };
-        if !fits {
-            let stats = &self.tracer.shared().stats;
-            if events {
-                stats.events_dropped(1);
-            } else {
-                stats.links_dropped(1);
-            }
-        }
-        fits
-    }
-
-    pub(crate) fn add_event_raw(&self, event: SpanEvent) {
+    pub(crate) fn add_event_raw(&self, mut event: SpanEvent) {
         if !self.recording {
             return;
         }
+        let manager = self.tracer.manager();
+        // Attribute values as they look once exported (MLflow keeps them raw).
+        let attributes = std::mem::take(&mut event.attributes);
+        event.attributes = attributes
+            .into_iter()
+            .map(|(k, v)| (k, normalize_raw_value(v)))
+            .collect();
+        let mut st = lock(&self.state);
         // Exception events carry the error: never dropped, not counted.
-        if event.name != SpanEvent::EXCEPTION
-            && !self.admit(
-                |st| &mut st.events,
-                self.tracer.shared().limits.max_events,
-                true,
-            )
-        {
-            return;
+        if event.name != SpanEvent::EXCEPTION {
+            if st.counted_events >= manager.limits.max_events {
+                drop(st);
+                manager.stats.events_dropped(1);
+                return;
+            }
+            st.counted_events += 1;
         }
-        let attributes = event
+        st.events.push(event);
+    }
+
+    fn add_link_raw(&self, trace_id: TraceId, link: &Link) {
+        let manager = self.tracer.manager();
+        let attributes: Map<String, Value> = link
             .attributes
             .iter()
-            .map(|(k, v)| KeyValue::new(Key::from(k.clone()), json_to_otel_value(v)))
+            .flatten()
+            .map(|(k, v)| (k.clone(), normalize_raw_value(v.clone())))
             .collect();
-        let time = SystemTime::UNIX_EPOCH + Duration::from_nanos(event.time_unix_nano);
-        self.otel_cx
-            .span()
-            .add_event_with_timestamp(event.name, time, attributes);
+        let link = Link {
+            trace_id: MlflowTraceId::v3(trace_id).to_string(),
+            span_id: link.span_id,
+            attributes: (!attributes.is_empty()).then_some(attributes),
+        };
+        let mut st = lock(&self.state);
+        let max = usize::try_from(manager.limits.max_links).unwrap_or(usize::MAX);
+        if st.links.len() >= max {
+            drop(st);
+            manager.stats.links_dropped(1);
+            return;
+        }
+        st.links.push(link);
     }
 
     pub(crate) fn set_status_raw(&self, status: SpanStatus) {
         if !self.recording {
             return;
         }
-        // The SDK keeps the "greatest" status (and orders ERRORs by description); MLflow keeps
-        // the last one set, except that OK is final. Keep it here and apply it once at end.
-        let mut st = crate::buffer::lock(&self.state);
+        // MLflow keeps the last status set, except that OK is final.
+        let mut st = lock(&self.state);
         if st
             .status
             .as_ref()
@@ -202,56 +212,56 @@ impl LiveSpanInner {
         st.status = Some(status);
     }
 
-    /// Moves the attributes and the status kept here onto the SDK span (just before it ends).
-    fn apply_state(&self) {
-        let (attributes, status) = {
-            let mut st = crate::buffer::lock(&self.state);
-            (std::mem::take(&mut st.attributes), st.status.take())
-        };
-        if !self.recording {
-            return;
-        }
-        let span = self.otel_cx.span();
-        if !attributes.is_empty() {
-            span.set_attributes(
-                attributes
-                    .into_iter()
-                    .map(|(k, v)| KeyValue::new(k, OtelValue::String(v.into()))),
-            );
-        }
-        if let Some(status) = status {
-            span.set_status(match status.code {
-                SpanStatusCode::Error => Status::error(status.message),
-                SpanStatusCode::Ok => Status::Ok,
-                SpanStatusCode::Unset => Status::Unset,
-            });
-        }
-    }
-
     /// Ends the span; false if it had already been ended (by another thread, say).
     pub(crate) fn end_raw(&self, end_time_ns: Option<u64>) -> bool {
         if self.ended.swap(true, Ordering::AcqRel) {
             return false;
         }
-        self.apply_state();
-        let span = self.otel_cx.span();
-        let shared = self.tracer.shared();
-        crate::buffer::with_handoff(self.entry.as_ref(), || {
-            crate::processor::end_deferred(shared, || match end_time_ns {
-                Some(ns) => {
-                    span.end_with_timestamp(SystemTime::UNIX_EPOCH + Duration::from_nanos(ns));
-                }
-                None => span.end(),
-            });
-        });
+        if self.recording {
+            let end = end_time_ns.unwrap_or_else(now_ns);
+            let state = std::mem::take(&mut *lock(&self.state));
+            let span = self.finished(state, end);
+            self.tracer.manager().end_span(self.entry.as_ref(), span);
+        }
         true
+    }
+
+    /// The finished MLflow span.
+    fn finished(&self, state: LiveState, end_time_ns: u64) -> Span {
+        let mut attributes = Map::with_capacity(state.attributes.len() + 1);
+        for (key, json) in state.attributes {
+            attributes.insert(key.into_owned(), Value::String(json));
+        }
+        let status = match state.status {
+            Some(s) if s.code == SpanStatusCode::Error => SpanStatus::error(s.message),
+            _ => SpanStatus::ok(),
+        };
+        Span::from(SpanParts {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent_id: self.parent_id,
+            name: self.name.to_string(),
+            start_time_ns: self.start_time_ns,
+            end_time_ns: Some(end_time_ns),
+            status,
+            events: state.events,
+            links: state.links,
+            attributes,
+        })
+    }
+}
+
+impl HaltRoot for LiveSpanInner {
+    fn halt(&self, message: String) {
+        self.add_event_raw(timeout_event(message));
+        self.set_status_raw(SpanStatus::error(""));
+        self.end_raw(None);
     }
 }
 
 impl Drop for LiveSpanInner {
     fn drop(&mut self) {
-        // A span dropped without `end` ends now (the SDK would end it too, without what is kept
-        // here).
+        // A span dropped without `end` ends now, with what was set.
         self.end_raw(None);
     }
 }
@@ -272,7 +282,7 @@ impl fmt::Debug for LiveSpan {
         match &self.inner {
             Some(i) => f
                 .debug_struct("LiveSpan")
-                .field("trace_id", &self.trace_id())
+                .field("trace_id", &self.mlflow_trace_id())
                 .field("span_id", &i.span_id)
                 .field("recording", &i.recording)
                 .field("ended", &i.ended.load(Ordering::Relaxed))
@@ -300,16 +310,18 @@ impl LiveSpan {
             .is_none_or(|i| i.ended.load(Ordering::Acquire))
     }
 
-    /// The MLflow trace id (`tr-…`); `None` for spans that do not record.
-    pub fn trace_id(&self) -> Option<String> {
+    /// The MLflow trace id (`tr-…`, or `trace:/…` for Unity Catalog); `None` for spans that do
+    /// not record.
+    pub fn mlflow_trace_id(&self) -> Option<String> {
         self.inner
             .as_ref()
             .and_then(|i| i.entry.as_ref())
             .map(|e| e.mlflow_trace_id.clone())
     }
 
-    /// The OpenTelemetry trace id (also set for sampled-out spans, which carry the decision).
-    pub fn otel_trace_id(&self) -> Option<TraceId> {
+    /// The trace id (also set for sampled-out spans, which carry the decision), as
+    /// [`Span::trace_id`].
+    pub fn trace_id(&self) -> Option<TraceId> {
         self.inner.as_ref().map(|i| i.trace_id)
     }
 
@@ -331,7 +343,7 @@ impl LiveSpan {
     pub fn set_inputs<T: Serialize + ?Sized>(&self, inputs: &T) {
         if let Some(i) = self.recording() {
             let json = i.encode("inputs", inputs);
-            i.set_json(Key::from_static_str(keys::span::INPUTS), json);
+            i.set_json(Cow::Borrowed(keys::span::INPUTS), json);
         }
     }
 
@@ -339,7 +351,7 @@ impl LiveSpan {
     pub fn set_outputs<T: Serialize + ?Sized>(&self, outputs: &T) {
         if let Some(i) = self.recording() {
             let json = i.encode("outputs", outputs);
-            i.set_json(Key::from_static_str(keys::span::OUTPUTS), json);
+            i.set_json(Cow::Borrowed(keys::span::OUTPUTS), json);
             i.outputs_set.store(true, Ordering::Release);
         }
     }
@@ -356,7 +368,7 @@ impl LiveSpan {
         if let Some(i) = self.recording() {
             let key = key.into();
             let json = i.encode(&key, value);
-            i.set_json(Key::from(key), json);
+            i.set_json(Cow::Owned(key), json);
         }
     }
 
@@ -376,7 +388,7 @@ impl LiveSpan {
         if let Some(i) = self.recording() {
             let t: SpanType = span_type.into();
             i.set_json(
-                Key::from_static_str(keys::span::SPAN_TYPE),
+                Cow::Borrowed(keys::span::SPAN_TYPE),
                 string_attribute_json(t.as_str()),
             );
         }
@@ -386,7 +398,7 @@ impl LiveSpan {
     pub fn set_description(&self, description: &str) {
         if let Some(i) = self.recording() {
             i.set_json(
-                Key::from_static_str(keys::span::DESCRIPTION),
+                Cow::Borrowed(keys::span::DESCRIPTION),
                 string_attribute_json(description),
             );
         }
@@ -396,7 +408,7 @@ impl LiveSpan {
     pub fn set_log_level(&self, level: SpanLogLevel) {
         if let Some(i) = self.recording() {
             i.set_json(
-                Key::from_static_str(keys::span::LOG_LEVEL),
+                Cow::Borrowed(keys::span::LOG_LEVEL),
                 level.as_i64().to_string(),
             );
         }
@@ -444,30 +456,12 @@ impl LiveSpan {
         }
     }
 
-    /// Adds a link to another span.
+    /// Adds a link to another span (ignored when its trace id does not parse).
     pub fn add_link(&self, link: &Link) {
         if let Some(i) = self.recording()
             && let Ok(trace_id) = link.otel_trace_id()
-            && i.admit(
-                |st| &mut st.links,
-                i.tracer.shared().limits.max_links,
-                false,
-            )
         {
-            let sc = SpanContext::new(
-                trace_id.into(),
-                link.span_id.into(),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::default(),
-            );
-            let attributes = link
-                .attributes
-                .iter()
-                .flatten()
-                .map(|(k, v)| KeyValue::new(Key::from(k.clone()), json_to_otel_value(v)))
-                .collect();
-            i.otel_cx.span().add_link(sc, attributes);
+            i.add_link_raw(trace_id, link);
         }
     }
 
@@ -498,14 +492,24 @@ impl LiveSpan {
     }
 
     /// Makes this span the current one while `future` runs, on whatever thread polls it.
-    pub fn instrument<F: Future>(&self, future: F) -> opentelemetry::context::WithContext<F> {
-        use opentelemetry::context::FutureExt as _;
-        future.with_context(self.context())
+    pub fn instrument<F: Future>(&self, future: F) -> Instrumented<F> {
+        Instrumented::new(future, self.context())
     }
 
-    /// Headers carrying this span as the parent of a remote call (`traceparent`).
+    /// Headers carrying this span as the parent of a remote call (`traceparent`, and
+    /// `tracestate` when the trace came with one); empty for a no-op span.
     pub fn tracing_context_headers(&self) -> std::collections::HashMap<String, String> {
-        crate::context::headers_for(self)
+        let mut headers = std::collections::HashMap::new();
+        if let Some(i) = &self.inner {
+            headers.insert(
+                "traceparent".to_owned(),
+                crate::traceparent::format(i.trace_id, i.span_id, i.recording),
+            );
+            if let Some(state) = i.trace_state.as_deref().filter(|s| !s.is_empty()) {
+                headers.insert("tracestate".to_owned(), state.to_owned());
+            }
+        }
+        headers
     }
 }
 
@@ -525,11 +529,12 @@ impl fmt::Debug for EnteredSpan {
 /// A span that is current until dropped, and ends when dropped (MLflow's `with start_span()`).
 ///
 /// Derefs to [`LiveSpan`]. Not `Send`: do not hold it across `.await`; for async code use
-/// [`StartSpan::start_detached`] with [`LiveSpan::instrument`], or `#[trace]`.
+/// [`StartSpan::start_detached`](crate::StartSpan::start_detached) with
+/// [`LiveSpan::instrument`], or `#[trace]`.
 #[must_use = "the span ends when the guard drops"]
 pub struct SpanGuard {
-    span: LiveSpan,
-    _entered: Option<EnteredSpan>,
+    pub(crate) span: LiveSpan,
+    pub(crate) _entered: Option<EnteredSpan>,
 }
 
 impl fmt::Debug for SpanGuard {
@@ -570,271 +575,4 @@ impl Drop for SpanGuard {
         }
         self.span.end();
     }
-}
-
-/// Starts a span named `name`: configure it, then [`StartSpan::start`] (current until dropped)
-/// or [`StartSpan::start_detached`] (MLflow's `start_span_no_context`).
-///
-/// The parent is, in order: [`StartSpan::parent`], the current span, a remote parent continued
-/// from `traceparent` headers; otherwise the span is the root of a new trace of the current
-/// tracer ([`Tracer::in_scope`], else the global one).
-pub fn start_span(name: impl Into<Cow<'static, str>>) -> StartSpan {
-    StartSpan {
-        name: name.into(),
-        span_type: None,
-        inputs: None,
-        attributes: Vec::new(),
-        parent: None,
-        tracer: None,
-        experiment_id: None,
-        start_time_ns: None,
-        function_name: None,
-        serialization_errors: Vec::new(),
-    }
-}
-
-/// Options of a span to start (see [`start_span`]).
-#[must_use = "call .start() or .start_detached()"]
-pub struct StartSpan {
-    name: Cow<'static, str>,
-    span_type: Option<SpanType>,
-    inputs: Option<String>,
-    attributes: Vec<(String, String)>,
-    parent: Option<LiveSpan>,
-    tracer: Option<Tracer>,
-    experiment_id: Option<String>,
-    start_time_ns: Option<u64>,
-    pub(crate) function_name: Option<&'static str>,
-    serialization_errors: Vec<String>,
-}
-
-impl fmt::Debug for StartSpan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StartSpan")
-            .field("name", &self.name)
-            .field("span_type", &self.span_type)
-            .finish_non_exhaustive()
-    }
-}
-
-impl StartSpan {
-    fn encode<T: Serialize + ?Sized>(&mut self, what: &str, value: &T) -> String {
-        match to_attribute_json(value) {
-            Ok(json) => json,
-            Err(err) => {
-                let text = format!("<unserializable {what}: {err}>");
-                self.serialization_errors.push(text.clone());
-                string_attribute_json(&text)
-            }
-        }
-    }
-
-    /// The span type (default `UNKNOWN`).
-    pub fn span_type(mut self, span_type: impl Into<SpanType>) -> Self {
-        self.span_type = Some(span_type.into());
-        self
-    }
-
-    /// The inputs.
-    pub fn inputs<T: Serialize + ?Sized>(mut self, inputs: &T) -> Self {
-        let json = self.encode("inputs", inputs);
-        self.inputs = Some(json);
-        self
-    }
-
-    /// An attribute, stored as `json.dumps(value)`.
-    pub fn attribute<T: Serialize + ?Sized>(mut self, key: impl Into<String>, value: &T) -> Self {
-        let key = key.into();
-        let json = self.encode(&key, value);
-        self.attributes.push((key, json));
-        self
-    }
-
-    /// An explicit parent (instead of the current span).
-    pub fn parent(mut self, parent: &LiveSpan) -> Self {
-        self.parent = Some(parent.clone());
-        self
-    }
-
-    /// The tracer for a root span (instead of the current one).
-    pub fn tracer(mut self, tracer: &Tracer) -> Self {
-        self.tracer = Some(tracer.clone());
-        self
-    }
-
-    /// The experiment of a new trace (root spans only; MLflow's `trace_destination`).
-    pub fn experiment_id(mut self, experiment_id: impl Into<String>) -> Self {
-        self.experiment_id = Some(experiment_id.into());
-        self
-    }
-
-    /// An explicit start time (ns since the Unix epoch), recorded as
-    /// `mlflow.spanStartTimeNs` too.
-    pub fn start_time_ns(mut self, start_time_ns: u64) -> Self {
-        self.start_time_ns = Some(start_time_ns);
-        self
-    }
-
-    /// Starts the span and makes it current until the guard drops; the guard ends it.
-    pub fn start(self) -> SpanGuard {
-        let span = self.start_detached();
-        let entered = span.inner.is_some().then(|| span.enter());
-        SpanGuard {
-            span,
-            _entered: entered,
-        }
-    }
-
-    /// Starts the span without making it current; call [`LiveSpan::end`].
-    pub fn start_detached(self) -> LiveSpan {
-        let (tracer, parent) = match resolve_parent(self.parent.as_ref(), self.tracer.as_ref()) {
-            Some(found) => found,
-            None => return LiveSpan::noop(),
-        };
-        if !tracer.is_enabled() || Context::map_current(Context::is_telemetry_suppressed) {
-            return LiveSpan::noop();
-        }
-        let is_root = matches!(parent, Parent::None);
-        if is_root {
-            tracer.maybe_run_maintenance();
-        }
-        let mut builder = opentelemetry::trace::SpanBuilder::from_name(self.name.clone());
-        if let Some(ns) = self.start_time_ns {
-            builder = builder.with_start_time(SystemTime::UNIX_EPOCH + Duration::from_nanos(ns));
-        }
-        let parent_cx = match &parent {
-            Parent::None => Context::new().with_value(RootStart {
-                name: self.name.clone().into_owned(),
-                experiment_id: self.experiment_id.clone(),
-            }),
-            Parent::Local(p) => p.otel_cx.clone(),
-            Parent::Remote(cx) => cx.clone(),
-        };
-        let parent_entry = match &parent {
-            Parent::Local(p) => p.entry.as_ref(),
-            _ => None,
-        };
-        let span = crate::buffer::with_handoff(parent_entry, || {
-            tracer.otel_tracer().build_with_context(builder, &parent_cx)
-        });
-        let recording = span.is_recording();
-        let sc = span.span_context().clone();
-        let trace_id = TraceId::from(sc.trace_id());
-        let entry = if !recording {
-            None
-        } else if let Parent::Local(p) = &parent
-            && p.entry.is_some()
-        {
-            p.entry.clone()
-        } else {
-            tracer.shared().buffer.get(trace_id)
-        };
-        let mut state = LiveState::default();
-        if recording {
-            let shared = tracer.shared();
-            for e in &self.serialization_errors {
-                shared.stats.serialization_error("a span value", e);
-            }
-            let max_user = shared.limits.max_attributes;
-            let mut dropped = 0;
-            let mut set = |key: Key, json: String| {
-                if !state.set(key, json, max_user) {
-                    dropped += 1;
-                }
-            };
-            if let Some(t) = &self.span_type {
-                set(
-                    Key::from_static_str(keys::span::SPAN_TYPE),
-                    string_attribute_json(t.as_str()),
-                );
-            }
-            if let Some(f) = self.function_name {
-                set(
-                    Key::from_static_str(keys::span::FUNCTION_NAME),
-                    string_attribute_json(f),
-                );
-            }
-            if let Some(inputs) = self.inputs {
-                set(Key::from_static_str(keys::span::INPUTS), inputs);
-            }
-            for (k, v) in self.attributes {
-                set(Key::from(k), v);
-            }
-            if is_root && let Some(id) = &self.experiment_id {
-                set(
-                    Key::from_static_str(keys::span::EXPERIMENT_ID),
-                    string_attribute_json(id),
-                );
-            }
-            if let Some(ns) = self.start_time_ns {
-                set(
-                    Key::from_static_str(keys::span::START_TIME_NS),
-                    ns.to_string(),
-                );
-            }
-            if dropped > 0 {
-                shared.stats.attributes_dropped(dropped);
-            }
-        }
-        let inner = Arc::new(LiveSpanInner {
-            tracer,
-            otel_cx: Context::new().with_span(span),
-            entry,
-            span_id: SpanId::from(sc.span_id()),
-            trace_id,
-            recording,
-            ended: AtomicBool::new(false),
-            outputs_set: AtomicBool::new(false),
-            state: std::sync::Mutex::new(state),
-        });
-        if is_root && let Some(entry) = &inner.entry {
-            entry.lock().root_span = Some(Arc::downgrade(&inner));
-        }
-        LiveSpan { inner: Some(inner) }
-    }
-}
-
-pub(crate) enum Parent {
-    None,
-    Local(Arc<LiveSpanInner>),
-    Remote(Context),
-}
-
-/// Finds the tracer and parent of a new span; `None` means "record nothing".
-fn resolve_parent(
-    explicit: Option<&LiveSpan>,
-    tracer: Option<&Tracer>,
-) -> Option<(Tracer, Parent)> {
-    if let Some(p) = explicit {
-        let inner = p.inner.clone()?;
-        return Some((inner.tracer.clone(), Parent::Local(inner)));
-    }
-    let (active, scoped) = Context::map_current(|cx| {
-        (
-            cx.get::<ActiveSpan>().cloned(),
-            cx.get::<ScopedTracer>().map(|s| s.0.clone()),
-        )
-    });
-    match active {
-        Some(ActiveSpan::Local(active)) => {
-            let inner = active.inner?; // children of a no-op span are no-ops
-            // An ended parent still is one while its trace is in progress (a task spawned with
-            // `in_current_span` may outlive its parent, as in MLflow). Once the trace is gone
-            // (the leaked guard of a halted or evicted trace, say), new spans start a new trace.
-            let trace_gone = inner.ended.load(Ordering::Acquire)
-                && inner
-                    .entry
-                    .as_ref()
-                    .is_some_and(|e| e.is_evicted() || e.lock().popped);
-            if !trace_gone {
-                return Some((inner.tracer.clone(), Parent::Local(inner)));
-            }
-        }
-        Some(ActiveSpan::Remote(remote)) => {
-            return Some((remote.tracer, Parent::Remote(remote.otel_cx)));
-        }
-        None => {}
-    }
-    let tracer = tracer.cloned().or(scoped).or_else(global_tracer)?;
-    Some((tracer, Parent::None))
 }

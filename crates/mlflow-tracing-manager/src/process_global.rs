@@ -26,7 +26,7 @@ use std::any::{Any, TypeId};
 use std::panic::{AssertUnwindSafe, PanicHookInfo, catch_unwind};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::buffer::lock;
+use crate::util::lock;
 
 /// The environment variable evcxr's runtime sets in the kernel process.
 const EVCXR_IS_RUNTIME: &str = "EVCXR_IS_RUNTIME";

@@ -4,10 +4,12 @@ use std::sync::{Arc, Mutex};
 
 use mlflow_tracing_entities::Trace;
 
-use crate::buffer::lock;
+use crate::builder::TracerBuilder;
 use crate::error::{ConfigError, ExportError};
 use crate::export::{ExportItem, SpanItem, TraceExporter, TraceItem};
-use crate::tracer::{Tracer, TracerBuilder};
+use crate::instrument::Instrumented;
+use crate::tracer::Tracer;
+use crate::util::lock;
 
 /// Keeps every exported item in memory.
 #[derive(Clone, Debug, Default)]
@@ -133,7 +135,7 @@ impl Capture {
     }
 
     /// Runs `future` with this capture's tracer current.
-    pub fn scope<F: Future>(&self, future: F) -> opentelemetry::context::WithContext<F> {
+    pub fn scope<F: Future>(&self, future: F) -> Instrumented<F> {
         self.tracer.scope(future)
     }
 

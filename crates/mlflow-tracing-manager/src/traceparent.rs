@@ -3,9 +3,28 @@
 
 use std::str::FromStr as _;
 
-use opentelemetry::trace::{
-    SpanContext, SpanId as OtelSpanId, TraceFlags, TraceId as OtelTraceId, TraceState,
-};
+use mlflow_tracing_entities::{SpanId, TraceId};
+use opentelemetry::trace::TraceState;
+
+/// A parent span in another process, as its `traceparent` (and `tracestate`) describe it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RemoteContext {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    pub(crate) sampled: bool,
+    /// The `tracestate` header, when there was a valid one.
+    pub(crate) trace_state: Option<String>,
+}
+
+/// The `traceparent` value of a span (version `00`).
+pub(crate) fn format(trace_id: TraceId, span_id: SpanId, sampled: bool) -> String {
+    format!(
+        "00-{}-{}-{}",
+        trace_id.to_hex(),
+        span_id.to_hex(),
+        if sampled { "01" } else { "00" }
+    )
+}
 
 /// The length of a version `00` value: `vv-<32 hex>-<16 hex>-ff`.
 const LEN_V00: usize = 55;
@@ -14,14 +33,14 @@ fn lower_hex(s: &str) -> bool {
     s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// Parses a `traceparent` value (and an optional `tracestate`) into a remote span context.
+/// Parses a `traceparent` value (and an optional `tracestate`) into a remote parent.
 ///
 /// Only the optional whitespace HTTP allows around a field value (spaces and tabs) is trimmed;
 /// any other control character, uppercase hex, the forbidden version `ff`, an all-zero trace or
 /// parent id, or a wrong length makes the value invalid (`None`). A version above `00` may carry
 /// more fields after a `-`, which are ignored, as the specification asks of parsers that know
 /// only version `00`. An invalid `tracestate` is dropped, never fatal.
-pub(crate) fn parse(traceparent: &str, tracestate: Option<&str>) -> Option<SpanContext> {
+pub(crate) fn parse(traceparent: &str, tracestate: Option<&str>) -> Option<RemoteContext> {
     let value = traceparent.trim_matches([' ', '\t']);
     if !value.is_ascii() || value.bytes().any(|b| b.is_ascii_control()) {
         return None;
@@ -50,24 +69,24 @@ pub(crate) fn parse(traceparent: &str, tracestate: Option<&str>) -> Option<SpanC
     {
         return None;
     }
-    let trace_id = OtelTraceId::from_hex(trace_id).ok()?;
-    let span_id = OtelSpanId::from_hex(parent_id).ok()?;
-    if trace_id == OtelTraceId::INVALID || span_id == OtelSpanId::INVALID {
+    let trace_id = TraceId::from_hex(trace_id).ok()?;
+    let span_id = SpanId::from_hex(parent_id).ok()?;
+    if trace_id.to_int() == 0 || span_id.to_int() == 0 {
         return None;
     }
     let flags = u8::from_str_radix(flags, 16).ok()?;
-    let state = tracestate
+    let trace_state = tracestate
         .map(|s| s.trim_matches([' ', '\t']))
         .filter(|s| !s.bytes().any(|b| b.is_ascii_control()))
         .and_then(|s| TraceState::from_str(s).ok())
-        .unwrap_or_default();
-    Some(SpanContext::new(
+        .map(|s| s.header())
+        .filter(|s| !s.is_empty());
+    Some(RemoteContext {
         trace_id,
         span_id,
-        TraceFlags::new(flags) & TraceFlags::SAMPLED,
-        true,
-        state,
-    ))
+        sampled: flags & 1 == 1,
+        trace_state,
+    })
 }
 
 #[cfg(test)]
@@ -80,19 +99,23 @@ mod tests {
     #[test]
     fn the_specifications_valid_examples_parse() {
         let sc = parse(&format!("00-{TRACE}-{PARENT}-01"), None).unwrap();
-        assert_eq!(sc.trace_id().to_string(), TRACE);
-        assert_eq!(sc.span_id().to_string(), PARENT);
-        assert!(sc.is_sampled() && sc.is_remote());
+        assert_eq!(sc.trace_id.to_hex(), TRACE);
+        assert_eq!(sc.span_id.to_hex(), PARENT);
+        assert!(sc.sampled);
+        assert_eq!(
+            format(sc.trace_id, sc.span_id, true),
+            format!("00-{TRACE}-{PARENT}-01")
+        );
         assert!(
             !parse(&format!("00-{TRACE}-{PARENT}-00"), None)
                 .unwrap()
-                .is_sampled()
+                .sampled
         );
         // Unknown flag bits are ignored; only "sampled" is kept.
         assert!(
             parse(&format!("00-{TRACE}-{PARENT}-09"), None)
                 .unwrap()
-                .is_sampled()
+                .sampled
         );
         // Optional whitespace around the value.
         assert!(parse(&format!(" \t00-{TRACE}-{PARENT}-01\t "), None).is_some());
@@ -139,8 +162,11 @@ mod tests {
     fn tracestate_is_kept_when_valid_and_dropped_when_not() {
         let tp = format!("00-{TRACE}-{PARENT}-01");
         let sc = parse(&tp, Some("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")).unwrap();
-        assert_eq!(sc.trace_state().get("congo"), Some("t61rcWkgMzE"));
+        assert_eq!(
+            sc.trace_state.as_deref(),
+            Some("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")
+        );
         let sc = parse(&tp, Some("bad\r\n")).unwrap();
-        assert_eq!(sc.trace_state().header(), "");
+        assert_eq!(sc.trace_state, None);
     }
 }

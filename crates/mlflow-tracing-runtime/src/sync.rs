@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use mlflow_tracing_manager::{Dispatch, ExportItem, LifecycleError, TraceExporter};
+use mlflow_tracing_manager::{Dispatch, ExportItem, LifecycleError, TraceExporter, panic_message};
 
-use crate::{Counters, Failure, StartError, WorkerStats};
+use crate::stats::{Counters, Failure, WorkerStats};
+use crate::worker::WorkerStartError;
 
 /// A [`Dispatch`] that runs every export on the caller's thread before `dispatch` returns, as
 /// MLflow does with `MLFLOW_ENABLE_ASYNC_TRACE_LOGGING=false`. Slow by design: the code that ends
@@ -40,12 +41,15 @@ impl SyncDispatch {
     /// Wraps `exporter`; each export may take at most `timeout`.
     ///
     /// # Errors
-    /// [`StartError`] when the runtime cannot be created.
-    pub fn new(exporter: Arc<dyn TraceExporter>, timeout: Duration) -> Result<Self, StartError> {
+    /// [`WorkerStartError`] when the runtime cannot be created.
+    pub fn new(
+        exporter: Arc<dyn TraceExporter>,
+        timeout: Duration,
+    ) -> Result<Self, WorkerStartError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(StartError)?;
+            .map_err(WorkerStartError)?;
         Ok(SyncDispatch {
             exporter,
             runtime: Some(runtime),
@@ -99,14 +103,6 @@ impl SyncDispatch {
             Err(panic) => Err(LifecycleError::InternalFailure(panic)),
         }
     }
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("a non-string panic payload")
 }
 
 impl Dispatch for SyncDispatch {

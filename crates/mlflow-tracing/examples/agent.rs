@@ -12,10 +12,8 @@
 
 use std::time::Duration;
 
-use mlflow_tracing::{
-    ClientError, MlflowExporter, TraceUpdate, TracerBuilder, TrackingClient, start_span,
-    update_current_trace,
-};
+use mlflow_tracing::server::{ClientError, MlflowExporter, TrackingClient};
+use mlflow_tracing::{TraceUpdate, TracerBuilder, start_span, update_current_trace};
 use serde::Serialize;
 use serde_json::json;
 
@@ -191,7 +189,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "What is the weather in Paris, in Fahrenheit?",
     ] {
         let answer = agent(question.to_owned()).await;
-        let id = mlflow_tracing::last_active_trace_id().unwrap_or_default();
+        let id = mlflow_tracing::context::last_active_trace_id().unwrap_or_default();
         println!("traced  {id}  {question:?} -> {answer:?}");
         trace_ids.push(id);
     }

@@ -1,8 +1,10 @@
-//! The in-memory trace manager: in-progress traces keyed by OpenTelemetry trace id, with MLflow's
-//! TTL and capacity limits (moka), and the bookkeeping that decides when a trace is complete.
+//! The data of traces in progress: one [`TraceEntry`] per trace (its info, finished and open
+//! spans, and the flags that decide when it is complete), kept in a [`TraceBuffer`] keyed by
+//! trace id with MLflow's TTL and capacity limits (moka). No policy lives here: the trace
+//! manager decides what happens to a trace.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use mlflow_tracing_entities::{Span, SpanId, TraceId, TraceInfo, TraceLocation};
@@ -10,13 +12,13 @@ use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
-use crate::live::LiveSpanInner;
 use crate::stats::Stats;
+use crate::util::lock;
 
-/// Locks a mutex, recovering the data if a panicking thread poisoned it (the state stays
-/// consistent: every critical section only pushes, pops or flips flags).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+/// A live root span the timeout can end (MLflow's halt): implemented by the span API's spans.
+pub(crate) trait HaltRoot: Send + Sync {
+    /// Ends the span with ERROR and an `exception` event carrying `message`.
+    fn halt(&self, message: String);
 }
 
 /// [`TraceEntry::fate`]: in progress.
@@ -63,7 +65,7 @@ pub(crate) struct EntryState {
     pub(crate) popped: bool,
     /// The live root span, so the timeout can end it. Weak: the trace buffer never keeps a span
     /// alive by itself.
-    pub(crate) root_span: Option<Weak<LiveSpanInner>>,
+    pub(crate) root_span: Option<Weak<dyn HaltRoot>>,
 }
 
 /// What `finish_span` decided.
@@ -184,56 +186,48 @@ impl TraceEntry {
     }
 }
 
-thread_local! {
-    /// The trace of the span the span API is starting or ending on this thread, so the span
-    /// processor (called synchronously by the SDK inside `start`/`end`) finds it without a
-    /// buffer lookup. Taken (not read) so nested calls fall back to the buffer.
-    static HANDOFF: std::cell::RefCell<Option<Arc<TraceEntry>>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Runs `f` (which starts or ends a span) with `entry` handed to the span processor.
-pub(crate) fn with_handoff<R>(entry: Option<&Arc<TraceEntry>>, f: impl FnOnce() -> R) -> R {
-    /// Restores the previous slot even if `f` unwinds.
-    struct Restore(Option<Arc<TraceEntry>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let previous = self.0.take();
-            let _ = HANDOFF.try_with(|h| {
-                if let Ok(mut slot) = h.try_borrow_mut() {
-                    *slot = previous;
-                }
-            });
-        }
-    }
-    let Some(entry) = entry else { return f() };
-    let _restore = Restore(HANDOFF.with(|h| h.borrow_mut().replace(entry.clone())));
-    f()
-}
-
-/// The handed-off trace, if it is the one with `trace_id`.
-fn take_handoff(trace_id: TraceId) -> Option<Arc<TraceEntry>> {
-    HANDOFF
-        .try_with(|h| {
-            let mut slot = h.try_borrow_mut().ok()?;
-            if slot.as_ref()?.otel_trace_id == trace_id {
-                slot.take()
-            } else {
-                None
-            }
-        })
-        .ok()
-        .flatten()
-}
-
 /// The buffer of in-progress traces.
 pub(crate) struct TraceBuffer {
     cache: Cache<u128, Arc<TraceEntry>>,
 }
 
+/// The buffer of in-progress traces, as the trace manager uses it: a trait object, so its code
+/// (moka's, whose memory reclamation keeps global state) is always the code of the copy of this
+/// crate that made it, even when another copy calls it (evcxr links a copy into every notebook
+/// cell).
+pub(crate) trait Buffer: Send + Sync {
+    /// Adds a trace.
+    fn insert(&self, entry: Arc<TraceEntry>);
+    /// The trace with this id.
+    fn get(&self, trace_id: TraceId) -> Option<Arc<TraceEntry>>;
+    /// Removes `entry`, and only it (a new trace may have taken its key since).
+    fn remove(&self, entry: &Arc<TraceEntry>);
+    /// The entry of `trace_id`, inserting `make()` when there is none; true when inserted.
+    fn get_or_insert(
+        &self,
+        trace_id: TraceId,
+        make: &mut dyn FnMut() -> Arc<TraceEntry>,
+    ) -> (Arc<TraceEntry>, bool);
+    /// Every trace in progress.
+    fn entries(&self) -> Vec<Arc<TraceEntry>>;
+    /// Applies pending expirations and evictions now (moka does this lazily otherwise).
+    fn run_pending_tasks(&self);
+    /// How many traces are in progress.
+    fn len(&self) -> u64;
+}
+
 impl TraceBuffer {
     /// `ttl: None` keeps traces until they complete, are halted or are pushed out by capacity
     /// (MLflow drops the TTL when a trace timeout is set).
-    pub(crate) fn new(ttl: Option<Duration>, max_size: u64, stats: Arc<Stats>) -> Self {
+    pub(crate) fn new_boxed(
+        ttl: Option<Duration>,
+        max_size: u64,
+        stats: Arc<Stats>,
+    ) -> Box<dyn Buffer> {
+        Box::new(Self::new(ttl, max_size, stats))
+    }
+
+    fn new(ttl: Option<Duration>, max_size: u64, stats: Arc<Stats>) -> Self {
         let mut builder = Cache::builder()
             .max_capacity(max_size)
             .eviction_policy(EvictionPolicy::lru());
@@ -265,24 +259,18 @@ impl TraceBuffer {
             .build();
         TraceBuffer { cache }
     }
+}
 
-    pub(crate) fn insert(&self, entry: Arc<TraceEntry>) {
+impl Buffer for TraceBuffer {
+    fn insert(&self, entry: Arc<TraceEntry>) {
         self.cache.insert(entry.otel_trace_id.to_int(), entry);
     }
 
-    pub(crate) fn get(&self, trace_id: TraceId) -> Option<Arc<TraceEntry>> {
+    fn get(&self, trace_id: TraceId) -> Option<Arc<TraceEntry>> {
         self.cache.get(&trace_id.to_int())
     }
 
-    /// The trace handed off by the span API on this thread, else a buffer lookup.
-    pub(crate) fn get_for_span(&self, trace_id: TraceId) -> Option<Arc<TraceEntry>> {
-        take_handoff(trace_id)
-            .filter(|e| !e.is_evicted())
-            .or_else(|| self.get(trace_id))
-    }
-
-    /// Removes `entry`, and only it (a new trace may have taken its key since).
-    pub(crate) fn remove(&self, entry: &Arc<TraceEntry>) {
+    fn remove(&self, entry: &Arc<TraceEntry>) {
         let _ = self
             .cache
             .entry(entry.otel_trace_id.to_int())
@@ -294,28 +282,25 @@ impl TraceBuffer {
             });
     }
 
-    /// The in-progress entry of `trace_id`, inserting `make()` when there is none; true when
-    /// inserted.
-    pub(crate) fn get_or_insert(
+    fn get_or_insert(
         &self,
         trace_id: TraceId,
-        make: impl FnOnce() -> Arc<TraceEntry>,
+        make: &mut dyn FnMut() -> Arc<TraceEntry>,
     ) -> (Arc<TraceEntry>, bool) {
         let entry = self.cache.entry(trace_id.to_int()).or_insert_with(make);
         let fresh = entry.is_fresh();
         (entry.into_value(), fresh)
     }
 
-    pub(crate) fn entries(&self) -> Vec<Arc<TraceEntry>> {
+    fn entries(&self) -> Vec<Arc<TraceEntry>> {
         self.cache.iter().map(|(_, v)| v).collect()
     }
 
-    /// Applies pending expirations and evictions now (moka does this lazily otherwise).
-    pub(crate) fn run_pending_tasks(&self) {
+    fn run_pending_tasks(&self) {
         self.cache.run_pending_tasks();
     }
 
-    pub(crate) fn len(&self) -> u64 {
+    fn len(&self) -> u64 {
         self.cache.run_pending_tasks();
         self.cache.entry_count()
     }

@@ -1,0 +1,332 @@
+//! Sending requests: URLs, auth headers, bodies, MLflow's retry schedule and the mapping of
+//! answers to [`ClientError`].
+
+use std::time::Duration;
+
+use mlflow_tracing_entities::json;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::client::TrackingClient;
+use crate::config::Auth;
+use crate::error::ClientError;
+
+/// Characters kept as they are in a path segment or query value (RFC 3986 unreserved).
+pub(crate) const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Statuses retried with backoff, as MLflow's `requests` session does.
+const RETRY_STATUSES: [u16; 6] = [408, 429, 500, 502, 503, 504];
+
+pub(crate) enum Body {
+    None,
+    Json(String),
+    Protobuf(Vec<u8>),
+    Text(Vec<u8>),
+}
+
+/// One request to send.
+pub(crate) struct Call {
+    pub(crate) method: Method,
+    /// The path (without query), appended to the tracking URI; shown in errors.
+    pub(crate) path: String,
+    pub(crate) query: Vec<(&'static str, String)>,
+    pub(crate) body: Body,
+    pub(crate) headers: Vec<(&'static str, String)>,
+    pub(crate) retries: bool,
+    pub(crate) timeout: Option<Duration>,
+    /// Send to this absolute URL instead of tracking URI + path.
+    pub(crate) url: Option<String>,
+}
+
+impl Call {
+    pub(crate) fn new(method: Method, path: impl Into<String>) -> Self {
+        Call {
+            method,
+            path: path.into(),
+            query: Vec::new(),
+            body: Body::None,
+            headers: Vec::new(),
+            retries: true,
+            timeout: None,
+            url: None,
+        }
+    }
+
+    pub(crate) fn query(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.query.push((key, value.into()));
+        self
+    }
+
+    pub(crate) fn json(mut self, body: String) -> Self {
+        self.body = Body::Json(body);
+        self
+    }
+}
+
+fn method_name(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        _ => "HTTP",
+    }
+}
+
+impl TrackingClient {
+    fn url(&self, call: &Call) -> String {
+        let mut url = call
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("{}{}", self.base, call.path));
+        for (i, (k, v)) in call.query.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(k);
+            url.push('=');
+            url.extend(utf8_percent_encode(v, ENCODE));
+        }
+        url
+    }
+
+    /// Sends `call`, retrying as configured; the body of a 2xx answer.
+    pub(crate) async fn send(&self, call: Call) -> Result<Vec<u8>, ClientError> {
+        let method = method_name(&call.method);
+        let url = self.url(&call);
+        let max_retries = if call.retries {
+            self.config.max_retries
+        } else {
+            0
+        };
+        let mut retry = 0;
+        let mut token_refreshed = false;
+        loop {
+            let mut request = self.http.request(call.method.clone(), &url);
+            if let Some(timeout) = call.timeout {
+                request = request.timeout(timeout);
+            }
+            // Credentials only go to the tracking server itself, not to another host an
+            // artifact location names.
+            let auth = if call
+                .url
+                .as_deref()
+                .is_some_and(|u| !same_origin(u, &self.base))
+            {
+                &Auth::None
+            } else {
+                &self.config.auth
+            };
+            request = match auth {
+                Auth::None => request,
+                Auth::Bearer(token) => request.bearer_auth(token.expose()),
+                Auth::Basic { username, password } => {
+                    request.basic_auth(username, Some(password.expose()))
+                }
+                Auth::OAuthClientCredentials {
+                    token_url,
+                    client_id,
+                    client_secret,
+                    scope,
+                } => {
+                    let token = self
+                        .oauth_token(token_url, client_id, client_secret, scope)
+                        .await?;
+                    request.bearer_auth(token.expose())
+                }
+            };
+            for (k, v) in &call.headers {
+                request = request.header(*k, v);
+            }
+            request = match &call.body {
+                Body::None => request,
+                Body::Json(s) => request
+                    .header("Content-Type", "application/json")
+                    .body(s.clone()),
+                Body::Protobuf(b) => request
+                    .header("Content-Type", "application/x-protobuf")
+                    .body(b.clone()),
+                Body::Text(b) => request.header("Content-Type", "text/plain").body(b.clone()),
+            };
+            let wait = match request.send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    if response.status().is_success() {
+                        let body = response.bytes().await.map_err(|e| ClientError::Transport {
+                            method,
+                            endpoint: call.path.clone(),
+                            timeout: e.is_timeout(),
+                            message: format!("reading the answer: {}", error_chain(e)),
+                        })?;
+                        return Ok(body.to_vec());
+                    }
+                    if status == 401
+                        && !token_refreshed
+                        && matches!(self.config.auth, Auth::OAuthClientCredentials { .. })
+                    {
+                        // The token may have been revoked or expired early: fetch a new one.
+                        token_refreshed = true;
+                        self.drop_token().await;
+                        continue;
+                    }
+                    if !RETRY_STATUSES.contains(&status) || retry >= max_retries {
+                        let body = response.bytes().await.unwrap_or_default();
+                        return Err(http_error(method, &call.path, status, &body));
+                    }
+                    let after = (self.config.respect_retry_after
+                        && matches!(status, 413 | 429 | 503))
+                    .then(|| retry_after(response.headers()))
+                    .flatten();
+                    after.unwrap_or_else(|| self.config.backoff(retry + 1))
+                }
+                Err(e) => {
+                    let retryable = e.is_connect() || e.is_timeout() || e.is_request();
+                    if !retryable || retry >= max_retries {
+                        let timeout = e.is_timeout();
+                        let mut message = error_chain(e);
+                        if timeout {
+                            message.push_str(
+                                " (the request timed out; raise MLFLOW_HTTP_REQUEST_TIMEOUT)",
+                            );
+                        }
+                        if retry > 0 {
+                            message.push_str(&format!(" after {} retries", retry));
+                        }
+                        return Err(ClientError::Transport {
+                            method,
+                            endpoint: call.path.clone(),
+                            message,
+                            timeout,
+                        });
+                    }
+                    self.config.backoff(retry + 1)
+                }
+            };
+            retry += 1;
+            tracing::debug!(
+                method,
+                endpoint = %call.path,
+                retry,
+                wait_ms = wait.as_millis() as u64,
+                "retrying an MLflow request"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    pub(crate) async fn send_json<T: serde::de::DeserializeOwned>(
+        &self,
+        call: Call,
+    ) -> Result<T, ClientError> {
+        let method = method_name(&call.method);
+        let path = call.path.clone();
+        let body = self.send(call).await?;
+        let body = if body.is_empty() {
+            b"{}".to_vec()
+        } else {
+            body
+        };
+        json::parse_json_bytes(&body).map_err(|e| ClientError::Decode {
+            method,
+            endpoint: path,
+            message: e.to_string(),
+        })
+    }
+
+    // ----- server -----
+}
+
+/// Whether two absolute URLs have the same scheme and authority.
+fn same_origin(a: &str, b: &str) -> bool {
+    let origin = |u: &str| {
+        let (scheme, rest) = u.split_once("://").unwrap_or(("", u));
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        (scheme.to_ascii_lowercase(), authority.to_ascii_lowercase())
+    };
+    origin(a) == origin(b)
+}
+
+/// The path part of an absolute URL (for error messages).
+pub(crate) fn url_path(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.find('/')
+        .map_or_else(|| "/".to_owned(), |i| rest[i..].to_owned())
+}
+
+pub(crate) fn segment(s: &str) -> String {
+    utf8_percent_encode(s, ENCODE).to_string()
+}
+
+/// `Retry-After` as seconds or an HTTP date, at most 120 s.
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let text = headers.get("retry-after")?.to_str().ok()?.trim();
+    let wait = match text.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate::parse_http_date(text)
+            .ok()?
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    };
+    Some(wait.min(Duration::from_secs_f64(crate::config::MAX_BACKOFF)))
+}
+
+/// The error of a non-2xx answer: MLflow's `{"error_code", "message"}`, FastAPI's
+/// `{"detail"}`, or the start of the body.
+pub(crate) fn http_error(
+    method: &'static str,
+    path: &str,
+    status: u16,
+    body: &[u8],
+) -> ClientError {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let (code, message) = match parsed.as_ref().and_then(Value::as_object) {
+        Some(obj) if obj.contains_key("error_code") || obj.contains_key("message") => (
+            obj.get("error_code")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            obj.get("message")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        ),
+        Some(obj) if obj.contains_key("detail") => (
+            None,
+            match &obj["detail"] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            },
+        ),
+        _ => {
+            let text = String::from_utf8_lossy(body);
+            let mut text: String = text.chars().take(500).collect();
+            if text.is_empty() {
+                text = "(empty body)".into();
+            }
+            (None, text)
+        }
+    };
+    ClientError::Http {
+        method,
+        endpoint: path.to_owned(),
+        status,
+        code,
+        message,
+    }
+}
+
+/// The error and its sources, without the URL (which reqwest puts in its message).
+pub(crate) fn error_chain(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,388 @@
+//! The trace manager: the one place that decides a trace's lifecycle. A trace starts (its
+//! destination's policy says how), spans start and end in it, it completes when its root has
+//! ended and no span is open (or it is halted by the timeout), and is handed to the dispatch;
+//! or it is evicted. Every front door (the span API, the OpenTelemetry span processor) calls
+//! this small API with plain values.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use mlflow_tracing_entities::{
+    MlflowTraceId, Span, SpanEvent, SpanLogLevel, SpanType, Trace, TraceId, TraceInfo, TraceState,
+    keys,
+};
+use serde_json::Value;
+
+use crate::export::{Dispatch, ExportItem, SpanItem, TraceItem};
+use crate::in_progress::{Buffer, Completed, TraceBuffer, TraceEntry};
+use crate::limits::SpanLimits;
+use crate::policy::{RootStart, TracePolicy};
+use crate::stats::Stats;
+use crate::util::{lock, now_ns, panic_message};
+
+/// A user span processor: runs on every span as it ends, before export, and may edit it (e.g. to
+/// redact inputs). A panic inside is caught, counted and logged; the span is exported as it was.
+pub type SpanProcessorFn = Arc<dyn Fn(&mut Span) + Send + Sync>;
+
+/// What a trace manager is made of (from the tracer's settings).
+pub(crate) struct ManagerParts {
+    pub(crate) policy: Box<dyn TracePolicy>,
+    pub(crate) dispatch: Option<Arc<dyn Dispatch>>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) span_processors: Vec<SpanProcessorFn>,
+    pub(crate) limits: SpanLimits,
+    pub(crate) buffer_ttl: Option<Duration>,
+    pub(crate) buffer_max_size: u64,
+    pub(crate) preview_max_chars: usize,
+    pub(crate) trace_timeout: Option<Duration>,
+    pub(crate) timeout_check_interval: Duration,
+    pub(crate) last_active_trace_id: Arc<Mutex<Option<String>>>,
+    pub(crate) enabled: bool,
+}
+
+/// In-progress traces and what happens to them.
+pub(crate) struct TraceManager {
+    /// A trait object: see [`Buffer`].
+    buffer: Box<dyn Buffer>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) dispatch: Option<Arc<dyn Dispatch>>,
+    wants_spans: bool,
+    policy: Box<dyn TracePolicy>,
+    span_processors: Vec<SpanProcessorFn>,
+    pub(crate) limits: SpanLimits,
+    preview_max_chars: usize,
+    trace_timeout: Option<Duration>,
+    timeout_check_interval: Duration,
+    created: Instant,
+    /// ms since `created` of the last timeout check.
+    last_timeout_check_ms: AtomicU64,
+    pub(crate) last_active_trace_id: Arc<Mutex<Option<String>>>,
+    pub(crate) enabled: AtomicBool,
+}
+
+impl fmt::Debug for TraceManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TraceManager")
+            .field("policy", &self.policy)
+            .field("dispatch", &self.dispatch)
+            .field("trace_timeout", &self.trace_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TraceManager {
+    pub(crate) fn new(parts: ManagerParts) -> Self {
+        TraceManager {
+            buffer: TraceBuffer::new_boxed(
+                parts.buffer_ttl,
+                parts.buffer_max_size,
+                parts.stats.clone(),
+            ),
+            stats: parts.stats,
+            wants_spans: parts.dispatch.as_ref().is_some_and(|d| d.wants_spans()),
+            dispatch: parts.dispatch,
+            policy: parts.policy,
+            span_processors: parts.span_processors,
+            limits: parts.limits,
+            preview_max_chars: parts.preview_max_chars,
+            trace_timeout: parts.trace_timeout,
+            timeout_check_interval: parts.timeout_check_interval,
+            created: Instant::now(),
+            last_timeout_check_ms: AtomicU64::new(0),
+            last_active_trace_id: parts.last_active_trace_id,
+            enabled: AtomicBool::new(parts.enabled),
+        }
+    }
+
+    /// Registers a new trace (a root span starts); `None` when its destination does not track
+    /// it.
+    pub(crate) fn start_trace(
+        &self,
+        trace_id: TraceId,
+        name: &str,
+        experiment_id: Option<String>,
+    ) -> Option<Arc<TraceEntry>> {
+        let now_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let (mlflow_id, info) = self.policy.start(RootStart {
+            trace_id,
+            name,
+            experiment_id,
+            now_ms,
+        })?;
+        let entry = Arc::new(TraceEntry::new(trace_id, mlflow_id, info, false));
+        self.buffer.insert(entry.clone());
+        self.stats.trace_started();
+        Some(entry)
+    }
+
+    /// Registers the placeholder trace of a request continued from a remote `traceparent`
+    /// (shared by concurrent continuations); `None` when that trace is in progress here, so its
+    /// spans simply join it.
+    pub(crate) fn start_remote_trace(&self, trace_id: TraceId) -> Option<Arc<TraceEntry>> {
+        let (entry, fresh) = self.buffer.get_or_insert(trace_id, &mut || {
+            let mlflow_id = MlflowTraceId::v3(trace_id).to_string();
+            let info = TraceInfo::new(mlflow_id.clone(), self.policy.remote_location(), 0);
+            Arc::new(TraceEntry::new(trace_id, mlflow_id, info, true))
+        });
+        if fresh {
+            return Some(entry);
+        }
+        if !entry.remote {
+            return None;
+        }
+        entry.scopes.fetch_add(1, Ordering::AcqRel);
+        Some(entry)
+    }
+
+    /// The trace in progress with this id.
+    pub(crate) fn entry(&self, trace_id: TraceId) -> Option<Arc<TraceEntry>> {
+        self.buffer.get(trace_id)
+    }
+
+    /// A span ended: MLflow's log-level rules, the destination's root-end attributes, user span
+    /// processors, the span item, then the trace completes if this was its last open span.
+    /// `entry` is the span's trace when the caller knows it (else it is looked up); a span
+    /// whose trace is gone is dropped and counted.
+    pub(crate) fn end_span(&self, entry: Option<&Arc<TraceEntry>>, mut span: Span) {
+        let entry = match entry {
+            Some(e) => e.clone(),
+            None => match self.buffer.get(span.trace_id()) {
+                Some(e) => e,
+                None => {
+                    self.stats.span_dropped(span.name());
+                    return;
+                }
+            },
+        };
+        apply_log_level_rules(&mut span);
+        if span.parent_id().is_none() {
+            let attributes = self.policy.root_end_attributes(&entry.lock().info);
+            for (key, value) in attributes {
+                span.set_raw_attribute(key, Value::String(value));
+            }
+        }
+        self.apply_span_processors(&mut span);
+        let item = self.wants_spans.then(|| {
+            ExportItem::Span(Box::new(SpanItem {
+                span: span.clone(),
+                trace_id: entry.mlflow_trace_id.clone(),
+                location: entry.location.clone(),
+            }))
+        });
+        let completed = match entry.finish_span(span) {
+            Ok(completed) => completed,
+            Err(span) => {
+                self.stats.span_dropped(span.name());
+                return;
+            }
+        };
+        if let Some(item) = item {
+            self.send(item);
+        }
+        if let Some(completed) = completed {
+            self.complete(&entry, completed);
+        }
+    }
+
+    fn apply_span_processors(&self, span: &mut Span) {
+        for processor in &self.span_processors {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| processor(span))) {
+                self.stats
+                    .span_processor_error(panic_message(payload.as_ref()));
+            }
+        }
+    }
+
+    /// Pops a completed trace, applies the root-end rules and hands it to the dispatch.
+    pub(crate) fn complete(&self, entry: &Arc<TraceEntry>, completed: Completed) {
+        self.buffer.remove(entry);
+        let Completed {
+            info,
+            spans,
+            halted,
+        } = completed;
+        if entry.remote && spans.is_empty() {
+            // A continued trace in which this process made no span: nothing to export.
+            return;
+        }
+        let mut trace = Trace::new(info, spans);
+        if !entry.remote {
+            self.policy.finalize(&mut trace, self.preview_max_chars);
+            if halted && trace.info.state == TraceState::InProgress {
+                trace.info.state = TraceState::Error;
+            }
+            *lock(&self.last_active_trace_id) = Some(entry.mlflow_trace_id.clone());
+            self.stats.trace_finished();
+        }
+        self.send(ExportItem::Trace(Box::new(TraceItem {
+            trace,
+            remote: entry.remote,
+        })));
+    }
+
+    fn send(&self, item: ExportItem) {
+        match &self.dispatch {
+            Some(d) => d.dispatch(item),
+            None => self
+                .stats
+                .record_export_dropped(1, "no exporter is configured"),
+        }
+    }
+
+    /// Applies buffer expiry and halts traces older than the timeout (at most once per check
+    /// interval unless `force`).
+    pub(crate) fn check_timeouts(&self, force: bool) {
+        let now_ms = self.created.elapsed().as_millis() as u64;
+        let last = self.last_timeout_check_ms.load(Ordering::Relaxed);
+        if !force {
+            let interval = self.timeout_check_interval.as_millis() as u64;
+            if now_ms.saturating_sub(last) < interval
+                || self
+                    .last_timeout_check_ms
+                    .compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+            {
+                return; // checked recently, or another thread is checking
+            }
+        }
+        self.buffer.run_pending_tasks();
+        let Some(timeout) = self.trace_timeout else {
+            return;
+        };
+        for entry in self.buffer.entries() {
+            if entry.remote || entry.registered.elapsed() < timeout {
+                continue;
+            }
+            self.halt(&entry, timeout);
+        }
+    }
+
+    /// MLflow's halt: root status ERROR, an `exception` event saying the trace timed out, end the
+    /// root (which exports the partial trace).
+    fn halt(&self, entry: &Arc<TraceEntry>, timeout: Duration) {
+        let (root, deferred) = {
+            let mut st = entry.lock();
+            if st.popped {
+                return;
+            }
+            st.halted = true;
+            let root = st.root_span.as_ref().and_then(std::sync::Weak::upgrade);
+            (root, st.root_ended)
+        };
+        self.stats.trace_timed_out(&entry.mlflow_trace_id);
+        if deferred {
+            // The root ended; a background span hangs: export what there is.
+            if let Some(completed) = entry.force_complete() {
+                self.complete(entry, completed);
+            }
+            return;
+        }
+        let message = format!(
+            "Trace {} is timed out after {} seconds. The operation may be stuck or taking too \
+             long to complete. To increase the timeout, set the environment variable \
+             MLFLOW_TRACE_TIMEOUT_SECONDS to a larger value.",
+            entry.mlflow_trace_id,
+            timeout.as_secs()
+        );
+        match root {
+            // Ending the root pops the (halted) trace. If its owner is ending it right now, the
+            // owner's end does the same.
+            Some(root) => root.halt(message),
+            None => {
+                // The root span is gone (a foreign span dropped unended): export what there is.
+                if let Some(completed) = entry.force_complete() {
+                    self.complete(entry, completed);
+                }
+            }
+        }
+    }
+
+    /// At shutdown: traces still in progress cannot finish any more; count and log them.
+    pub(crate) fn abandon_in_progress(&self) {
+        for entry in self.buffer.entries() {
+            if entry
+                .fate
+                .compare_exchange(
+                    crate::in_progress::LIVE,
+                    crate::in_progress::EVICTED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+            {
+                let spans = entry
+                    .state
+                    .try_lock()
+                    .map_or(0, |st| st.finished.len() + st.open.len());
+                self.stats.trace_evicted(
+                    &entry.mlflow_trace_id,
+                    spans,
+                    "still in progress at shutdown",
+                );
+            }
+        }
+    }
+
+    /// Exports traces whose root ended but whose background spans are still open (MLflow exports
+    /// such deferred roots at shutdown).
+    pub(crate) fn flush_deferred(&self) {
+        for entry in self.buffer.entries() {
+            let deferred = {
+                let st = entry.lock();
+                st.root_ended && !st.popped
+            };
+            if deferred && let Some(completed) = entry.force_complete() {
+                self.complete(&entry, completed);
+            }
+        }
+    }
+
+    /// Number of traces in progress.
+    pub(crate) fn in_progress(&self) -> u64 {
+        self.buffer.len()
+    }
+}
+
+/// The exception event MLflow adds to a root it halts on timeout.
+pub(crate) fn timeout_event(message: String) -> SpanEvent {
+    SpanEvent::exception("MlflowTracingException", message, "", now_ns())
+}
+
+/// MLflow's log-level rules at span end: the span type's default level when none was set, and
+/// ERROR once an `exception` event was added.
+fn apply_log_level_rules(span: &mut Span) {
+    if !span.raw_attributes().contains_key(keys::span::LOG_LEVEL) {
+        // The span type as stored is almost always a plain JSON string: read it without parsing.
+        let span_type = match span.raw_attributes().get(keys::span::SPAN_TYPE) {
+            Some(Value::String(s))
+                if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') && !s.contains('\\') =>
+            {
+                SpanType::from(&s[1..s.len() - 1])
+            }
+            _ => span.span_type().unwrap_or(SpanType::Unknown),
+        };
+        let level = span_type.default_log_level();
+        span.set_raw_attribute(
+            keys::span::LOG_LEVEL,
+            Value::String(level.as_i64().to_string()),
+        );
+    }
+    if span.events().iter().any(|e| e.name == SpanEvent::EXCEPTION) {
+        let error = SpanLogLevel::Error.as_i64();
+        let current = span
+            .raw_attributes()
+            .get(keys::span::LOG_LEVEL)
+            .and_then(|v| match v {
+                Value::String(s) => s.parse::<i64>().ok(),
+                other => other.as_i64(),
+            });
+        if current.is_none_or(|c| c < error) {
+            span.set_raw_attribute(keys::span::LOG_LEVEL, Value::String(error.to_string()));
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! [`ExportWorker`]: the named worker thread, its bounded queue, batching, bounded concurrent
+//! exports, flush and shutdown.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mlflow_tracing_entities::TraceLocation;
+use mlflow_tracing_manager::{Dispatch, ExportItem, LifecycleError, TraceExporter};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use crate::config::WorkerConfig;
+use crate::stats::{Counters, Failure, WorkerStats};
+
+enum Control {
+    Flush(oneshot::Sender<()>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+struct Inner {
+    items: mpsc::Sender<ExportItem>,
+    control: mpsc::UnboundedSender<Control>,
+    counters: Arc<Counters>,
+    wants_spans: bool,
+    shut_down: AtomicBool,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    started: Instant,
+    /// ms since `started` of the last queue-full warning (+1; 0 = never).
+    last_full_warning_ms: AtomicU64,
+    exporter_name: String,
+    maintenance: Maintenance,
+    /// Signalled when a full batch is queued; the worker is not woken per item.
+    batch_ready: Arc<Notify>,
+    batch_size: usize,
+}
+
+/// Work the worker runs once a second (the tracer's timeout halting and buffer expiry).
+type Maintenance = Arc<Mutex<Option<Box<dyn Fn() + Send>>>>;
+
+/// A worker thread behind a bounded queue; cheap to clone (an `Arc`). See the crate docs.
+#[derive(Clone)]
+pub struct ExportWorker {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for ExportWorker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExportWorker")
+            .field("exporter", &self.inner.exporter_name)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// The worker could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the MLflow export worker: {0}")]
+pub struct WorkerStartError(#[source] pub(crate) std::io::Error);
+
+impl ExportWorker {
+    /// Starts the worker thread for `exporter`.
+    ///
+    /// # Errors
+    /// [`WorkerStartError`] when the thread or its runtime cannot be created.
+    pub fn start(
+        exporter: impl TraceExporter,
+        config: WorkerConfig,
+    ) -> Result<Self, WorkerStartError> {
+        Self::start_arc(Arc::new(exporter), config)
+    }
+
+    /// Starts the worker thread for a shared exporter.
+    ///
+    /// # Errors
+    /// [`WorkerStartError`] when the thread or its runtime cannot be created.
+    pub fn start_arc(
+        exporter: Arc<dyn TraceExporter>,
+        config: WorkerConfig,
+    ) -> Result<Self, WorkerStartError> {
+        let maintenance: Maintenance = Arc::new(Mutex::new(None));
+        let (items_tx, items_rx) = mpsc::channel(config.max_queue_size.max(1));
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let counters = Arc::new(Counters::default());
+        // Timers and I/O: HTTP exporters run their requests on this runtime.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(WorkerStartError)?;
+        let batch_ready = Arc::new(Notify::new());
+        let batch_size = config.max_batch_size.max(1);
+        let worker = Worker {
+            exporter: exporter.clone(),
+            config,
+            counters: counters.clone(),
+            maintenance: maintenance.clone(),
+            batch_ready: batch_ready.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("mlflow-tracing-export".into())
+            .spawn(move || runtime.block_on(worker.run(items_rx, control_rx)))
+            .map_err(WorkerStartError)?;
+        Ok(ExportWorker {
+            inner: Arc::new(Inner {
+                items: items_tx,
+                control: control_tx,
+                counters,
+                wants_spans: exporter.wants_spans(),
+                shut_down: AtomicBool::new(false),
+                thread: Mutex::new(Some(thread)),
+                started: Instant::now(),
+                last_full_warning_ms: AtomicU64::new(0),
+                exporter_name: format!("{exporter:?}"),
+                maintenance,
+                batch_ready,
+                batch_size,
+            }),
+        })
+    }
+
+    /// Runs `task` on the worker thread once a second until shutdown (the facade passes the
+    /// tracer's `run_maintenance`, so overdue traces are halted even when the program is idle).
+    pub fn set_maintenance(&self, task: impl Fn() + Send + 'static) {
+        *self
+            .inner
+            .maintenance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Box::new(task));
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> WorkerStats {
+        self.inner.counters.snapshot()
+    }
+
+    fn warn_queue_full(&self) {
+        let inner = &self.inner;
+        let now = inner.started.elapsed().as_millis() as u64 + 1;
+        let last = inner.last_full_warning_ms.load(Ordering::Relaxed);
+        if (last == 0 || now.saturating_sub(last) >= 30_000)
+            && inner
+                .last_full_warning_ms
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                dropped = self.stats().dropped_queue_full,
+                "the MLflow trace export queue is full; traces are being dropped. Raise \
+                 MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE or \
+                 MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS"
+            );
+        }
+    }
+
+    /// Sends a control message and waits (on this thread) for the worker's answer.
+    fn control(
+        &self,
+        make: impl FnOnce(oneshot::Sender<()>) -> Control,
+        timeout: Duration,
+    ) -> Result<(), LifecycleError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .control
+            .send(make(tx))
+            .map_err(|_| LifecycleError::AlreadyShutdown)?;
+        // A std channel would do as well; this waits without needing a runtime on this thread.
+        let deadline = Instant::now() + timeout;
+        let mut rx = rx;
+        loop {
+            match rx.try_recv() {
+                Ok(()) => return Ok(()),
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    return Err(LifecycleError::InternalFailure(
+                        "the export worker stopped".into(),
+                    ));
+                }
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    if Instant::now() >= deadline {
+                        return Err(LifecycleError::Timeout(timeout));
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+}
+
+impl Dispatch for ExportWorker {
+    fn dispatch(&self, item: ExportItem) {
+        let inner = &self.inner;
+        if inner.shut_down.load(Ordering::Acquire) {
+            inner
+                .counters
+                .dropped_shutdown
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        match inner.items.try_send(item) {
+            Ok(()) => {
+                inner.counters.enqueued.fetch_add(1, Ordering::Relaxed);
+                let queued = inner.items.max_capacity() - inner.items.capacity();
+                if queued >= inner.batch_size {
+                    inner.batch_ready.notify_one();
+                }
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                inner
+                    .counters
+                    .dropped_queue_full
+                    .fetch_add(1, Ordering::Relaxed);
+                self.warn_queue_full();
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                inner
+                    .counters
+                    .dropped_shutdown
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn wants_spans(&self) -> bool {
+        self.inner.wants_spans
+    }
+
+    fn force_flush(&self, timeout: Duration) -> Result<(), LifecycleError> {
+        if self.inner.shut_down.load(Ordering::Acquire) {
+            return Err(LifecycleError::AlreadyShutdown);
+        }
+        self.control(Control::Flush, timeout)
+    }
+
+    fn shutdown(&self, timeout: Duration) -> Result<(), LifecycleError> {
+        if self.inner.shut_down.swap(true, Ordering::AcqRel) {
+            return Err(LifecycleError::AlreadyShutdown);
+        }
+        let result = self.control(Control::Shutdown, timeout);
+        if let Err(LifecycleError::Timeout(_)) = result {
+            let s = self.stats();
+            let unfinished = s.enqueued.saturating_sub(s.exported + s.failed);
+            self.inner
+                .counters
+                .dropped_shutdown_timeout
+                .fetch_add(unfinished, Ordering::Relaxed);
+            tracing::warn!(
+                unfinished,
+                "MLflow export worker shutdown timed out; unfinished exports may be lost"
+            );
+        }
+        // The task may hold the tracer that holds this worker: break the cycle.
+        self.inner
+            .maintenance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if result.is_ok() {
+            let handle = self
+                .inner
+                .thread
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(handle) = handle {
+                let _ = handle.join();
+            }
+        }
+        let stats = self.stats();
+        tracing::info!(
+            enqueued = stats.enqueued,
+            exported = stats.exported,
+            failed = stats.failed,
+            dropped = stats.dropped_queue_full + stats.dropped_shutdown,
+            "MLflow export worker shut down"
+        );
+        result
+    }
+}
+
+/// The state owned by the worker thread.
+struct Worker {
+    exporter: Arc<dyn TraceExporter>,
+    config: WorkerConfig,
+    counters: Arc<Counters>,
+    maintenance: Maintenance,
+    batch_ready: Arc<Notify>,
+}
+
+/// The destination of an item: the location of its trace.
+fn destination(item: &ExportItem) -> Option<&TraceLocation> {
+    match item {
+        ExportItem::Span(s) => Some(&s.location),
+        ExportItem::Trace(t) => Some(&t.trace.info.trace_location),
+        _ => None,
+    }
+}
+
+/// Splits a batch into one batch per destination, keeping the order within each.
+fn group_by_destination(batch: Vec<ExportItem>) -> Vec<Vec<ExportItem>> {
+    let mut groups: Vec<(Option<TraceLocation>, Vec<ExportItem>)> = Vec::new();
+    for item in batch {
+        let key = destination(&item).cloned();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, items)) => items.push(item),
+            None => groups.push((key, vec![item])),
+        }
+    }
+    groups.into_iter().map(|(_, items)| items).collect()
+}
+
+/// Exports in flight, with the number of items each carries (so a panicked export still counts
+/// every item it held as failed).
+#[derive(Default)]
+struct Running {
+    set: JoinSet<Result<(), Failure>>,
+    sizes: std::collections::HashMap<tokio::task::Id, u64>,
+}
+
+impl Running {
+    fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    fn spawn(
+        &mut self,
+        items: u64,
+        export: impl Future<Output = Result<(), Failure>> + Send + 'static,
+    ) {
+        let handle = self.set.spawn(export);
+        self.sizes.insert(handle.id(), items);
+    }
+
+    /// The next finished export: its item count and outcome (a panic is a failure).
+    async fn join_next(&mut self) -> Option<(u64, Result<(), Failure>)> {
+        let (id, result) = match self.set.join_next_with_id().await? {
+            Ok((id, result)) => (id, result),
+            Err(join) => (
+                join.id(),
+                Err(Failure::all(format!("the exporter panicked: {join}"))),
+            ),
+        };
+        Some((self.sizes.remove(&id).unwrap_or(1), result))
+    }
+}
+
+impl Worker {
+    async fn run(
+        self,
+        mut items: mpsc::Receiver<ExportItem>,
+        mut control: mpsc::UnboundedReceiver<Control>,
+    ) {
+        let permits = Arc::new(Semaphore::new(self.config.max_concurrent_exports.max(1)));
+        let mut running = Running::default();
+        let second = Duration::from_secs(1);
+        let mut maintenance =
+            tokio::time::interval_at(tokio::time::Instant::now() + second, second);
+        maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let period = self.config.max_batch_interval.max(Duration::from_millis(1));
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let batch_size = self.config.max_batch_size.max(1);
+        // The queue is read with `try_recv` only, so producers never wake this thread per item:
+        // they signal `batch_ready` when a full batch waits (OpenTelemetry's BatchSpanProcessor
+        // works the same way).
+        loop {
+            tokio::select! {
+                biased;
+                Some(msg) = control.recv() => {
+                    // Everything enqueued before the request is in the queue: export it all.
+                    let closed = self.export_queued(&mut items, usize::MAX, batch_size, &permits, &mut running).await;
+                    while let Some(done) = running.join_next().await {
+                        self.record(done);
+                    }
+                    match msg {
+                        Control::Flush(reply) => {
+                            if let Err(e) = self.exporter.force_flush().await {
+                                tracing::warn!("MLflow exporter flush failed: {e}");
+                            }
+                            let _ = reply.send(());
+                            if closed {
+                                return;
+                            }
+                        }
+                        Control::Shutdown(reply) => {
+                            if let Err(e) = self.exporter.shutdown().await {
+                                tracing::warn!("MLflow exporter shutdown failed: {e}");
+                            }
+                            let _ = reply.send(());
+                            return;
+                        }
+                    }
+                }
+                () = self.batch_ready.notified() => {
+                    // Only full batches; the rest waits for the interval.
+                    let full = items.len() / batch_size * batch_size;
+                    self.export_queued(&mut items, full, batch_size, &permits, &mut running).await;
+                }
+                _ = interval.tick() => {
+                    if self.export_queued(&mut items, usize::MAX, batch_size, &permits, &mut running).await {
+                        // Every handle is gone without a shutdown: finish what runs, then stop.
+                        while let Some(done) = running.join_next().await {
+                            self.record(done);
+                        }
+                        return;
+                    }
+                }
+                Some(done) = running.join_next(), if !running.is_empty() => {
+                    self.record(done);
+                }
+                _ = maintenance.tick() => {
+                    let task = self.maintenance.lock().unwrap_or_else(PoisonError::into_inner);
+                    if let Some(task) = task.as_ref()
+                        && std::panic::catch_unwind(std::panic::AssertUnwindSafe(task)).is_err()
+                    {
+                        tracing::warn!("MLflow tracing maintenance panicked");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes up to `max` queued items and exports them in batches; true when the queue is
+    /// closed (every producer handle dropped).
+    async fn export_queued(
+        &self,
+        items: &mut mpsc::Receiver<ExportItem>,
+        max: usize,
+        batch_size: usize,
+        permits: &Arc<Semaphore>,
+        running: &mut Running,
+    ) -> bool {
+        let mut taken = 0;
+        let mut batch = Vec::with_capacity(batch_size);
+        let mut closed = false;
+        while taken < max {
+            match items.try_recv() {
+                Ok(item) => {
+                    taken += 1;
+                    batch.push(item);
+                    if batch.len() == batch_size {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                        self.export_batches(full, permits, running).await;
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        self.export_batches(batch, permits, running).await;
+        closed
+    }
+
+    /// Exports a batch, one export per destination.
+    async fn export_batches(
+        &self,
+        batch: Vec<ExportItem>,
+        permits: &Arc<Semaphore>,
+        running: &mut Running,
+    ) {
+        if batch.is_empty() {
+            return;
+        }
+        for group in group_by_destination(batch) {
+            self.spawn_export(group, permits, running).await;
+        }
+    }
+
+    async fn spawn_export(
+        &self,
+        batch: Vec<ExportItem>,
+        permits: &Arc<Semaphore>,
+        running: &mut Running,
+    ) {
+        // Waiting for a permit bounds concurrency; results of finished exports are recorded
+        // meanwhile so the set stays small.
+        let permit = loop {
+            if let Ok(p) = permits.clone().try_acquire_owned() {
+                break p;
+            }
+            match running.join_next().await {
+                Some(done) => self.record(done),
+                None => match permits.clone().acquire_owned().await {
+                    Ok(p) => break p,
+                    Err(_) => return,
+                },
+            }
+        };
+        let exporter = self.exporter.clone();
+        let timeout = self.config.export_timeout;
+        let n = batch.len() as u64;
+        running.spawn(n, async move {
+            let _permit = permit;
+            match tokio::time::timeout(timeout, exporter.export(batch)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(Failure {
+                    message: e.to_string(),
+                    items: e.failed_items(),
+                }),
+                Err(_) => Err(Failure::all(format!("timed out after {timeout:?}"))),
+            }
+        });
+    }
+
+    fn record(&self, (n, result): (u64, Result<(), Failure>)) {
+        self.counters.record(n, result);
+    }
+}

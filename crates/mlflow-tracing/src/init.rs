@@ -1,0 +1,177 @@
+//! `init` and its guard: the exporter behind the export runtime, the tracer installed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+#[cfg(any(feature = "mlflow-server", feature = "uc-table"))]
+use mlflow_tracing_client::ClientError;
+#[cfg(feature = "mlflow-server")]
+use mlflow_tracing_entities::is_http_uri;
+#[cfg(feature = "uc-table")]
+use mlflow_tracing_manager::TraceDestination;
+use mlflow_tracing_manager::{ConfigError, Dispatch, Tracer, TracerBuilder};
+use mlflow_tracing_runtime::{
+    ExportWorker, SyncDispatch, WorkerConfig, WorkerStartError, WorkerStats,
+};
+
+/// `init` could not set tracing up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InitError {
+    /// A setting or environment variable is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The export worker thread could not start.
+    #[error(transparent)]
+    Worker(#[from] WorkerStartError),
+    /// The MLflow tracking-server (or Databricks) client could not be set up from the
+    /// environment.
+    #[cfg(any(feature = "mlflow-server", feature = "uc-table"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "mlflow-server", feature = "uc-table"))))]
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+/// Builds the tracer and installs it as the process-wide tracer used by `#[trace]` and
+/// [`start_span`]. Keep the guard alive for the life of the program: dropping it flushes and
+/// shuts the exporter down (within [`InitGuard::SHUTDOWN_TIMEOUT`]) and logs a one-line summary.
+///
+/// Without an exporter in the builder, and with `MLFLOW_TRACKING_URI` set to `http(s)://…`
+/// (feature `mlflow-server`, on by default), traces go to that MLflow tracking server through
+/// [`MlflowExporter::from_env`](crate::server::MlflowExporter::from_env) (auth, TLS, retries
+/// and `MLFLOW_EXPERIMENT_NAME` from the environment too).
+///
+/// The exporter given to [`TracerBuilder::with_exporter`] runs behind the export runtime's
+/// worker thread and bounded queue ([`ExportWorker`](crate::export::ExportWorker), settings from
+/// `MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE` / `_MAX_WORKERS`), which also halts overdue traces
+/// once a second. With `MLFLOW_ENABLE_ASYNC_TRACE_LOGGING=false` it runs on the caller's thread
+/// instead ([`SyncDispatch`](crate::export::SyncDispatch)), as MLflow does: slow, since the code
+/// that ends a root span waits for its export, and overdue traces are then halted only when
+/// spans start or end. In an evcxr notebook kernel that is the default (the kernel exits without
+/// running destructors, and the notebook display loads each trace from the server).
+///
+/// # Errors
+/// [`InitError`] when the settings are invalid or the worker cannot start.
+pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
+    #[cfg(feature = "uc-table")]
+    let builder = if !builder.has_export()
+        && matches!(builder.destination(), TraceDestination::UnityCatalog(_))
+    {
+        builder.with_exporter(crate::uc_table::UcTableExporter::from_env()?)
+    } else {
+        builder
+    };
+    #[cfg(feature = "mlflow-server")]
+    let builder = match std::env::var("MLFLOW_TRACKING_URI") {
+        Ok(uri) if !builder.has_export() && is_http_uri(&uri) => {
+            builder.with_exporter(crate::server::MlflowExporter::from_env()?)
+        }
+        _ => builder,
+    };
+    if !builder.has_export() {
+        tracing::warn!(
+            "mlflow_tracing::init: no exporter (set MLFLOW_TRACKING_URI to an MLflow server, or \
+             call TracerBuilder::with_exporter); finished traces go nowhere"
+        );
+    }
+    let config = WorkerConfig::from_env()?;
+    let mut export = Export::None;
+    let builder = if mlflow_tracing_runtime::async_logging_enabled()? {
+        builder.map_exporter(|exporter| {
+            let w = ExportWorker::start_arc(exporter, config)?;
+            export = Export::Worker(w.clone());
+            Ok::<_, InitError>(Arc::new(w) as Arc<dyn Dispatch>)
+        })?
+    } else {
+        builder.map_exporter(|exporter| {
+            let sync = Arc::new(SyncDispatch::new(exporter, config.export_timeout)?);
+            export = Export::Sync(sync.clone());
+            Ok::<_, InitError>(sync as Arc<dyn Dispatch>)
+        })?
+    };
+    #[cfg(feature = "display")]
+    let builder = if crate::display::in_evcxr() {
+        // In an evcxr notebook, finished traces are shown in the cell that produced them (one
+        // display per cell: each cell's copy of the tracer gets its own).
+        builder.with_dispatch_wrapper(|d| Arc::new(crate::display::DisplayDispatch::new(d)))
+    } else {
+        builder
+    };
+    install(builder, export)
+}
+
+/// Builds the tracer, lets the worker (if any) run its maintenance, installs it globally.
+pub(crate) fn install(builder: TracerBuilder, export: Export) -> Result<InitGuard, InitError> {
+    let tracer = builder.build()?;
+    if let Export::Worker(worker) = &export {
+        let maintained = tracer.clone();
+        worker.set_maintenance(move || maintained.run_maintenance());
+    }
+    if let Some(previous) = mlflow_tracing_manager::set_global_tracer(tracer.clone()) {
+        tracing::warn!("mlflow_tracing::init called again; the previous tracer is replaced");
+        let _ = previous.shutdown(InitGuard::SHUTDOWN_TIMEOUT);
+    }
+    Ok(InitGuard { tracer, export })
+}
+
+/// What `init` put between the tracer and the exporter.
+#[derive(Debug)]
+pub(crate) enum Export {
+    Worker(ExportWorker),
+    Sync(Arc<SyncDispatch>),
+    /// The builder had a dispatch of its own, or no exporter.
+    None,
+}
+
+/// Returned by [`init`]; flushes and shuts down the tracer when dropped.
+#[must_use = "dropping the guard shuts tracing down"]
+#[derive(Debug)]
+pub struct InitGuard {
+    tracer: Tracer,
+    export: Export,
+}
+
+impl InitGuard {
+    /// How long dropping the guard waits for the exporter.
+    pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// The installed tracer (its `stats()` count traces started, finished, evicted, dropped).
+    pub fn tracer(&self) -> &Tracer {
+        &self.tracer
+    }
+
+    /// The export counters (enqueued, exported, failed, dropped queue-full / at shutdown /
+    /// on a shutdown timeout), whether exports run on the worker or on the caller's thread;
+    /// `None` when the builder was given a [`Dispatch`] of its own.
+    pub fn export_stats(&self) -> Option<WorkerStats> {
+        match &self.export {
+            Export::Worker(worker) => Some(worker.stats()),
+            Export::Sync(sync) => Some(sync.stats()),
+            Export::None => None,
+        }
+    }
+}
+
+impl Drop for InitGuard {
+    fn drop(&mut self) {
+        mlflow_tracing_manager::uninstall_global_tracer(&self.tracer);
+        let result = self.tracer.shutdown(Self::SHUTDOWN_TIMEOUT);
+        let stats = self.tracer.stats();
+        let worker = self.export_stats().unwrap_or_default();
+        tracing::info!(
+            traces = stats.traces_finished,
+            exported = stats.items_exported + worker.exported,
+            failed = stats.items_failed + worker.failed,
+            dropped = stats.items_dropped
+                + worker.dropped_queue_full
+                + worker.dropped_shutdown
+                + worker.dropped_shutdown_timeout
+                + stats.spans_dropped,
+            evicted = stats.traces_evicted,
+            "MLflow tracing shut down"
+        );
+        if let Err(err) = result {
+            tracing::warn!("MLflow tracing shutdown: {err}");
+        }
+    }
+}
