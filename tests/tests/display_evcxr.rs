@@ -18,8 +18,19 @@ use mlflow_tracing::{TracerBuilder, start_span};
 
 const CHILD: &str = "MLFLOW_TRACING_TEST_CHILD";
 
+/// This test binary under a name starting with `evcxr` (a hard link next to it): the SDK takes
+/// a process for evcxr's runtime only when it is evcxr's program and `EVCXR_IS_RUNTIME` is set.
+fn as_evcxr() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let link = exe.with_file_name(format!("evcxr-protocol-test-{}", std::process::id()));
+    let _ = std::fs::remove_file(&link);
+    std::fs::hard_link(&exe, &link).unwrap();
+    link
+}
+
 fn child(test: &str, tracking_uri: &str) -> String {
-    let out = Command::new(std::env::current_exe().unwrap())
+    let exe = as_evcxr();
+    let out = Command::new(&exe)
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD, "1")
         .env("EVCXR_IS_RUNTIME", "1")
@@ -27,6 +38,7 @@ fn child(test: &str, tracking_uri: &str) -> String {
         .env_remove("DATABRICKS_RUNTIME_VERSION")
         .output()
         .unwrap();
+    let _ = std::fs::remove_file(&exe);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -34,6 +46,33 @@ fn child(test: &str, tracking_uri: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+/// A program a notebook cell starts inherits `EVCXR_IS_RUNTIME`, but is not evcxr: it behaves
+/// as outside a notebook (no display markup, asynchronous export).
+#[test]
+fn a_program_started_from_a_notebook_is_not_taken_for_evcxr() {
+    if std::env::var_os(CHILD).is_some() {
+        assert!(!mlflow_tracing::display::in_evcxr());
+        println!("child: not evcxr");
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "a_program_started_from_a_notebook_is_not_taken_for_evcxr",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .env("EVCXR_IS_RUNTIME", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("child: not evcxr"),
+        "{stdout}"
+    );
 }
 
 #[test]

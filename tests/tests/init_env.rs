@@ -149,11 +149,15 @@ fn the_os_user_is_pythons_without_user_variables() {
             py.env_remove(v);
         }
         let out = py.output().unwrap();
-        assert!(out.status.success());
-        let theirs = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        assert!(!theirs.is_empty());
-        assert_eq!(ours, theirs);
-        assert_ne!(ours, "unknown");
+        if out.status.success() {
+            let theirs = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            assert!(!theirs.is_empty());
+            assert_eq!(ours, theirs);
+        } else {
+            // A uid with no password database entry: Python's getpass raises, MLflow writes
+            // "unknown".
+            assert_eq!(ours, "unknown");
+        }
         return;
     }
     for v in VARS {

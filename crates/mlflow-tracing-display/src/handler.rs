@@ -147,10 +147,17 @@ impl DisplayDispatch {
         if !self.handler.is_enabled() {
             return;
         }
+        let max = self.handler.config().max_traces.max(1);
         let mut cell = self.cell.lock().unwrap_or_else(PoisonError::into_inner);
-        if !cell.iter().any(|t| t.trace_id == trace.trace_id) {
-            cell.push(trace);
+        if cell.iter().any(|t| t.trace_id == trace.trace_id) {
+            return;
         }
+        // As MLflow: the first `MLFLOW_MAX_TRACES_TO_DISPLAY_IN_NOTEBOOK` traces of the cell;
+        // later ones are exported, not shown (and not kept: the list stays bounded).
+        if cell.len() >= max {
+            return;
+        }
+        cell.push(trace);
         if let Some(bundle) = self.handler.bundle_of(&cell) {
             bundle.print_evcxr();
         }

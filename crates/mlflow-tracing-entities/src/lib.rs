@@ -52,6 +52,7 @@ mod trace;
 mod trace_info;
 mod trace_location;
 mod uri;
+mod usage_rollup;
 
 pub use error::{EntityError, Result};
 pub use ids::{MlflowTraceId, SpanId, TRACE_ID_V3_PREFIX, TRACE_ID_V4_PREFIX, TraceId};

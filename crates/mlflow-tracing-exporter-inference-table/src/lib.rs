@@ -39,7 +39,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use mlflow_tracing_manager::{
@@ -49,34 +49,28 @@ use mlflow_tracing_manager::{
 use moka::notification::RemovalCause;
 use moka::sync::Cache;
 
-/// Counters of an [`InferenceTableBuffer`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct InferenceTableStats {
-    /// Traces stored.
-    pub buffered: u64,
-    /// Traces returned by `pop_trace`.
-    pub popped: u64,
-    /// Traces removed unpopped because they outlived the TTL.
-    pub expired: u64,
-    /// Traces removed unpopped because the buffer was full.
-    pub evicted: u64,
-    /// Traces not stored: no request id, a remote (continued) trace, or not serializable.
-    pub rejected: u64,
-    /// Traces handed to the forward dispatcher.
-    pub forwarded: u64,
-    /// Traces in the buffer now.
-    pub len: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    buffered: AtomicU64,
-    popped: AtomicU64,
-    expired: AtomicU64,
-    evicted: AtomicU64,
-    rejected: AtomicU64,
-    forwarded: AtomicU64,
+mlflow_tracing_manager::counter_set! {
+    /// Counters of an [`InferenceTableBuffer`].
+    pub struct InferenceTableStats;
+    struct Counters;
+    counters {
+        /// Traces stored.
+        buffered,
+        /// Traces returned by `pop_trace`.
+        popped,
+        /// Traces removed unpopped because they outlived the TTL.
+        expired,
+        /// Traces removed unpopped because the buffer was full.
+        evicted,
+        /// Traces not stored: no request id, a remote (continued) trace, or not serializable.
+        rejected,
+        /// Traces handed to the forward dispatcher.
+        forwarded,
+    }
+    extra {
+        /// Traces in the buffer now.
+        len: u64,
+    }
 }
 
 struct Inner {
@@ -177,17 +171,9 @@ impl InferenceTableBuffer {
     /// The counters now (pending expiries are applied first).
     pub fn stats(&self) -> InferenceTableStats {
         self.inner.cache.run_pending_tasks();
-        let c = &self.inner.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        InferenceTableStats {
-            buffered: get(&c.buffered),
-            popped: get(&c.popped),
-            expired: get(&c.expired),
-            evicted: get(&c.evicted),
-            rejected: get(&c.rejected),
-            forwarded: get(&c.forwarded),
-            len: self.inner.cache.entry_count(),
-        }
+        let mut stats = self.inner.counters.snapshot();
+        stats.len = self.inner.cache.entry_count();
+        stats
     }
 
     fn reject(&self, why: &str, trace_id: &str) {

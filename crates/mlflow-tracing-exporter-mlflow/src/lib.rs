@@ -29,7 +29,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use mlflow_tracing_client::{ClientError, TrackingClient};
 use mlflow_tracing_entities::keys::tag;
@@ -52,34 +52,28 @@ const SPAN_LOGGING_UNKNOWN: u8 = 0;
 const SPAN_LOGGING_ON: u8 = 1;
 const SPAN_LOGGING_OFF: u8 = 2;
 
-/// Counters of an [`MlflowExporter`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct MlflowExporterStats {
-    /// Traces whose info the server stored (StartTraceV3 answered 200).
-    pub traces_logged: u64,
-    /// Traces that could not be stored (counted as failed by the runtime too).
-    pub traces_failed: u64,
-    /// Spans the server accepted through OTLP.
-    pub spans_logged: u64,
-    /// OTLP requests sent (`POST /v1/traces`).
-    pub otlp_requests: u64,
-    /// OTLP requests that failed.
-    pub otlp_failures: u64,
-    /// `traces.json` uploads (the fallback path).
-    pub artifact_uploads: u64,
-    /// Whether span logging is on (false once the server said it cannot store spans).
-    pub span_logging: bool,
-}
-
-#[derive(Default)]
-struct Counters {
-    traces_logged: AtomicU64,
-    traces_failed: AtomicU64,
-    spans_logged: AtomicU64,
-    otlp_requests: AtomicU64,
-    otlp_failures: AtomicU64,
-    artifact_uploads: AtomicU64,
+mlflow_tracing_manager::counter_set! {
+    /// Counters of an [`MlflowExporter`].
+    pub struct MlflowExporterStats;
+    struct Counters;
+    counters {
+        /// Traces whose info the server stored (StartTraceV3 answered 200).
+        traces_logged,
+        /// Traces that could not be stored (counted as failed by the runtime too).
+        traces_failed,
+        /// Spans the server accepted through OTLP.
+        spans_logged,
+        /// OTLP requests sent (`POST /v1/traces`).
+        otlp_requests,
+        /// OTLP requests that failed.
+        otlp_failures,
+        /// `traces.json` uploads (the fallback path).
+        artifact_uploads,
+    }
+    extra {
+        /// Whether span logging is on (false once the server said it cannot store spans).
+        span_logging: bool,
+    }
 }
 
 /// Writes finished traces to an MLflow tracking server (see the crate docs).
@@ -90,14 +84,6 @@ pub struct MlflowExporter {
     experiment: OnceCell<String>,
     span_logging: AtomicU8,
     counters: Counters,
-}
-
-impl std::fmt::Debug for Counters {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Counters")
-            .field("traces_logged", &self.traces_logged)
-            .finish_non_exhaustive()
-    }
 }
 
 impl MlflowExporter {
@@ -158,17 +144,9 @@ impl MlflowExporter {
 
     /// The counters now.
     pub fn stats(&self) -> MlflowExporterStats {
-        let c = &self.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        MlflowExporterStats {
-            traces_logged: get(&c.traces_logged),
-            traces_failed: get(&c.traces_failed),
-            spans_logged: get(&c.spans_logged),
-            otlp_requests: get(&c.otlp_requests),
-            otlp_failures: get(&c.otlp_failures),
-            artifact_uploads: get(&c.artifact_uploads),
-            span_logging: self.span_logging.load(Ordering::Relaxed) != SPAN_LOGGING_OFF,
-        }
+        let mut stats = self.counters.snapshot();
+        stats.span_logging = self.span_logging.load(Ordering::Relaxed) != SPAN_LOGGING_OFF;
+        stats
     }
 
     /// The named experiment's id, looked up or created once (a failure is retried at the next

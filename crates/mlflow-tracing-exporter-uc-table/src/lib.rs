@@ -25,38 +25,30 @@
 #![doc(test(attr(deny(warnings))))]
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use mlflow_tracing_client::{ClientConfig, ClientError, TrackingClient};
 use mlflow_tracing_entities::{Span, Trace, TraceLocation};
 use mlflow_tracing_manager::{ExportError, ExportItem, TraceExporter, async_trait};
 
-/// Counters of a [`UcTableExporter`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct UcTableExporterStats {
-    /// Spans the span endpoint accepted.
-    pub spans_logged: u64,
-    /// Spans that could not be logged (request failed, or no table for their location).
-    pub spans_failed: u64,
-    /// OTLP requests sent.
-    pub span_requests: u64,
-    /// Trace infos stored (V4, or V3 for experiment locations and fallbacks).
-    pub traces_logged: u64,
-    /// Trace infos that could not be stored.
-    pub traces_failed: u64,
-    /// Trace infos sent to StartTraceV3 after the V4 endpoint failed.
-    pub v3_fallbacks: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    spans_logged: AtomicU64,
-    spans_failed: AtomicU64,
-    span_requests: AtomicU64,
-    traces_logged: AtomicU64,
-    traces_failed: AtomicU64,
-    v3_fallbacks: AtomicU64,
+mlflow_tracing_manager::counter_set! {
+    /// Counters of a [`UcTableExporter`].
+    pub struct UcTableExporterStats;
+    struct Counters;
+    counters {
+        /// Spans the span endpoint accepted.
+        spans_logged,
+        /// Spans that could not be logged (request failed, or no table for their location).
+        spans_failed,
+        /// OTLP requests sent.
+        span_requests,
+        /// Trace infos stored (V4, or V3 for experiment locations and fallbacks).
+        traces_logged,
+        /// Trace infos that could not be stored.
+        traces_failed,
+        /// Trace infos sent to StartTraceV3 after the V4 endpoint failed.
+        v3_fallbacks,
+    }
 }
 
 /// Writes spans and trace infos to Unity Catalog tables (see the crate docs).
@@ -118,16 +110,7 @@ impl UcTableExporter {
 
     /// The counters now.
     pub fn stats(&self) -> UcTableExporterStats {
-        let c = &self.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        UcTableExporterStats {
-            spans_logged: get(&c.spans_logged),
-            spans_failed: get(&c.spans_failed),
-            span_requests: get(&c.span_requests),
-            traces_logged: get(&c.traces_logged),
-            traces_failed: get(&c.traces_failed),
-            v3_fallbacks: get(&c.v3_fallbacks),
-        }
+        self.counters.snapshot()
     }
 
     /// Logs a failure: the first as a warning, later ones at debug.

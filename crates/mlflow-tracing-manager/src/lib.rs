@@ -40,6 +40,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 // Bottom: helpers, settings and data (no module here imports a module further down).
+mod counters;
 mod env;
 mod error;
 mod limits;

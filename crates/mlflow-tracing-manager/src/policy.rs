@@ -162,7 +162,7 @@ impl TracePolicy for InferenceTable {
     fn remote_location(&self) -> TraceLocation {
         self.experiment_id
             .as_ref()
-            .map_or(TraceLocation::Unspecified, TraceLocation::experiment)
+            .map_or_else(TraceLocation::experiment_unset, TraceLocation::experiment)
     }
 
     fn finalize(&self, trace: &mut Trace, preview_max_chars: usize) {

@@ -31,10 +31,19 @@ use crate::util::lock;
 /// The environment variable evcxr's runtime sets in the kernel process.
 const EVCXR_IS_RUNTIME: &str = "EVCXR_IS_RUNTIME";
 
-/// Whether this process is an evcxr kernel (read once per copy of this crate).
+/// Whether this process is an evcxr kernel's runtime (read once per copy of this crate):
+/// `EVCXR_IS_RUNTIME` is set and the program is evcxr's own (`evcxr`, `evcxr_jupyter`). A program
+/// a notebook cell starts inherits the variable, but is not evcxr.
 pub fn in_evcxr() -> bool {
     static IN_EVCXR: OnceLock<bool> = OnceLock::new();
-    *IN_EVCXR.get_or_init(|| std::env::var_os(EVCXR_IS_RUNTIME).is_some())
+    *IN_EVCXR.get_or_init(|| {
+        std::env::var_os(EVCXR_IS_RUNTIME).is_some()
+            && std::env::current_exe().ok().is_some_and(|exe| {
+                exe.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("evcxr"))
+            })
+    })
 }
 
 /// The values shared by every copy in this process, by type.
@@ -106,14 +115,30 @@ fn create() -> Option<Arc<Registry>> {
     Some(registry)
 }
 
-/// This copy's registry, found or (with `create_if_missing`) made.
-fn registry(create_if_missing: bool) -> Option<&'static Arc<Registry>> {
-    static REGISTRY: OnceLock<Arc<Registry>> = OnceLock::new();
-    if let Some(r) = REGISTRY.get() {
-        return Some(r);
+/// This copy's view of the registry: found or made, and whether it was looked for.
+#[derive(Default)]
+struct Found {
+    registry: Option<Arc<Registry>>,
+    looked: bool,
+}
+
+/// This copy's registry: looked for once (so a failed lookup is not repeated on every span),
+/// made when `create_if_missing` and none was found. Under a lock, so two threads of one copy
+/// never look up or install twice.
+fn registry(create_if_missing: bool) -> Option<Arc<Registry>> {
+    static FOUND: Mutex<Found> = Mutex::new(Found {
+        registry: None,
+        looked: false,
+    });
+    let mut found = lock(&FOUND);
+    if found.registry.is_none() && !found.looked {
+        found.looked = true;
+        found.registry = find();
     }
-    let found = find().or_else(|| if create_if_missing { create() } else { None })?;
-    Some(REGISTRY.get_or_init(|| found))
+    if found.registry.is_none() && create_if_missing {
+        found.registry = create();
+    }
+    found.registry.clone()
 }
 
 /// The process-wide `T`: `Some(value)` when one is stored, `Some(None)` when none is; `None`
@@ -166,18 +191,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_registry_hook_is_recognized_and_answers_lookups_silently() {
-        // Exercises the mechanism directly (the public functions only run inside evcxr).
-        assert!(!is_registry_hook(&std::panic::take_hook()));
+    fn the_registry_hook_answers_lookups_silently_and_passes_real_panics_on() {
+        // Exercises the mechanism directly (the public functions only run inside evcxr). Runs
+        // alone in this binary's process hook: the other tests here never panic.
+        static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+        let original = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|info| {
+            lock(&SEEN).push(crate::util::panic_message(info.payload()).to_owned());
+        }));
+        assert!(find().is_none(), "no registry hook yet: nothing found");
         let made = create().unwrap();
         lock(&made.values).push((TypeId::of::<u32>(), Box::new(7u32)));
         let found = find().expect("the registry hook answers");
         assert!(Arc::ptr_eq(&made, &found));
-        // A real panic still reaches the previous hook and unwinds as usual.
+        assert!(
+            lock(&SEEN).is_empty(),
+            "lookups reach no other hook: {:?}",
+            lock(&SEEN)
+        );
+        // A real panic still reaches the hook that was there before, once, and unwinds.
         let caught = catch_unwind(|| std::panic::panic_any("real"));
         assert!(caught.is_err());
-        // Restore the default hook for the other tests of this binary.
+        assert_eq!(*lock(&SEEN), ["real"]);
         drop(std::panic::take_hook());
+        std::panic::set_hook(original);
     }
 
     #[test]

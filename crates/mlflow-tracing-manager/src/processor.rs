@@ -100,7 +100,14 @@ pub(crate) fn convert(data: SpanData, limits: &SpanLimits, stats: &Stats) -> Spa
     };
     let mut attributes = Map::with_capacity(data.attributes.len() + 1);
     let mut user_attributes = 0u32;
-    let mut attributes_dropped = 0u64;
+    // What the SDK itself dropped past its (generous) limits counts too.
+    let event_attributes_dropped: u64 = data
+        .events
+        .iter()
+        .map(|e| u64::from(e.dropped_attributes_count))
+        .sum();
+    let mut attributes_dropped =
+        u64::from(data.dropped_attributes_count) + event_attributes_dropped;
     for kv in data.attributes {
         let key = kv.key.as_str();
         // Set again: moved to the end, as in OpenTelemetry Python's attribute dict.
@@ -117,7 +124,7 @@ pub(crate) fn convert(data: SpanData, limits: &SpanLimits, stats: &Stats) -> Spa
         stats.attributes_dropped(attributes_dropped);
     }
     let mut counted_events = 0u32;
-    let mut events_dropped = 0u64;
+    let mut events_dropped = u64::from(data.events.dropped_count);
     let events: Vec<SpanEvent> = data
         .events
         .events
@@ -147,8 +154,10 @@ pub(crate) fn convert(data: SpanData, limits: &SpanLimits, stats: &Stats) -> Spa
         stats.events_dropped(events_dropped);
     }
     let max_links = usize::try_from(limits.max_links).unwrap_or(usize::MAX);
-    if data.links.links.len() > max_links {
-        stats.links_dropped((data.links.links.len() - max_links) as u64);
+    let links_dropped = data.links.links.len().saturating_sub(max_links) as u64
+        + u64::from(data.links.dropped_count);
+    if links_dropped > 0 {
+        stats.links_dropped(links_dropped);
     }
     let links = data
         .links

@@ -2,53 +2,38 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// A snapshot of a tracer's counters (see [`Tracer::stats`](crate::Tracer::stats)).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct TracerStats {
-    /// Traces whose root span started (sampled ones only).
-    pub traces_started: u64,
-    /// Traces finished and handed to the exporter.
-    pub traces_finished: u64,
-    /// In-progress traces evicted from the buffer (TTL or capacity) and therefore not exported.
-    pub traces_evicted: u64,
-    /// In-progress traces halted by `MLFLOW_TRACE_TIMEOUT_SECONDS` and exported with ERROR.
-    pub traces_timed_out: u64,
-    /// Spans that ended after their trace was gone (evicted, halted or finished).
-    pub spans_dropped: u64,
-    /// Values that could not be serialized and were replaced by an error text.
-    pub serialization_errors: u64,
-    /// Panics caught in user span processors.
-    pub span_processor_errors: u64,
-    /// Items the exporter accepted.
-    pub items_exported: u64,
-    /// Items the exporter failed on.
-    pub items_failed: u64,
-    /// Items dropped before reaching the exporter (e.g. after shutdown).
-    pub items_dropped: u64,
-    /// User attributes dropped past [`SpanLimits::max_attributes`](crate::SpanLimits).
-    pub attributes_dropped: u64,
-    /// Events dropped past [`SpanLimits::max_events`](crate::SpanLimits).
-    pub events_dropped: u64,
-    /// Links dropped past [`SpanLimits::max_links`](crate::SpanLimits).
-    pub links_dropped: u64,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Stats {
-    traces_started: AtomicU64,
-    traces_finished: AtomicU64,
-    traces_evicted: AtomicU64,
-    traces_timed_out: AtomicU64,
-    spans_dropped: AtomicU64,
-    serialization_errors: AtomicU64,
-    span_processor_errors: AtomicU64,
-    items_exported: AtomicU64,
-    items_failed: AtomicU64,
-    items_dropped: AtomicU64,
-    attributes_dropped: AtomicU64,
-    events_dropped: AtomicU64,
-    links_dropped: AtomicU64,
+crate::counter_set! {
+    /// A snapshot of a tracer's counters (see [`Tracer::stats`](crate::Tracer::stats)).
+    pub struct TracerStats;
+    pub(crate) struct Stats;
+    counters {
+        /// Traces whose root span started (sampled ones only).
+        traces_started,
+        /// Traces finished and handed to the exporter.
+        traces_finished,
+        /// In-progress traces evicted from the buffer (TTL or capacity) and therefore not exported.
+        traces_evicted,
+        /// In-progress traces halted by `MLFLOW_TRACE_TIMEOUT_SECONDS` and exported with ERROR.
+        traces_timed_out,
+        /// Spans that ended after their trace was gone (evicted, halted or finished).
+        spans_dropped,
+        /// Values that could not be serialized and were replaced by an error text.
+        serialization_errors,
+        /// Panics caught in user span processors.
+        span_processor_errors,
+        /// Items the exporter accepted.
+        items_exported,
+        /// Items the exporter failed on.
+        items_failed,
+        /// Items dropped before reaching the exporter (e.g. after shutdown).
+        items_dropped,
+        /// User attributes dropped past [`SpanLimits::max_attributes`](crate::SpanLimits).
+        attributes_dropped,
+        /// Events dropped past [`SpanLimits::max_events`](crate::SpanLimits).
+        events_dropped,
+        /// Links dropped past [`SpanLimits::max_links`](crate::SpanLimits).
+        links_dropped,
+    }
 }
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -68,25 +53,6 @@ fn warn_once(warned: &AtomicBool, what: &str, setting: &str) {
 }
 
 impl Stats {
-    pub(crate) fn snapshot(&self) -> TracerStats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        TracerStats {
-            traces_started: get(&self.traces_started),
-            traces_finished: get(&self.traces_finished),
-            traces_evicted: get(&self.traces_evicted),
-            traces_timed_out: get(&self.traces_timed_out),
-            spans_dropped: get(&self.spans_dropped),
-            serialization_errors: get(&self.serialization_errors),
-            span_processor_errors: get(&self.span_processor_errors),
-            items_exported: get(&self.items_exported),
-            items_failed: get(&self.items_failed),
-            items_dropped: get(&self.items_dropped),
-            attributes_dropped: get(&self.attributes_dropped),
-            events_dropped: get(&self.events_dropped),
-            links_dropped: get(&self.links_dropped),
-        }
-    }
-
     pub(crate) fn trace_started(&self) {
         add(&self.traces_started, 1);
     }

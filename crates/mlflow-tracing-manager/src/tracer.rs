@@ -28,6 +28,21 @@ use crate::util::lock;
 /// [`TracerBuilder::with_dispatch_wrapper`](crate::TracerBuilder::with_dispatch_wrapper)).
 pub type DispatchWrapper = Arc<dyn Fn(Arc<dyn Dispatch>) -> Arc<dyn Dispatch> + Send + Sync>;
 
+/// The OpenTelemetry SDK's limits for spans started through its API (the span API does not use
+/// the SDK): generous, since `SpanLimits` applies the MLflow-aware limits when the span is
+/// converted, but finite, since the SDK appends every set of an attribute and every event until
+/// the span ends. What the SDK drops is counted too.
+fn sdk_limits(limits: &SpanLimits) -> opentelemetry_sdk::trace::SpanLimits {
+    let room = |n: u32| n.saturating_mul(4).saturating_add(64);
+    opentelemetry_sdk::trace::SpanLimits {
+        max_events_per_span: room(limits.max_events),
+        max_attributes_per_span: room(limits.max_attributes),
+        max_links_per_span: room(limits.max_links),
+        max_attributes_per_event: 128,
+        max_attributes_per_link: 128,
+    }
+}
+
 /// Everything a tracer is built from (what `TracerBuilder` collects).
 #[derive(Clone)]
 pub(crate) struct TracerSettings {
@@ -135,14 +150,7 @@ impl Tracer {
         let provider = SdkTracerProvider::builder()
             .with_sampler(Sampler::ParentBased(Box::new(sampler)))
             .with_id_generator(RandomIdGenerator::default())
-            // The SDK keeps everything; `SpanLimits` applies MLflow-aware limits instead.
-            .with_span_limits(opentelemetry_sdk::trace::SpanLimits {
-                max_events_per_span: u32::MAX,
-                max_attributes_per_span: u32::MAX,
-                max_links_per_span: u32::MAX,
-                max_attributes_per_event: u32::MAX,
-                max_attributes_per_link: u32::MAX,
-            })
+            .with_span_limits(sdk_limits(&settings.limits))
             .with_span_processor(MlflowSpanProcessor {
                 manager: manager.clone(),
             })

@@ -14,19 +14,19 @@ use mlflow_tracing::entities::opentelemetry_proto::tonic::trace::v1 as proto;
 use serde_json::Value;
 
 /// Path of a copied MLflow 3.17.2 fixture.
-pub fn fixture_path(rel: &str) -> PathBuf {
+pub(crate) fn fixture_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("data/fixtures")
         .join(rel)
 }
 
 /// Text of a fixture.
-pub fn fixture(rel: &str) -> String {
+pub(crate) fn fixture(rel: &str) -> String {
     std::fs::read_to_string(fixture_path(rel)).unwrap_or_else(|e| panic!("read fixture {rel}: {e}"))
 }
 
 /// The five recorded trace scenarios.
-pub const SCENARIOS: [&str; 5] = [
+pub(crate) const SCENARIOS: [&str; 5] = [
     "agent_retriever_llm",
     "long_inputs",
     "non_ascii",
@@ -102,7 +102,7 @@ fn status_code(s: &str) -> i32 {
 
 /// Spans of an OTLP request printed by protobuf's `MessageToJson` (camelCase, base64 ids,
 /// int64 as strings), as prost messages.
-pub fn otlp_spans_from_message_json(text: &str) -> Vec<proto::Span> {
+pub(crate) fn otlp_spans_from_message_json(text: &str) -> Vec<proto::Span> {
     let doc: Value = serde_json::from_str(text).unwrap();
     let mut out = Vec::new();
     for rs in doc["resourceSpans"].as_array().unwrap() {
@@ -150,4 +150,4 @@ pub fn otlp_spans_from_message_json(text: &str) -> Vec<proto::Span> {
 }
 
 /// Attributes the MLflow server derives on read-back; a client never sends them.
-pub const SERVER_SPAN_ATTRIBUTES: [&str; 2] = ["mlflow.llm.model", "mlflow.llm.cost"];
+pub(crate) const SERVER_SPAN_ATTRIBUTES: [&str; 2] = ["mlflow.llm.model", "mlflow.llm.cost"];
