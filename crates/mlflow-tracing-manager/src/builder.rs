@@ -120,7 +120,7 @@ impl TracerBuilder {
     }
 
     /// Exports through `exporter`, called inline on the thread that finishes a trace (see
-    /// [`InlineDispatch`]); the export runtime offers a non-blocking worker instead.
+    /// [`InlineDispatch`](crate::InlineDispatch)); the export runtime offers a non-blocking worker instead.
     pub fn with_exporter(mut self, exporter: impl TraceExporter) -> Self {
         self.settings.exporter = Some(Arc::new(exporter));
         self.settings.dispatch = None;

@@ -1,13 +1,14 @@
-//! The trace manager, the OpenTelemetry span processor and the span API of MLflow Tracing for
-//! Rust.
+//! The trace manager and the span API of MLflow Tracing for Rust.
 //!
 //! This crate turns running code into MLflow traces in memory and hands each finished trace to
 //! an exporter:
 //!
-//! - [`Tracer`] owns an isolated OpenTelemetry `SdkTracerProvider` whose [`MlflowSpanProcessor`]
-//!   registers traces and spans in a buffer of in-progress traces (MLflow's `InMemoryTraceManager`:
-//!   moka with `MLFLOW_TRACE_BUFFER_TTL_SECONDS` and `MLFLOW_TRACE_BUFFER_MAX_SIZE`, evictions
-//!   counted and logged, overdue traces halted with `MLFLOW_TRACE_TIMEOUT_SECONDS`).
+//! - A [`Tracer`] owns the trace manager: the traces in progress (MLflow's
+//!   `InMemoryTraceManager`: moka with `MLFLOW_TRACE_BUFFER_TTL_SECONDS` and
+//!   `MLFLOW_TRACE_BUFFER_MAX_SIZE`, evictions counted and logged, overdue traces halted with
+//!   `MLFLOW_TRACE_TIMEOUT_SECONDS`) and the policy of their destination
+//!   ([`TraceDestination`]). Spans started through OpenTelemetry's API on
+//!   [`Tracer::otel_tracer`] become MLflow spans too.
 //! - The span API: [`start_span`] (a guard that is the current span until dropped),
 //!   [`LiveSpan`] (MLflow's `LiveSpan` setters), [`current_span`], [`update_current_trace`],
 //!   [`FutureExt::in_current_span`] for spawned tasks, and W3C `traceparent` propagation

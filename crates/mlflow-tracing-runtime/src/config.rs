@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use mlflow_tracing_manager::{ConfigError, read_env, read_env_bool};
 
-/// Settings of an [`ExportWorker`] (MLflow's defaults).
+/// Settings of an [`ExportWorker`](crate::ExportWorker) (MLflow's defaults).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WorkerConfig {

@@ -1,7 +1,7 @@
 //! The export runtime of MLflow Tracing for Rust: the only crate that owns threads.
 //!
-//! [`ExportWorker`] is a [`Dispatch`]: the span processor hands it finished traces (and spans)
-//! with [`Dispatch::dispatch`], which never blocks. Items go into a bounded queue; a named worker
+//! [`ExportWorker`] is a [`Dispatch`](mlflow_tracing_manager::Dispatch): the trace manager hands
+//! it finished traces (and spans) with `Dispatch::dispatch`, which never blocks. Items go into a bounded queue; a named worker
 //! thread owning a small current-thread tokio runtime takes them out and runs the exporter, at most
 //! `max_concurrent_exports` at a time, each export under a timeout. A full queue drops the item,
 //! counts it and warns at most once per 30 s. The worker never borrows the user's runtime, so it

@@ -33,7 +33,7 @@ pub enum InitError {
 }
 
 /// Builds the tracer and installs it as the process-wide tracer used by `#[trace]` and
-/// [`start_span`]. Keep the guard alive for the life of the program: dropping it flushes and
+/// [`start_span`](crate::start_span). Keep the guard alive for the life of the program: dropping it flushes and
 /// shuts the exporter down (within [`InitGuard::SHUTDOWN_TIMEOUT`]) and logs a one-line summary.
 ///
 /// Without an exporter in the builder, and with `MLFLOW_TRACKING_URI` set to `http(s)://…`

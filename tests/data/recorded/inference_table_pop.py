@@ -3,7 +3,7 @@
 Run with the harness's pinned venv (`~/.cache/mlflow-tracing/python-mlflow-3.17.2/bin/python`):
 prints `json.dumps(pop_trace("req-1"))`, the dict a serving host pops, as
 `inference_table_pop.json` holds it. The Rust twin of this program is in
-`tests/tests/inference_table.rs` (`the_popped_json_is_pythons_for_the_same_program`).
+`tests/tests/it/inference_table.rs` (`the_popped_json_is_pythons_for_the_same_program`).
 """
 
 import json

@@ -20,18 +20,23 @@ const CHILD: &str = "MLFLOW_TRACING_TEST_CHILD";
 
 /// This test binary under a name starting with `evcxr` (a hard link next to it): the SDK takes
 /// a process for evcxr's runtime only when it is evcxr's program and `EVCXR_IS_RUNTIME` is set.
-fn as_evcxr() -> std::path::PathBuf {
+fn as_evcxr(test: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let link = exe.with_file_name(format!("evcxr-protocol-test-{}", std::process::id()));
+    let link = exe.with_file_name(format!("evcxr-{test}-{}", std::process::id()));
     let _ = std::fs::remove_file(&link);
     std::fs::hard_link(&exe, &link).unwrap();
     link
 }
 
 fn child(test: &str, tracking_uri: &str) -> String {
-    let exe = as_evcxr();
+    let exe = as_evcxr(test);
     let out = Command::new(&exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            test_name!(test).as_str(),
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD, "1")
         .env("EVCXR_IS_RUNTIME", "1")
         .env("MLFLOW_TRACKING_URI", tracking_uri)
@@ -59,7 +64,7 @@ fn a_program_started_from_a_notebook_is_not_taken_for_evcxr() {
     }
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
-            "a_program_started_from_a_notebook_is_not_taken_for_evcxr",
+            test_name!("a_program_started_from_a_notebook_is_not_taken_for_evcxr").as_str(),
             "--exact",
             "--nocapture",
             "--test-threads=1",

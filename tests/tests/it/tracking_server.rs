@@ -652,7 +652,7 @@ fn init_from_the_environment_sends_traces_to_the_named_experiment() {
     );
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
-            "init_from_the_environment_sends_traces_to_the_named_experiment",
+            test_name!("init_from_the_environment_sends_traces_to_the_named_experiment").as_str(),
             "--exact",
             "--nocapture",
         ])
@@ -681,11 +681,10 @@ fn init_from_the_environment_sends_traces_to_the_named_experiment() {
     assert_python_agent_trace(&py["traces"][&id], 7, &experiment.experiment_id);
     // The environment metadata a real process records.
     let metadata = &py["traces"][&id]["metadata"];
-    assert!(
-        metadata["mlflow.source.name"]
-            .as_str()
-            .unwrap()
-            .contains("tracking_server")
+    // The program that ran: this test binary, run again as the child.
+    assert_eq!(
+        metadata["mlflow.source.name"],
+        std::env::current_exe().unwrap().display().to_string()
     );
     assert_eq!(metadata["mlflow.source.type"], "LOCAL");
 }

@@ -9,9 +9,7 @@
     reason = "tests fail by panicking on unexpected values"
 )]
 
-mod common;
-
-use common::{SCENARIOS, fixture};
+use crate::common::{SCENARIOS, fixture};
 use mlflow_tracing::entities::keys;
 use mlflow_tracing::entities::{
     Link, MlflowTraceId, SpanEvent, SpanId, SpanStatus, TraceId, TraceInfo, TraceLocation,

@@ -7,9 +7,7 @@
     reason = "tests fail by panicking on unexpected values"
 )]
 
-mod common;
-
-use common::{SCENARIOS, SERVER_SPAN_ATTRIBUTES, fixture, otlp_spans_from_message_json};
+use crate::common::{SCENARIOS, SERVER_SPAN_ATTRIBUTES, fixture, otlp_spans_from_message_json};
 use mlflow_tracing::entities::keys;
 use mlflow_tracing::entities::opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use mlflow_tracing::entities::opentelemetry_proto::tonic::trace::v1 as proto;

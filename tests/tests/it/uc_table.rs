@@ -510,7 +510,8 @@ async fn init_picks_the_uc_exporter_for_a_uc_destination_from_the_environment() 
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(std::env::current_exe().unwrap())
             .args([
-                "init_picks_the_uc_exporter_for_a_uc_destination_from_the_environment",
+                test_name!("init_picks_the_uc_exporter_for_a_uc_destination_from_the_environment")
+                    .as_str(),
                 "--exact",
                 "--nocapture",
             ])

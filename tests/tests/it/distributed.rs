@@ -150,7 +150,12 @@ fn rust_service() {
 fn spawn_rust_service(test: &str, env: &[(&str, &str)]) -> Service {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            test_name!(test).as_str(),
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(ROLE, "rust-service")
         .env("MLFLOW_TRACKING_URI", server().url())
         .env_remove("MLFLOW_EXPERIMENT_ID")

@@ -1,8 +1,4 @@
 //! Helpers shared by the integration tests.
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different subset of the helpers"
-)]
 
 use std::path::PathBuf;
 

@@ -265,7 +265,7 @@ fn init_inference_table_buffers_and_exports_from_the_environment() {
     let experiment = rt.block_on(client.create_experiment(&name)).unwrap();
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
-            "init_inference_table_buffers_and_exports_from_the_environment",
+            test_name!("init_inference_table_buffers_and_exports_from_the_environment").as_str(),
             "--exact",
             "--nocapture",
         ])

@@ -31,7 +31,12 @@ impl TraceExporter for ThreadRecorder {
 
 fn child(name: &str, value: &str) -> String {
     let out = Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            test_name!(name).as_str(),
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(ROLE, "child")
         .env("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", value)
         .output()
@@ -122,7 +127,7 @@ fn the_os_user_is_pythons_without_user_variables() {
         let mut command = Command::new(std::env::current_exe().unwrap());
         command
             .args([
-                "the_os_user_is_pythons_without_user_variables",
+                test_name!("the_os_user_is_pythons_without_user_variables").as_str(),
                 "--exact",
                 "--nocapture",
                 "--test-threads=1",
