@@ -54,45 +54,70 @@ pub mod python {
         }
     }
 
-    fn provision() -> Result<PathBuf, String> {
+    /// Runs `install` once per `name` under the cache directory, guarded by a file lock and a
+    /// marker file written when it succeeded; returns the directory.
+    ///
+    /// # Errors
+    /// What `install` returned, or why the cache directory could not be used.
+    pub fn provision_once(
+        name: &str,
+        install: impl FnOnce(&Path) -> Result<(), String>,
+    ) -> Result<PathBuf, String> {
         let cache = cache_dir();
         std::fs::create_dir_all(&cache).map_err(|e| format!("create {}: {e}", cache.display()))?;
-        let venv = cache.join(format!("python-mlflow-{MLFLOW_VERSION}"));
-        let python = venv.join("bin").join("python");
-        let marker = venv.join(".mlflow-tracing-installed");
+        let dir = cache.join(name);
+        let marker = dir.join(".mlflow-tracing-installed");
         if marker.exists() {
-            return Ok(python);
+            return Ok(dir);
         }
-        let lock_path = cache.join(format!("python-mlflow-{MLFLOW_VERSION}.lock"));
+        let lock_path = cache.join(format!("{name}.lock"));
         let lock = std::fs::File::create(&lock_path)
             .map_err(|e| format!("create {}: {e}", lock_path.display()))?;
         lock.lock()
             .map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
-        if marker.exists() {
-            return Ok(python);
+        if !marker.exists() {
+            install(&dir)?;
+            std::fs::write(&marker, name)
+                .map_err(|e| format!("write {}: {e}", marker.display()))?;
         }
-        let host_python =
-            std::env::var("MLFLOW_TRACING_PYTHON3").unwrap_or_else(|_| "python3".into());
-        if !python.exists() {
+        Ok(dir)
+    }
+
+    /// The Python of a venv named `name` under the cache directory, holding `packages` (pip
+    /// requirement strings), made on first use.
+    ///
+    /// # Errors
+    /// Why the venv could not be made (no `python3`, no network, a pip error).
+    pub fn venv(name: &str, packages: &[&str]) -> Result<PathBuf, String> {
+        let venv = provision_once(name, |venv| {
+            let host = std::env::var("MLFLOW_TRACING_PYTHON3").unwrap_or_else(|_| "python3".into());
+            if !venv.join("bin").join("python").exists() {
+                run(
+                    Command::new(host).args(["-m", "venv"]).arg(venv),
+                    &format!("creating the Python venv {name}"),
+                )?;
+            }
             run(
-                Command::new(&host_python).args(["-m", "venv"]).arg(&venv),
-                "creating the Python venv",
-            )?;
-        }
-        run(
-            Command::new(&python).args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                &format!("mlflow=={MLFLOW_VERSION}"),
-            ]),
-            &format!("pip install mlflow=={MLFLOW_VERSION}"),
-        )?;
-        std::fs::write(&marker, MLFLOW_VERSION)
-            .map_err(|e| format!("write {}: {e}", marker.display()))?;
-        Ok(python)
+                Command::new(venv.join("bin").join("python"))
+                    .args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--disable-pip-version-check",
+                    ])
+                    .args(packages),
+                &format!("pip install {}", packages.join(" ")),
+            )
+        })?;
+        Ok(venv.join("bin").join("python"))
+    }
+
+    fn provision() -> Result<PathBuf, String> {
+        venv(
+            &format!("python-mlflow-{MLFLOW_VERSION}"),
+            &[&format!("mlflow=={MLFLOW_VERSION}")],
+        )
     }
 
     /// The Python interpreter of the pinned `mlflow` venv, installing it on first use.

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::python::cache_dir;
+use crate::python::{cache_dir, provision_once, venv};
 
 /// The evcxr Jupyter kernel version.
 pub const EVCXR_VERSION: &str = "0.22.0";
@@ -30,31 +30,6 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
     } else {
         Err(format!("{what} failed ({status})"))
     }
-}
-
-/// Runs `install` once per `name` under the cache directory, guarded by a file lock and a
-/// marker file written when it succeeded; returns the directory.
-fn provision_once(
-    name: &str,
-    install: impl FnOnce(&Path) -> Result<(), String>,
-) -> Result<PathBuf, String> {
-    let cache = cache_dir();
-    std::fs::create_dir_all(&cache).map_err(|e| format!("create {}: {e}", cache.display()))?;
-    let dir = cache.join(name);
-    let marker = dir.join(".mlflow-tracing-installed");
-    if marker.exists() {
-        return Ok(dir);
-    }
-    let lock_path = cache.join(format!("{name}.lock"));
-    let lock = std::fs::File::create(&lock_path)
-        .map_err(|e| format!("create {}: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
-    if !marker.exists() {
-        install(&dir)?;
-        std::fs::write(&marker, name).map_err(|e| format!("write {}: {e}", marker.display()))?;
-    }
-    Ok(dir)
 }
 
 /// The `evcxr_jupyter` binary, built with `cargo install --locked` on first use (5 to 20
@@ -92,26 +67,7 @@ pub fn evcxr_jupyter() -> Result<PathBuf, String> {
 /// Why the venv could not be made.
 pub fn jupyter_python() -> Result<PathBuf, String> {
     let tag = JUPYTER_PACKAGES.join("-").replace(['=', '_'], "");
-    let venv = provision_once(&format!("jupyter-{tag}"), |venv| {
-        let host = std::env::var("MLFLOW_TRACING_PYTHON3").unwrap_or_else(|_| "python3".into());
-        run(
-            Command::new(host).args(["-m", "venv"]).arg(venv),
-            "creating the Jupyter venv",
-        )?;
-        run(
-            Command::new(venv.join("bin").join("python"))
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                ])
-                .args(JUPYTER_PACKAGES),
-            "pip install the Jupyter client packages",
-        )
-    })?;
-    Ok(venv.join("bin").join("python"))
+    venv(&format!("jupyter-{tag}"), &JUPYTER_PACKAGES)
 }
 
 /// Where the kernel is registered: give it to Jupyter as `JUPYTER_PATH`.

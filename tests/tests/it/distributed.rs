@@ -182,9 +182,6 @@ print(json.dumps({"trace_id": span.trace_id, "span_id": span.span_id}))
 /// A Python caller calls the Rust service; the trace on the server has the caller's span and
 /// both Rust spans, correctly parented, while the service still runs (async export).
 fn python_caller_and_rust_service(test: &str, rust_env: &[(&str, &str)], py_env: &[(&str, &str)]) {
-    if std::env::var_os(ROLE).is_some() {
-        return rust_service();
-    }
     let service = spawn_rust_service(test, rust_env);
     let port = service.port().to_string();
     let mut env = vec![
@@ -238,45 +235,59 @@ fn python_caller_and_rust_service(test: &str, rust_env: &[(&str, &str)], py_env:
     );
 }
 
+/// How the Rust service is told its experiment.
+#[derive(Clone, Copy)]
+enum ExperimentSetting {
+    Builder,
+    EnvId,
+    EnvName,
+}
+
+/// A Python caller and a Rust service that learns its experiment through `setting` (the Python
+/// caller uses the same experiment, by id or by name).
+fn python_caller_with(test: &str, setting: ExperimentSetting) {
+    if std::env::var_os(ROLE).is_some() {
+        return rust_service();
+    }
+    let (id, name) = experiment("dist-python-caller");
+    let (rust_env, py_env) = match setting {
+        ExperimentSetting::Builder => (
+            (BUILDER_EXPERIMENT, id.as_str()),
+            ("MLFLOW_EXPERIMENT_ID", id.as_str()),
+        ),
+        ExperimentSetting::EnvId => (
+            ("MLFLOW_EXPERIMENT_ID", id.as_str()),
+            ("MLFLOW_EXPERIMENT_ID", id.as_str()),
+        ),
+        ExperimentSetting::EnvName => (
+            ("MLFLOW_EXPERIMENT_NAME", name.as_str()),
+            ("MLFLOW_EXPERIMENT_NAME", name.as_str()),
+        ),
+    };
+    python_caller_and_rust_service(test, &[rust_env], &[py_env]);
+}
+
 #[test]
 fn python_caller_rust_service_with_the_builders_experiment() {
-    let (id, _) = if std::env::var_os(ROLE).is_some() {
-        (String::new(), String::new())
-    } else {
-        experiment("dist-builder")
-    };
-    python_caller_and_rust_service(
+    python_caller_with(
         "python_caller_rust_service_with_the_builders_experiment",
-        &[(BUILDER_EXPERIMENT, &id)],
-        &[("MLFLOW_EXPERIMENT_ID", &id)],
+        ExperimentSetting::Builder,
     );
 }
 
 #[test]
 fn python_caller_rust_service_with_mlflow_experiment_id() {
-    let (id, _) = if std::env::var_os(ROLE).is_some() {
-        (String::new(), String::new())
-    } else {
-        experiment("dist-env-id")
-    };
-    python_caller_and_rust_service(
+    python_caller_with(
         "python_caller_rust_service_with_mlflow_experiment_id",
-        &[("MLFLOW_EXPERIMENT_ID", &id)],
-        &[("MLFLOW_EXPERIMENT_ID", &id)],
+        ExperimentSetting::EnvId,
     );
 }
 
 #[test]
 fn python_caller_rust_service_with_mlflow_experiment_name() {
-    let (_, name) = if std::env::var_os(ROLE).is_some() {
-        (String::new(), String::new())
-    } else {
-        experiment("dist-env-name")
-    };
-    python_caller_and_rust_service(
+    python_caller_with(
         "python_caller_rust_service_with_mlflow_experiment_name",
-        &[("MLFLOW_EXPERIMENT_NAME", &name)],
-        &[("MLFLOW_EXPERIMENT_NAME", &name)],
+        ExperimentSetting::EnvName,
     );
 }
 
