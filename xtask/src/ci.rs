@@ -29,6 +29,7 @@ pub(crate) fn run() -> Result<(), String> {
         "inference-table",
         "uc-table",
         "display",
+        "tracing-layer",
         "testing",
     ] {
         let mut args = vec![

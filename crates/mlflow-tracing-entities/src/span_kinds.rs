@@ -288,6 +288,14 @@ pub struct SpanEvent {
 }
 
 impl SpanEvent {
+    /// An event named `name`, stamped now, with no attributes yet.
+    pub fn now(name: impl Into<String>) -> Self {
+        let ns = std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        Self::new(name, ns)
+    }
+
     /// Name of the event that records an error.
     pub const EXCEPTION: &'static str = "exception";
 

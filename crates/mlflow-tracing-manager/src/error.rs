@@ -101,4 +101,12 @@ pub enum SpanApiError {
     /// The `traceparent` header cannot be parsed.
     #[error("invalid traceparent header {0:?}")]
     InvalidTraceparent(String),
+    /// A value given as JSON text is not JSON.
+    #[error("the value of attribute {key:?} is not JSON: {reason}")]
+    InvalidJson {
+        /// The attribute.
+        key: String,
+        /// What the parser said.
+        reason: String,
+    },
 }

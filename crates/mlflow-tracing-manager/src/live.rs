@@ -16,6 +16,7 @@ use opentelemetry::{Context, ContextGuard};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::error::SpanApiError;
 use crate::in_progress::{HaltRoot, TraceEntry};
 use crate::instrument::Instrumented;
 use crate::manager::timeout_event;
@@ -91,6 +92,8 @@ pub(crate) struct LiveState {
     /// Events counted against the limit (`exception` events are not).
     counted_events: u32,
     links: Vec<Link>,
+    /// A new name (`update_name`).
+    name: Option<String>,
 }
 
 impl LiveState {
@@ -240,7 +243,7 @@ impl LiveSpanInner {
             trace_id: self.trace_id,
             span_id: self.span_id,
             parent_id: self.parent_id,
-            name: self.name.to_string(),
+            name: state.name.unwrap_or_else(|| self.name.to_string()),
             start_time_ns: self.start_time_ns,
             end_time_ns: Some(end_time_ns),
             status,
@@ -369,6 +372,38 @@ impl LiveSpan {
             let key = key.into();
             let json = i.encode(&key, value);
             i.set_json(Cow::Owned(key), json);
+        }
+    }
+
+    /// Sets an attribute to JSON text as it is (MLflow stores attribute values as JSON text):
+    /// for values that are already JSON, such as OpenTelemetry GenAI message lists, kept byte for
+    /// byte.
+    ///
+    /// # Errors
+    /// [`SpanApiError::InvalidJson`] when `json` is not JSON; nothing is set.
+    pub fn set_attribute_json(
+        &self,
+        key: impl Into<String>,
+        json: impl Into<String>,
+    ) -> Result<(), SpanApiError> {
+        let Some(i) = self.recording() else {
+            return Ok(());
+        };
+        let (key, json) = (key.into(), json.into());
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&json) {
+            return Err(SpanApiError::InvalidJson {
+                key,
+                reason: e.to_string(),
+            });
+        }
+        i.set_json(Cow::Owned(key), json);
+        Ok(())
+    }
+
+    /// Renames the span (OpenTelemetry's `update_name`).
+    pub fn update_name(&self, name: impl Into<String>) {
+        if let Some(i) = self.recording() {
+            lock(&i.state).name = Some(name.into());
         }
     }
 

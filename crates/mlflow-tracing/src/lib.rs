@@ -20,6 +20,7 @@
 //! | [`server`] | the MLflow tracking server's exporter and REST client (feature `mlflow-server`) |
 //! | [`uc_table`] | Unity Catalog tables (feature `uc-table`) |
 //! | [`display`] | notebook display (feature `display`) |
+//! | [`layer`] | `tracing` spans as MLflow spans (feature `tracing-layer`) |
 //! | [`testing`] | an in-memory exporter and scoped captures (feature `testing`) |
 //! | [`otel`] | the OpenTelemetry crates, for [`Tracer::otel_tracer`] |
 //!
@@ -74,6 +75,7 @@
 //! | `inference-table` | no | [`serving::InferenceTableBuffer`] and [`serving::init_inference_table`]: the model-serving trace buffer |
 //! | `uc-table` | no | [`uc_table`]: spans and trace infos into Unity Catalog tables (Databricks) |
 //! | `display` | no | [`display`]: notebook display (mime bundles, the trace renderer iframe, evcxr) |
+//! | `tracing-layer` | no | [`layer`]: `tracing` spans (and rig's GenAI spans) as MLflow spans |
 //! | `testing` | no | [`testing`]: an in-memory exporter and scoped capture helpers |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
@@ -166,6 +168,12 @@ pub use mlflow_tracing_exporter_uc_table as uc_table;
 #[cfg(feature = "display")]
 #[cfg_attr(docsrs, doc(cfg(feature = "display")))]
 pub use mlflow_tracing_display as display;
+
+/// `tracing` spans as MLflow spans: [`MlflowLayer`](layer::MlflowLayer), with the OpenTelemetry
+/// GenAI conventions translated as MLflow does.
+#[cfg(feature = "tracing-layer")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing-layer")))]
+pub use mlflow_tracing_layer as layer;
 
 /// Test helpers: an in-memory exporter and scoped captures that keep tests parallel.
 #[cfg(feature = "testing")]

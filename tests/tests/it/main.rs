@@ -31,6 +31,7 @@ mod distributed;
 mod exporter_faults;
 mod golden;
 mod inference_table;
+mod layer;
 mod init_env;
 mod macro_ui;
 mod proptests;
