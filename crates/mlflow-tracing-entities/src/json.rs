@@ -259,7 +259,104 @@ pub fn to_attribute_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
 /// is written the same by `serde_json` and by Python (quotes, backslashes and control characters
 /// escaped, everything else kept).
 pub fn string_attribute_json(text: &str) -> String {
-    Value::from(text).to_string()
+    // serde_json writes a string as Python does (no need to go through a `Value`).
+    serde_json::to_string(text).unwrap_or_default()
+}
+
+/// A span attribute value as MLflow stores it: JSON text (`json.dumps` of the value). Made
+/// only from values or from text checked to be JSON, so setting it needs no further check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttributeJson(String);
+
+impl AttributeJson {
+    /// `json.dumps(value)`.
+    ///
+    /// # Errors
+    /// As [`to_attribute_json`].
+    pub fn of<T: Serialize + ?Sized>(value: &T) -> Result<Self> {
+        to_attribute_json(value).map(AttributeJson)
+    }
+
+    /// `json.dumps(value)` with Python's default ASCII escapes ([`to_python_json`]), for values
+    /// MLflow writes that way (message lists its server builds from GenAI events).
+    ///
+    /// # Errors
+    /// As [`to_python_json`].
+    pub fn of_ascii<T: Serialize + ?Sized>(value: &T) -> Result<Self> {
+        to_python_json(value).map(AttributeJson)
+    }
+
+    /// `json.dumps(text)`: a JSON string.
+    pub fn string(text: &str) -> Self {
+        AttributeJson(string_attribute_json(text))
+    }
+
+    /// A float as Python writes it (`2.0`, `1e-07`); a non-finite one as `null`, as
+    /// [`to_attribute_json`] does.
+    pub fn float(value: f64) -> Self {
+        AttributeJson(python_float_repr(value))
+    }
+
+    /// `json.dumps` of a dict of integers (token counts), written directly.
+    pub fn int_object<'a>(entries: impl IntoIterator<Item = (&'a str, i64)>) -> Self {
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(112);
+        out.push('{');
+        for (key, value) in entries {
+            if out.len() > 1 {
+                out.push_str(", ");
+            }
+            if key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                out.push('"');
+                out.push_str(key);
+                out.push('"');
+            } else {
+                out.push_str(&string_attribute_json(key));
+            }
+            let _ = write!(out, ": {value}");
+        }
+        out.push('}');
+        AttributeJson(out)
+    }
+
+    /// `text` as it is, when it is JSON.
+    ///
+    /// # Errors
+    /// [`EntityError::Json`] (with the text back) when it is not JSON.
+    pub fn parse(text: String) -> std::result::Result<Self, (String, EntityError)> {
+        match serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+            Ok(_) => Ok(AttributeJson(text)),
+            Err(e) => Err((text, map_parse_error(e))),
+        }
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The JSON text, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl From<i64> for AttributeJson {
+    fn from(value: i64) -> Self {
+        AttributeJson(value.to_string())
+    }
+}
+
+impl From<u64> for AttributeJson {
+    fn from(value: u64) -> Self {
+        AttributeJson(value.to_string())
+    }
+}
+
+impl From<bool> for AttributeJson {
+    fn from(value: bool) -> Self {
+        AttributeJson(if value { "true" } else { "false" }.to_owned())
+    }
 }
 
 /// `json.dumps(value)` (ASCII escapes): how MLflow writes traces and REST bodies.

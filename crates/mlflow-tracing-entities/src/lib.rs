@@ -38,6 +38,7 @@
 //! ```
 #![doc(test(attr(deny(warnings))))]
 
+mod attributes;
 mod error;
 mod ids;
 pub mod json;
@@ -54,6 +55,7 @@ mod trace_location;
 mod uri;
 mod usage_rollup;
 
+pub use attributes::SpanAttributes;
 pub use error::{EntityError, Result};
 pub use ids::{MlflowTraceId, SpanId, TRACE_ID_V3_PREFIX, TRACE_ID_V4_PREFIX, TraceId};
 pub use span::{Span, SpanBuilder, SpanParts};

@@ -16,6 +16,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1 as proto;
 use serde_json::{Map, Number, Value};
 
+use crate::attributes::SpanAttributes;
 use crate::error::{EntityError, Result};
 use crate::ids::{MlflowTraceId, SpanId, TraceId};
 use crate::json::{decode_attribute, string_attribute_json, to_attribute_json};
@@ -82,10 +83,10 @@ pub fn any_value_to_json(value: &AnyValue) -> Value {
     }
 }
 
-fn key_values<'a>(entries: impl Iterator<Item = (&'a String, Value)>) -> Vec<KeyValue> {
+fn key_values<'a>(entries: impl Iterator<Item = (&'a str, Value)>) -> Vec<KeyValue> {
     entries
         .map(|(k, v)| KeyValue {
-            key: k.clone(),
+            key: k.to_owned(),
             value: Some(json_to_any_value(&v)),
             ..Default::default()
         })
@@ -114,7 +115,7 @@ impl Span {
             .map(|e| proto::span::Event {
                 time_unix_nano: e.time_unix_nano,
                 name: e.name.clone(),
-                attributes: key_values(e.attributes.iter().map(|(k, v)| (k, v.clone()))),
+                attributes: key_values(e.attributes.iter().map(|(k, v)| (k.as_str(), v.clone()))),
                 dropped_attributes_count: 0,
             })
             .collect();
@@ -131,7 +132,7 @@ impl Span {
                     attributes: l
                         .attributes
                         .as_ref()
-                        .map(|a| key_values(a.iter().map(|(k, v)| (k, v.clone()))))
+                        .map(|a| key_values(a.iter().map(|(k, v)| (k.as_str(), v.clone()))))
                         .unwrap_or_default(),
                     dropped_attributes_count: 0,
                     flags: 0,
@@ -188,13 +189,13 @@ impl Span {
             Some(loc) => MlflowTraceId::v4(loc, trace_id)?,
             None => MlflowTraceId::v3(trace_id),
         };
-        let mut attributes = Map::new();
+        let mut attributes = SpanAttributes::with_capacity(span.attributes.len() + 1);
         for kv in &span.attributes {
             let value = kv.value.as_ref().map_or(Value::Null, any_value_to_json);
             attributes.insert(kv.key.clone(), Value::String(to_attribute_json(&value)?));
         }
         attributes.insert(
-            keys::span::REQUEST_ID.into(),
+            keys::span::REQUEST_ID,
             Value::String(string_attribute_json(&request_id.to_string())),
         );
         let to_map = |kvs: &[KeyValue]| -> Map<String, Value> {

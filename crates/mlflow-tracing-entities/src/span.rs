@@ -1,9 +1,12 @@
 //! Finished spans (`entities/span.py`): `Span`, its attributes as MLflow stores them, its parts
 //! (`SpanParts`) and a builder.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::attributes::SpanAttributes;
 use crate::error::Result;
 use crate::ids::{MlflowTraceId, SpanId, TraceId};
 use crate::json::{decode_attribute, string_attribute_json, to_attribute_json};
@@ -27,7 +30,7 @@ pub struct Span {
     pub(crate) status: SpanStatus,
     pub(crate) events: Vec<SpanEvent>,
     pub(crate) links: Vec<Link>,
-    pub(crate) attributes: Map<String, Value>,
+    pub(crate) attributes: SpanAttributes,
 }
 
 impl Span {
@@ -35,9 +38,9 @@ impl Span {
     /// (`mlflow.traceRequestId`) is set to `tr-<hex>`; override it with
     /// [`SpanBuilder::request_id`] for Unity Catalog traces.
     pub fn builder(trace_id: TraceId, span_id: SpanId, name: impl Into<String>) -> SpanBuilder {
-        let mut attributes = Map::new();
+        let mut attributes = SpanAttributes::new();
         attributes.insert(
-            keys::span::REQUEST_ID.into(),
+            keys::span::REQUEST_ID,
             Value::String(string_attribute_json(
                 &MlflowTraceId::v3(trace_id).to_string(),
             )),
@@ -95,7 +98,7 @@ impl Span {
         &self.links
     }
     /// Attributes as stored (JSON text for MLflow-set values).
-    pub fn raw_attributes(&self) -> &Map<String, Value> {
+    pub fn raw_attributes(&self) -> &SpanAttributes {
         &self.attributes
     }
 
@@ -108,7 +111,7 @@ impl Span {
     pub fn attributes(&self) -> Map<String, Value> {
         self.attributes
             .iter()
-            .map(|(k, v)| (k.clone(), decode_attribute(v).unwrap_or(Value::Null)))
+            .map(|(k, v)| (k.to_owned(), decode_attribute(v).unwrap_or(Value::Null)))
             .collect()
     }
 
@@ -164,7 +167,15 @@ impl Span {
     }
     /// `mlflow.chat.tokenUsage`, if present and well formed.
     pub fn token_usage(&self) -> Option<TokenUsage> {
-        TokenUsage::from_value(&self.attribute(keys::span::CHAT_USAGE)?)
+        let stored = self.attributes.get(keys::span::CHAT_USAGE)?;
+        // Fast path: the stored JSON object read straight into the struct (no `Value`).
+        if let Value::String(text) = stored
+            && text.trim_start().starts_with('{')
+            && let Ok(usage) = serde_json::from_str::<TokenUsage>(text.as_str())
+        {
+            return Some(usage);
+        }
+        TokenUsage::from_value(&decode_attribute(stored)?)
     }
     /// `mlflow.llm.model`.
     pub fn model_name(&self) -> Option<String> {
@@ -196,7 +207,7 @@ pub struct SpanParts {
     pub links: Vec<Link>,
     /// Attributes as stored (JSON text for MLflow-set values), including
     /// `mlflow.traceRequestId`.
-    pub attributes: Map<String, Value>,
+    pub attributes: SpanAttributes,
 }
 
 impl From<SpanParts> for Span {
@@ -232,8 +243,8 @@ impl Span {
         Ok(())
     }
     /// Stores an attribute value exactly as given (no JSON encoding).
-    pub fn set_raw_attribute(&mut self, key: impl Into<String>, value: Value) {
-        self.attributes.insert(key.into(), value);
+    pub fn set_raw_attribute(&mut self, key: impl Into<Cow<'static, str>>, value: Value) {
+        self.attributes.insert(key, value);
     }
     /// Removes an attribute, keeping the order of the others; returns the stored value.
     pub fn remove_attribute(&mut self, key: &str) -> Option<Value> {

@@ -219,7 +219,7 @@ impl TryFrom<AnySpan> for Span {
             status,
             events,
             links: raw.links.unwrap_or_default(),
-            attributes: raw.attributes,
+            attributes: raw.attributes.into(),
         })
     }
 }

@@ -351,7 +351,7 @@ mod tests {
         t.info.request_preview = None;
         let long = "d".repeat(3000);
         t.data.spans[0].attributes.insert(
-            keys::span::INPUTS.into(),
+            keys::span::INPUTS,
             json!(crate::json::to_attribute_json(&json!({"document": long})).unwrap()),
         );
         t.data.spans[0].attributes.shift_remove(keys::span::OUTPUTS);

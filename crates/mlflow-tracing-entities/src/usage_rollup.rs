@@ -13,6 +13,10 @@ impl TokenUsage {
     /// Iterative (no recursion), so 10,000-deep span trees are fine. `None` if no span has usage.
     pub fn aggregate<'a>(spans: impl IntoIterator<Item = &'a Span>) -> Option<TokenUsage> {
         let spans: Vec<&Span> = spans.into_iter().collect();
+        let usages: Vec<Option<TokenUsage>> = spans.iter().map(|s| s.token_usage()).collect();
+        if usages.iter().all(Option::is_none) {
+            return None;
+        }
         let ids: std::collections::HashSet<SpanId> = spans.iter().map(|s| s.span_id()).collect();
         let mut children: HashMap<SpanId, Vec<usize>> = HashMap::new();
         let mut stack: Vec<(usize, bool)> = Vec::new();
@@ -25,8 +29,8 @@ impl TokenUsage {
         let mut total = TokenUsage::default();
         let mut found = false;
         while let Some((i, ancestor_has)) = stack.pop() {
-            let usage = spans[i].token_usage();
-            if let (Some(u), false) = (&usage, ancestor_has) {
+            let usage = &usages[i];
+            if let (Some(u), false) = (usage, ancestor_has) {
                 total.add(u);
                 found = true;
             }

@@ -5,45 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use mlflow_tracing_entities::{Span, Trace, TraceLocation};
-
 use crate::error::{ExportError, LifecycleError};
+use crate::finish::PendingTrace;
 use crate::stats::Stats;
 
-/// A span that just ended, for exporters that log spans incrementally (MLflow's `log_spans`,
-/// Unity Catalog tables). Only sent to exporters whose [`TraceExporter::wants_spans`] is true.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub struct SpanItem {
-    /// The finished span (user span processors already applied).
-    pub span: Span,
-    /// The MLflow trace id of its trace (`tr-…` or `trace:/…`).
-    pub trace_id: String,
-    /// Where its trace is stored.
-    pub location: TraceLocation,
-}
-
-/// A finished trace: every span, the final trace info, previews and token usage.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub struct TraceItem {
-    /// The trace. Size stats are not added here: exporters add them just before upload.
-    pub trace: Trace,
-    /// True for the placeholder trace of a request continued from a remote `traceparent`: it
-    /// holds only this process's spans of someone else's trace, so exporters that store whole
-    /// traces skip it (as MLflow does) and span-logging exporters already have its spans.
-    pub remote: bool,
-}
-
-/// One unit handed from the span processor to an exporter.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum ExportItem {
-    /// A span that ended (only for exporters that want spans).
-    Span(Box<SpanItem>),
-    /// A trace whose root span ended (and whose other spans ended too).
-    Trace(Box<TraceItem>),
-}
+pub use crate::items::{ExportItem, SpanItem, TraceItem};
 
 /// The one trait every exporter implements: the MLflow tracking server, the inference-table
 /// buffer, Unity Catalog tables and the in-memory test exporter.
@@ -78,6 +44,14 @@ pub trait TraceExporter: Send + Sync + fmt::Debug + 'static {
 pub trait Dispatch: Send + Sync + fmt::Debug + 'static {
     /// Hands over one item.
     fn dispatch(&self, item: ExportItem);
+    /// Hands over a completed trace still to be finalized (its spans through MLflow's end rules
+    /// and the user's span processors, previews and token usage computed). The default
+    /// finalizes it here, on the thread that completed the trace, and calls
+    /// [`Dispatch::dispatch`]; a dispatch with a thread of its own (the export runtime's
+    /// worker) queues it and finalizes it there, so the caller does not pay for it.
+    fn dispatch_trace(&self, trace: PendingTrace) {
+        self.dispatch(trace.finalize());
+    }
     /// Whether span items are wanted (see [`TraceExporter::wants_spans`]).
     fn wants_spans(&self) -> bool;
     /// Exports everything handed over so far, waiting at most `timeout`.

@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use mlflow_tracing_entities::{Span, SpanId, TraceId, TraceInfo, TraceLocation};
+use mlflow_tracing_entities::{SpanId, TraceId, TraceInfo, TraceLocation};
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
+use crate::finish::Ended;
 use crate::stats::Stats;
 use crate::util::lock;
 
@@ -52,7 +53,7 @@ pub(crate) struct TraceEntry {
 pub(crate) struct EntryState {
     pub(crate) info: TraceInfo,
     /// Finished spans with their start sequence number (MLflow keeps start order).
-    pub(crate) finished: Vec<(u64, Span)>,
+    pub(crate) finished: Vec<(u64, Ended)>,
     /// Spans started but not ended: (span id, start sequence).
     pub(crate) open: Vec<(SpanId, u64)>,
     pub(crate) next_seq: u64,
@@ -71,7 +72,7 @@ pub(crate) struct EntryState {
 /// What `finish_span` decided.
 pub(crate) struct Completed {
     pub(crate) info: TraceInfo,
-    pub(crate) spans: Vec<Span>,
+    pub(crate) spans: Vec<Ended>,
     pub(crate) halted: bool,
 }
 
@@ -124,7 +125,7 @@ impl TraceEntry {
 
     /// Records a finished span. Returns the completed trace when this span completes it: the
     /// root has ended and no span is open (or the trace was halted).
-    pub(crate) fn finish_span(&self, span: Span) -> Result<Option<Completed>, Box<Span>> {
+    pub(crate) fn finish_span(&self, span: Ended) -> Result<Option<Completed>, Box<Ended>> {
         let mut st = self.lock();
         if st.popped || self.is_evicted() {
             return Err(Box::new(span));

@@ -53,8 +53,10 @@ mod util;
 // The exporter contract, the data of traces in progress, destinations and their policies.
 mod destination;
 mod export;
+mod finish;
 mod in_progress;
 mod instrument;
+mod items;
 mod policy;
 mod sampler;
 // The trace manager and its OpenTelemetry front door; the tracer and its settings.
@@ -93,6 +95,7 @@ pub use env::{
 };
 pub use error::{ConfigError, ExportError, LifecycleError, SpanApiError};
 pub use export::{Dispatch, ExportItem, InlineDispatch, SpanItem, TraceExporter, TraceItem};
+pub use finish::{PendingTrace, SpanProcessorFn};
 pub use global::{global_tracer, set_global_tracer, take_global_tracer, uninstall_global_tracer};
 pub use instrument::Instrumented;
 pub use limits::{
@@ -100,7 +103,6 @@ pub use limits::{
     OTEL_SPAN_LINK_COUNT_LIMIT, SpanLimits,
 };
 pub use live::{EnteredSpan, LiveSpan, SpanGuard};
-pub use manager::SpanProcessorFn;
 pub use remote::{RemoteTrace, RemoteTraceGuard, continue_trace, continue_trace_with};
 pub use start::{StartSpan, start_span};
 pub use stats::TracerStats;

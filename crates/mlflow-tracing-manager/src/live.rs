@@ -7,16 +7,17 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use mlflow_tracing_entities::json::{string_attribute_json, to_attribute_json};
+use mlflow_tracing_entities::json::{AttributeJson, string_attribute_json, to_attribute_json};
 use mlflow_tracing_entities::{
-    Link, MlflowTraceId, Span, SpanEvent, SpanId, SpanLogLevel, SpanParts, SpanStatus,
-    SpanStatusCode, SpanType, TraceId, keys,
+    Link, MlflowTraceId, SpanEvent, SpanId, SpanLogLevel, SpanStatus, SpanStatusCode, SpanType,
+    TraceId, keys,
 };
 use opentelemetry::{Context, ContextGuard};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::SpanApiError;
+use crate::finish::{Ended, RawSpan};
 use crate::in_progress::{HaltRoot, TraceEntry};
 use crate::instrument::Instrumented;
 use crate::manager::timeout_event;
@@ -85,7 +86,7 @@ pub(crate) struct LiveState {
     status: Option<SpanStatus>,
     /// Attribute values as MLflow stores them (JSON text), in the order they were set; setting
     /// a key again moves it to the end, as in the OpenTelemetry attribute dict MLflow uses.
-    attributes: Vec<(Cow<'static, str>, String)>,
+    attributes: Vec<(Cow<'static, str>, Value)>,
     /// Distinct user (non-MLflow) attribute keys in `attributes`.
     user_attributes: u32,
     events: Vec<SpanEvent>,
@@ -100,11 +101,18 @@ impl LiveState {
     /// The state a recording span starts with: its trace id and its span type first, as
     /// MLflow's `LiveSpan` sets them when it is made.
     pub(crate) fn starting(request_id: Option<&str>, span_type_json: String) -> Self {
-        let mut attributes = Vec::with_capacity(6);
+        // Room for what a typical LLM span sets, so it is allocated once.
+        let mut attributes = Vec::with_capacity(12);
         if let Some(id) = request_id {
-            attributes.push((Cow::Borrowed(keys::span::REQUEST_ID), id.to_owned()));
+            attributes.push((
+                Cow::Borrowed(keys::span::REQUEST_ID),
+                Value::String(id.to_owned()),
+            ));
         }
-        attributes.push((Cow::Borrowed(keys::span::SPAN_TYPE), span_type_json));
+        attributes.push((
+            Cow::Borrowed(keys::span::SPAN_TYPE),
+            Value::String(span_type_json),
+        ));
         LiveState {
             attributes,
             ..LiveState::default()
@@ -114,6 +122,7 @@ impl LiveState {
     /// Sets `key` (moved to the end if it was set before); false when it is a new user key past
     /// `max_user` (dropped).
     pub(crate) fn set(&mut self, key: Cow<'static, str>, json: String, max_user: u32) -> bool {
+        let json = Value::String(json);
         if let Some(i) = self.attributes.iter().position(|(k, _)| *k == key) {
             self.attributes.remove(i);
             self.attributes.push((key, json));
@@ -224,33 +233,31 @@ impl LiveSpanInner {
             let end = end_time_ns.unwrap_or_else(now_ns);
             let state = std::mem::take(&mut *lock(&self.state));
             let span = self.finished(state, end);
-            self.tracer.manager().end_span(self.entry.as_ref(), span);
+            self.tracer
+                .manager()
+                .end_span(self.entry.as_ref(), Ended::Raw(span));
         }
         true
     }
 
-    /// The finished MLflow span.
-    fn finished(&self, state: LiveState, end_time_ns: u64) -> Span {
-        let mut attributes = Map::with_capacity(state.attributes.len() + 1);
-        for (key, json) in state.attributes {
-            attributes.insert(key.into_owned(), Value::String(json));
-        }
+    /// The span as ended, converted to an MLflow span when its trace is finalized.
+    fn finished(&self, state: LiveState, end_time_ns: u64) -> RawSpan {
         let status = match state.status {
             Some(s) if s.code == SpanStatusCode::Error => SpanStatus::error(s.message),
             _ => SpanStatus::ok(),
         };
-        Span::from(SpanParts {
+        RawSpan {
             trace_id: self.trace_id,
             span_id: self.span_id,
             parent_id: self.parent_id,
             name: state.name.unwrap_or_else(|| self.name.to_string()),
             start_time_ns: self.start_time_ns,
-            end_time_ns: Some(end_time_ns),
+            end_time_ns,
             status,
             events: state.events,
             links: state.links,
-            attributes,
-        })
+            attributes: state.attributes,
+        }
     }
 }
 
@@ -389,15 +396,45 @@ impl LiveSpan {
         let Some(i) = self.recording() else {
             return Ok(());
         };
-        let (key, json) = (key.into(), json.into());
-        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&json) {
-            return Err(SpanApiError::InvalidJson {
+        let key = key.into();
+        match AttributeJson::parse(json.into()) {
+            Ok(json) => {
+                i.set_json(Cow::Owned(key), json.into_string());
+                Ok(())
+            }
+            Err((_, e)) => Err(SpanApiError::InvalidJson {
                 key,
                 reason: e.to_string(),
-            });
+            }),
         }
-        i.set_json(Cow::Owned(key), json);
-        Ok(())
+    }
+
+    /// Sets attributes to values already in MLflow's stored form, in one step (what a bridge
+    /// from another instrumentation API, such as the `tracing` layer, records at a span's end).
+    pub fn set_attribute_values<K: Into<Cow<'static, str>>>(
+        &self,
+        values: impl IntoIterator<Item = (K, AttributeJson)>,
+    ) {
+        let Some(i) = self.recording() else {
+            return;
+        };
+        let manager = i.tracer.manager();
+        let mut dropped = 0;
+        {
+            let mut state = lock(&i.state);
+            for (key, json) in values {
+                if !state.set(
+                    key.into(),
+                    json.into_string(),
+                    manager.limits.max_attributes,
+                ) {
+                    dropped += 1;
+                }
+            }
+        }
+        if dropped > 0 {
+            manager.stats.attributes_dropped(dropped);
+        }
     }
 
     /// Renames the span (OpenTelemetry's `update_name`).

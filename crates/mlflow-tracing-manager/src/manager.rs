@@ -5,31 +5,24 @@
 //! this small API with plain values.
 
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use mlflow_tracing_entities::{
-    MlflowTraceId, Span, SpanEvent, SpanLogLevel, SpanType, Trace, TraceId, TraceInfo, TraceState,
-    keys,
-};
-use serde_json::Value;
+use mlflow_tracing_entities::{MlflowTraceId, SpanEvent, TraceId, TraceInfo};
 
-use crate::export::{Dispatch, ExportItem, SpanItem, TraceItem};
+use crate::export::Dispatch;
+use crate::finish::{Ended, Finisher, PendingTrace, SpanProcessorFn};
 use crate::in_progress::{Buffer, Completed, TraceBuffer, TraceEntry};
+use crate::items::{ExportItem, SpanItem};
 use crate::limits::SpanLimits;
 use crate::policy::{RootStart, TracePolicy};
 use crate::stats::Stats;
-use crate::util::{lock, now_ns, panic_message};
-
-/// A user span processor: runs on every span as it ends, before export, and may edit it (e.g. to
-/// redact inputs). A panic inside is caught, counted and logged; the span is exported as it was.
-pub type SpanProcessorFn = Arc<dyn Fn(&mut Span) + Send + Sync>;
+use crate::util::{lock, now_ns};
 
 /// What a trace manager is made of (from the tracer's settings).
 pub(crate) struct ManagerParts {
-    pub(crate) policy: Box<dyn TracePolicy>,
+    pub(crate) policy: Arc<dyn TracePolicy>,
     pub(crate) dispatch: Option<Arc<dyn Dispatch>>,
     pub(crate) stats: Arc<Stats>,
     pub(crate) span_processors: Vec<SpanProcessorFn>,
@@ -50,10 +43,10 @@ pub(crate) struct TraceManager {
     pub(crate) stats: Arc<Stats>,
     pub(crate) dispatch: Option<Arc<dyn Dispatch>>,
     wants_spans: bool,
-    policy: Box<dyn TracePolicy>,
-    span_processors: Vec<SpanProcessorFn>,
+    policy: Arc<dyn TracePolicy>,
+    /// The end rules and trace finalization, shared with pending traces.
+    finisher: Arc<Finisher>,
     pub(crate) limits: SpanLimits,
-    preview_max_chars: usize,
     trace_timeout: Option<Duration>,
     timeout_check_interval: Duration,
     created: Instant,
@@ -81,13 +74,17 @@ impl TraceManager {
                 parts.buffer_max_size,
                 parts.stats.clone(),
             ),
-            stats: parts.stats,
+            stats: parts.stats.clone(),
             wants_spans: parts.dispatch.as_ref().is_some_and(|d| d.wants_spans()),
             dispatch: parts.dispatch,
+            finisher: Arc::new(Finisher {
+                policy: parts.policy.clone(),
+                span_processors: parts.span_processors,
+                stats: parts.stats.clone(),
+                preview_max_chars: parts.preview_max_chars,
+            }),
             policy: parts.policy,
-            span_processors: parts.span_processors,
             limits: parts.limits,
-            preview_max_chars: parts.preview_max_chars,
             trace_timeout: parts.trace_timeout,
             timeout_check_interval: parts.timeout_check_interval,
             created: Instant::now(),
@@ -148,36 +145,35 @@ impl TraceManager {
     /// processors, the span item, then the trace completes if this was its last open span.
     /// `entry` is the span's trace when the caller knows it (else it is looked up); a span
     /// whose trace is gone is dropped and counted.
-    pub(crate) fn end_span(&self, entry: Option<&Arc<TraceEntry>>, mut span: Span) {
+    pub(crate) fn end_span(&self, entry: Option<&Arc<TraceEntry>>, ended: Ended) {
         let entry = match entry {
             Some(e) => e.clone(),
-            None => match self.buffer.get(span.trace_id()) {
+            None => match self.buffer.get(ended.trace_id()) {
                 Some(e) => e,
                 None => {
-                    self.stats.span_dropped(span.name());
+                    self.stats.span_dropped(ended.name());
                     return;
                 }
             },
         };
-        apply_log_level_rules(&mut span);
-        if span.parent_id().is_none() {
-            let attributes = self.policy.root_end_attributes(&entry.lock().info);
-            for (key, value) in attributes {
-                span.set_raw_attribute(key, Value::String(value));
-            }
-        }
-        self.apply_span_processors(&mut span);
-        let item = self.wants_spans.then(|| {
-            ExportItem::Span(Box::new(SpanItem {
+        // A span-logging exporter gets the span now, finished on this thread; otherwise the
+        // span waits in its trace, finished when the trace is finalized.
+        let (ended, item) = if self.wants_spans {
+            let root_info = ended.is_root().then(|| entry.lock().info.clone());
+            let span = self.finisher.finish_span(ended, root_info.as_ref());
+            let item = ExportItem::Span(Box::new(SpanItem {
                 span: span.clone(),
                 trace_id: entry.mlflow_trace_id.clone(),
                 location: entry.location.clone(),
-            }))
-        });
-        let completed = match entry.finish_span(span) {
+            }));
+            (Ended::Done(span), Some(item))
+        } else {
+            (ended, None)
+        };
+        let completed = match entry.finish_span(ended) {
             Ok(completed) => completed,
-            Err(span) => {
-                self.stats.span_dropped(span.name());
+            Err(ended) => {
+                self.stats.span_dropped(ended.name());
                 return;
             }
         };
@@ -189,16 +185,8 @@ impl TraceManager {
         }
     }
 
-    fn apply_span_processors(&self, span: &mut Span) {
-        for processor in &self.span_processors {
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| processor(span))) {
-                self.stats
-                    .span_processor_error(panic_message(payload.as_ref()));
-            }
-        }
-    }
-
-    /// Pops a completed trace, applies the root-end rules and hands it to the dispatch.
+    /// Pops a completed trace and hands it to the dispatch, which finalizes it (see
+    /// [`Dispatch::dispatch_trace`]).
     pub(crate) fn complete(&self, entry: &Arc<TraceEntry>, completed: Completed) {
         self.buffer.remove(entry);
         let Completed {
@@ -210,19 +198,17 @@ impl TraceManager {
             // A continued trace in which this process made no span: nothing to export.
             return;
         }
-        let mut trace = Trace::new(info, spans);
         if !entry.remote {
-            self.policy.finalize(&mut trace, self.preview_max_chars);
-            if halted && trace.info.state == TraceState::InProgress {
-                trace.info.state = TraceState::Error;
-            }
             *lock(&self.last_active_trace_id) = Some(entry.mlflow_trace_id.clone());
             self.stats.trace_finished();
         }
-        self.send(ExportItem::Trace(Box::new(TraceItem {
-            trace,
-            remote: entry.remote,
-        })));
+        let pending = PendingTrace::new(self.finisher.clone(), info, spans, halted, entry.remote);
+        match &self.dispatch {
+            Some(d) => d.dispatch_trace(pending),
+            None => self
+                .stats
+                .record_export_dropped(1, "no exporter is configured"),
+        }
     }
 
     fn send(&self, item: ExportItem) {
@@ -351,38 +337,4 @@ impl TraceManager {
 /// The exception event MLflow adds to a root it halts on timeout.
 pub(crate) fn timeout_event(message: String) -> SpanEvent {
     SpanEvent::exception("MlflowTracingException", message, "", now_ns())
-}
-
-/// MLflow's log-level rules at span end: the span type's default level when none was set, and
-/// ERROR once an `exception` event was added.
-fn apply_log_level_rules(span: &mut Span) {
-    if !span.raw_attributes().contains_key(keys::span::LOG_LEVEL) {
-        // The span type as stored is almost always a plain JSON string: read it without parsing.
-        let span_type = match span.raw_attributes().get(keys::span::SPAN_TYPE) {
-            Some(Value::String(s))
-                if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') && !s.contains('\\') =>
-            {
-                SpanType::from(&s[1..s.len() - 1])
-            }
-            _ => span.span_type().unwrap_or(SpanType::Unknown),
-        };
-        let level = span_type.default_log_level();
-        span.set_raw_attribute(
-            keys::span::LOG_LEVEL,
-            Value::String(level.as_i64().to_string()),
-        );
-    }
-    if span.events().iter().any(|e| e.name == SpanEvent::EXCEPTION) {
-        let error = SpanLogLevel::Error.as_i64();
-        let current = span
-            .raw_attributes()
-            .get(keys::span::LOG_LEVEL)
-            .and_then(|v| match v {
-                Value::String(s) => s.parse::<i64>().ok(),
-                other => other.as_i64(),
-            });
-        if current.is_none_or(|c| c < error) {
-            span.set_raw_attribute(keys::span::LOG_LEVEL, Value::String(error.to_string()));
-        }
-    }
 }

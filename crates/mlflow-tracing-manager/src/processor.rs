@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mlflow_tracing_entities::{
-    Link, MlflowTraceId, Span, SpanEvent, SpanId, SpanParts, SpanStatus, TraceId, keys,
+    Link, MlflowTraceId, Span, SpanAttributes, SpanEvent, SpanId, SpanParts, SpanStatus, TraceId,
+    keys,
 };
 use opentelemetry::trace::{Span as _, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue, StringValue, Value as OtelValue};
@@ -16,6 +17,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span as SdkSpan, SpanData, SpanProcessor};
 use serde_json::{Map, Value};
 
+use crate::finish::Ended;
 use crate::limits::{SpanLimits, is_reserved};
 use crate::manager::TraceManager;
 use crate::otel_values::otel_value_to_json;
@@ -70,7 +72,7 @@ impl SpanProcessor for MlflowSpanProcessor {
 
     fn on_end(&self, data: SpanData) {
         let span = convert(data, &self.manager.limits, &self.manager.stats);
-        self.manager.end_span(None, span);
+        self.manager.end_span(None, Ended::Span(span));
     }
 
     fn force_flush(&self) -> OTelSdkResult {
@@ -98,7 +100,7 @@ pub(crate) fn convert(data: SpanData, limits: &SpanLimits, stats: &Stats) -> Spa
         Cow::Borrowed(s) => s.to_owned(),
         Cow::Owned(s) => s,
     };
-    let mut attributes = Map::with_capacity(data.attributes.len() + 1);
+    let mut attributes = SpanAttributes::with_capacity(data.attributes.len() + 1);
     let mut user_attributes = 0u32;
     // What the SDK itself dropped past its (generous) limits counts too.
     let event_attributes_dropped: u64 = data

@@ -16,9 +16,10 @@ use opentelemetry_sdk::trace::{
 use crate::destination::TraceDestination;
 use crate::error::LifecycleError;
 use crate::export::{Dispatch, InlineDispatch, TraceExporter};
+use crate::finish::SpanProcessorFn;
 use crate::instrument::Instrumented;
 use crate::limits::SpanLimits;
-use crate::manager::{ManagerParts, SpanProcessorFn, TraceManager};
+use crate::manager::{ManagerParts, TraceManager};
 use crate::processor::MlflowSpanProcessor;
 use crate::sampler::MlflowRatioSampler;
 use crate::stats::{Stats, TracerStats};
@@ -130,7 +131,8 @@ impl Tracer {
         let manager = Arc::new(TraceManager::new(ManagerParts {
             policy: settings
                 .destination
-                .policy(settings.experiment_id, settings.environment_metadata),
+                .policy(settings.experiment_id, settings.environment_metadata)
+                .into(),
             dispatch,
             stats,
             span_processors: settings.span_processors,

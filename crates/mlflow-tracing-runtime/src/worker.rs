@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mlflow_tracing_entities::TraceLocation;
-use mlflow_tracing_manager::{Dispatch, ExportItem, LifecycleError, TraceExporter};
+use mlflow_tracing_manager::{Dispatch, ExportItem, LifecycleError, PendingTrace, TraceExporter};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
@@ -20,8 +20,24 @@ enum Control {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// What waits in the queue: an item, or a completed trace the worker finalizes.
+enum Queued {
+    Item(ExportItem),
+    Trace(Box<PendingTrace>),
+}
+
+impl Queued {
+    /// The item to export; a pending trace is finalized here, on the worker.
+    fn into_item(self) -> ExportItem {
+        match self {
+            Queued::Item(item) => item,
+            Queued::Trace(trace) => trace.finalize(),
+        }
+    }
+}
+
 struct Inner {
-    items: mpsc::Sender<ExportItem>,
+    items: mpsc::Sender<Queued>,
     control: mpsc::UnboundedSender<Control>,
     counters: Arc<Counters>,
     wants_spans: bool,
@@ -187,8 +203,8 @@ impl ExportWorker {
     }
 }
 
-impl Dispatch for ExportWorker {
-    fn dispatch(&self, item: ExportItem) {
+impl ExportWorker {
+    fn enqueue(&self, item: Queued) {
         let inner = &self.inner;
         if inner.shut_down.load(Ordering::Acquire) {
             inner
@@ -219,6 +235,18 @@ impl Dispatch for ExportWorker {
                     .fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+impl Dispatch for ExportWorker {
+    fn dispatch(&self, item: ExportItem) {
+        self.enqueue(Queued::Item(item));
+    }
+
+    /// Queues the trace; the worker finalizes it (previews, token usage, span processors), so
+    /// the thread that ended the root span only records.
+    fn dispatch_trace(&self, trace: PendingTrace) {
+        self.enqueue(Queued::Trace(Box::new(trace)));
     }
 
     fn wants_spans(&self) -> bool {
@@ -347,7 +375,7 @@ impl Running {
 impl Worker {
     async fn run(
         self,
-        mut items: mpsc::Receiver<ExportItem>,
+        mut items: mpsc::Receiver<Queued>,
         mut control: mpsc::UnboundedReceiver<Control>,
     ) {
         let permits = Arc::new(Semaphore::new(self.config.max_concurrent_exports.max(1)));
@@ -424,7 +452,7 @@ impl Worker {
     /// closed (every producer handle dropped).
     async fn export_queued(
         &self,
-        items: &mut mpsc::Receiver<ExportItem>,
+        items: &mut mpsc::Receiver<Queued>,
         max: usize,
         batch_size: usize,
         permits: &Arc<Semaphore>,
@@ -435,9 +463,22 @@ impl Worker {
         let mut closed = false;
         while taken < max {
             match items.try_recv() {
-                Ok(item) => {
+                Ok(queued) => {
                     taken += 1;
-                    batch.push(item);
+                    // Finalizing runs user span processors (their panics are caught) and the
+                    // trace rules; a panic past those fails this trace only, never the worker.
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        queued.into_item()
+                    })) {
+                        Ok(item) => batch.push(item),
+                        Err(payload) => self.record((
+                            1,
+                            Err(Failure::all(format!(
+                                "finalizing the trace panicked: {}",
+                                mlflow_tracing_manager::panic_message(payload.as_ref())
+                            ))),
+                        )),
+                    }
                     if batch.len() == batch_size {
                         let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
                         self.export_batches(full, permits, running).await;

@@ -80,7 +80,7 @@ fn traced_functions_build_a_tree_in_mlflow_form() {
     assert_eq!(tool.trace_id(), root.trace_id());
 
     // Attributes in MLflow's stored form and order.
-    let keys: Vec<&str> = root.raw_attributes().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = root.raw_attributes().keys().collect();
     assert_eq!(
         keys,
         [

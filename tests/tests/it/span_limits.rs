@@ -77,7 +77,7 @@ fn setting_a_key_again_moves_it_to_the_end_as_in_python_and_costs_nothing() {
     });
     let trace = only_trace(&capture);
     let span = &trace.data.spans[0];
-    let user: Vec<&String> = span
+    let user: Vec<&str> = span
         .raw_attributes()
         .keys()
         .filter(|k| !k.starts_with("mlflow."))

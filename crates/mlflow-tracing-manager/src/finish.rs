@@ -1,0 +1,250 @@
+//! Finishing what the caller ended: a span's end rules (MLflow's log level, the destination's
+//! root-end attributes, the user's span processors) and a completed trace's finalization
+//! (previews, token usage, state). The caller's thread only records; this work runs where the
+//! dispatch says ([`Dispatch::dispatch_trace`](crate::Dispatch::dispatch_trace)): on the export
+//! worker for the runtime's worker, inline for the other dispatches.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use mlflow_tracing_entities::{
+    Link, Span, SpanAttributes, SpanEvent, SpanId, SpanLogLevel, SpanParts, SpanStatus, SpanType,
+    Trace, TraceId, TraceInfo, TraceLocation, TraceState, keys,
+};
+use serde_json::Value;
+
+use crate::items::{ExportItem, TraceItem};
+use crate::policy::TracePolicy;
+use crate::stats::Stats;
+use crate::util::panic_message;
+
+/// A user span processor: runs on every span before export (when its trace is finalized, or as
+/// it ends for exporters that log spans one by one) and may edit it (e.g. to redact inputs). A
+/// panic inside is caught, counted and logged; the span is exported as it was.
+pub type SpanProcessorFn = Arc<dyn Fn(&mut Span) + Send + Sync>;
+
+/// A span the span API ended, as recorded: converted to an MLflow [`Span`] when its trace is
+/// finalized.
+#[derive(Debug)]
+pub(crate) struct RawSpan {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    pub(crate) parent_id: Option<SpanId>,
+    pub(crate) name: String,
+    pub(crate) start_time_ns: u64,
+    pub(crate) end_time_ns: u64,
+    pub(crate) status: SpanStatus,
+    pub(crate) events: Vec<SpanEvent>,
+    pub(crate) links: Vec<Link>,
+    /// Attribute values as MLflow stores them (JSON text), in order, keys distinct.
+    pub(crate) attributes: Vec<(Cow<'static, str>, Value)>,
+}
+
+impl RawSpan {
+    fn into_span(self) -> Span {
+        let attributes = SpanAttributes::from_distinct(self.attributes);
+        Span::from(SpanParts {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent_id: self.parent_id,
+            name: self.name,
+            start_time_ns: self.start_time_ns,
+            end_time_ns: Some(self.end_time_ns),
+            status: self.status,
+            events: self.events,
+            links: self.links,
+            attributes,
+        })
+    }
+}
+
+/// An ended span waiting in its trace.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// Already through the end rules (it was also sent to a span-logging exporter).
+    Done(Span),
+    /// An MLflow span still to go through the end rules (OpenTelemetry-API spans).
+    Span(Span),
+    /// A span API span, still to convert.
+    Raw(RawSpan),
+}
+
+impl Ended {
+    pub(crate) fn span_id(&self) -> SpanId {
+        match self {
+            Ended::Done(s) | Ended::Span(s) => s.span_id(),
+            Ended::Raw(r) => r.span_id,
+        }
+    }
+
+    pub(crate) fn trace_id(&self) -> TraceId {
+        match self {
+            Ended::Done(s) | Ended::Span(s) => s.trace_id(),
+            Ended::Raw(r) => r.trace_id,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Ended::Done(s) | Ended::Span(s) => s.name(),
+            Ended::Raw(r) => &r.name,
+        }
+    }
+
+    pub(crate) fn is_root(&self) -> bool {
+        match self {
+            Ended::Done(s) | Ended::Span(s) => s.parent_id().is_none(),
+            Ended::Raw(r) => r.parent_id.is_none(),
+        }
+    }
+}
+
+/// What finishing needs from the tracer's settings; shared by the manager and every pending
+/// trace.
+pub(crate) struct Finisher {
+    pub(crate) policy: Arc<dyn TracePolicy>,
+    pub(crate) span_processors: Vec<SpanProcessorFn>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) preview_max_chars: usize,
+}
+
+impl Finisher {
+    /// The span, through MLflow's end rules and the span processors; `root_info` is the trace
+    /// info for a root span (its destination may copy values into it).
+    pub(crate) fn finish_span(&self, ended: Ended, root_info: Option<&TraceInfo>) -> Span {
+        let mut span = match ended {
+            Ended::Done(span) => return span,
+            Ended::Span(span) => span,
+            Ended::Raw(raw) => raw.into_span(),
+        };
+        apply_log_level_rules(&mut span);
+        if span.parent_id().is_none()
+            && let Some(info) = root_info
+        {
+            for (key, value) in self.policy.root_end_attributes(info) {
+                span.set_raw_attribute(key, Value::String(value));
+            }
+        }
+        for processor in &self.span_processors {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| processor(&mut span))) {
+                self.stats
+                    .span_processor_error(panic_message(payload.as_ref()));
+            }
+        }
+        span
+    }
+}
+
+/// A completed trace not yet finalized: its spans as the caller ended them and its info. See
+/// [`Dispatch::dispatch_trace`](crate::Dispatch::dispatch_trace).
+pub struct PendingTrace {
+    finisher: Arc<Finisher>,
+    info: TraceInfo,
+    spans: Vec<Ended>,
+    halted: bool,
+    remote: bool,
+}
+
+impl fmt::Debug for PendingTrace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingTrace")
+            .field("trace_id", &self.info.trace_id)
+            .field("spans", &self.spans.len())
+            .field("remote", &self.remote)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingTrace {
+    pub(crate) fn new(
+        finisher: Arc<Finisher>,
+        info: TraceInfo,
+        spans: Vec<Ended>,
+        halted: bool,
+        remote: bool,
+    ) -> Self {
+        PendingTrace {
+            finisher,
+            info,
+            spans,
+            halted,
+            remote,
+        }
+    }
+
+    /// The MLflow trace id.
+    pub fn mlflow_trace_id(&self) -> &str {
+        &self.info.trace_id
+    }
+
+    /// Where the trace is stored.
+    pub fn location(&self) -> &TraceLocation {
+        &self.info.trace_location
+    }
+
+    /// Finalizes the trace: every span through the end rules and the span processors, then the
+    /// destination's trace rules (previews, `mlflow.traceInputs`/`Outputs`, token usage; the
+    /// state of a halted trace).
+    pub fn finalize(self) -> ExportItem {
+        let PendingTrace {
+            finisher,
+            info,
+            spans,
+            halted,
+            remote,
+        } = self;
+        let spans: Vec<Span> = spans
+            .into_iter()
+            .map(|ended| {
+                let root = ended.is_root().then_some(&info);
+                finisher.finish_span(ended, root)
+            })
+            .collect();
+        let mut trace = Trace::new(info, spans);
+        if !remote {
+            finisher
+                .policy
+                .finalize(&mut trace, finisher.preview_max_chars);
+            if halted && trace.info.state == TraceState::InProgress {
+                trace.info.state = TraceState::Error;
+            }
+        }
+        ExportItem::Trace(Box::new(TraceItem { trace, remote }))
+    }
+}
+
+/// MLflow's log-level rules at span end: the span type's default level when none was set, and
+/// ERROR once an `exception` event was added.
+fn apply_log_level_rules(span: &mut Span) {
+    if !span.raw_attributes().contains_key(keys::span::LOG_LEVEL) {
+        // The span type as stored is almost always a plain JSON string: read it without parsing.
+        let span_type = match span.raw_attributes().get(keys::span::SPAN_TYPE) {
+            Some(Value::String(s))
+                if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') && !s.contains('\\') =>
+            {
+                SpanType::from(&s[1..s.len() - 1])
+            }
+            _ => span.span_type().unwrap_or(SpanType::Unknown),
+        };
+        let level = span_type.default_log_level();
+        span.set_raw_attribute(
+            keys::span::LOG_LEVEL,
+            Value::String(level.as_i64().to_string()),
+        );
+    }
+    if span.events().iter().any(|e| e.name == SpanEvent::EXCEPTION) {
+        let error = SpanLogLevel::Error.as_i64();
+        let current = span
+            .raw_attributes()
+            .get(keys::span::LOG_LEVEL)
+            .and_then(|v| match v {
+                Value::String(s) => s.parse::<i64>().ok(),
+                other => other.as_i64(),
+            });
+        if current.is_none_or(|c| c < error) {
+            span.set_raw_attribute(keys::span::LOG_LEVEL, Value::String(error.to_string()));
+        }
+    }
+}
