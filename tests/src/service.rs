@@ -87,6 +87,35 @@ impl Service {
         }
     }
 
+    /// Runs `command` to its end (killed after `timeout`); returns whether it succeeded and
+    /// everything it printed (stdout, then stderr).
+    ///
+    /// # Errors
+    /// The spawn error.
+    pub fn run(mut command: Command, timeout: Duration) -> Result<(bool, String), String> {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {command:?}: {e}"))?;
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        if let Some(out) = child.stdout.take() {
+            collect(out, stdout.clone(), None);
+        }
+        if let Some(err) = child.stderr.take() {
+            collect(err, stderr.clone(), None);
+        }
+        let service = Service {
+            child,
+            port: 0,
+            stdout,
+            stderr,
+        };
+        Ok(service.wait(timeout))
+    }
+
     /// The port it listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port

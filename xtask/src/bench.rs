@@ -55,6 +55,17 @@ const PAIRS: &[(&str, &str, &str, Option<f64>)] = &[
     ("span", "mlflow_macro_1kb", "otel_sdk_1kb", None),
     ("trace", "mlflow_1kb", "otel_sdk_1kb", None),
     ("json", "mlflow_1kb", "serde_json_1kb", None),
+    // The tracing layer next to tracing-opentelemetry with an in-memory exporter (issue 15).
+    ("layer", "mlflow", "tracing_opentelemetry", Some(1.0)),
+    // Filtered out, the layer adds nothing to tracing-subscriber's per-layer filtering...
+    (
+        "layer",
+        "filtered_out",
+        "filtered_out_noop_layer",
+        Some(1.05),
+    ),
+    // ...which itself costs this much over a registry with no layer.
+    ("layer", "filtered_out", "tracing_alone", None),
 ];
 
 /// (group, bench, target median in ns).

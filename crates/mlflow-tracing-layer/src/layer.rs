@@ -3,7 +3,8 @@
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use mlflow_tracing_entities::{Link, MlflowTraceId, SpanEvent, SpanStatus, keys};
+use mlflow_tracing_entities::json::AttributeJson;
+use mlflow_tracing_entities::{Link, MlflowTraceId, SpanEvent, SpanStatus, SpanType, keys};
 use mlflow_tracing_manager::{EnteredSpan, LiveSpan, current_span, start_span};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Subscriber};
@@ -11,7 +12,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
-use crate::fields::{FieldValue, Fields};
+use crate::fields::{FieldValue, Fields, is_convention};
 use crate::genai::{self, MessageEvent};
 
 /// Records `tracing` spans as MLflow spans of the current trace (see the crate docs).
@@ -53,14 +54,57 @@ impl MlflowLayer {
 /// The MLflow side of a span the layer records.
 struct Recorded {
     live: LiveSpan,
-    /// `gen_ai.*` fields as attribute JSON text, for the translation when the span closes.
-    genai: Vec<(&'static str, String)>,
-    /// GenAI message events, for the same.
+    /// The span's fields in the order recorded (a field recorded again moves to the end, as a
+    /// key set again does in OpenTelemetry), stored on the MLflow span when it closes.
+    fields: Vec<(&'static str, FieldValue)>,
+    /// GenAI message events, for the translation.
     events: Vec<MessageEvent>,
-    /// MLflow keys set through fields: the translation leaves those alone.
-    explicit: Vec<&'static str>,
     /// `otel.status_message`, for an `otel.status_code` of ERROR.
     status_message: String,
+    /// The span type given at the start.
+    start_type: Option<SpanType>,
+    /// An `otel.status_code` of ERROR in the fields being recorded.
+    status_error: bool,
+    /// An error value (with its chain) in the fields being recorded: its text twin is skipped.
+    error_recorded: bool,
+}
+
+/// Records `on_record` fields straight into the span (no list in between).
+struct RecordInto<'a>(&'a mut Recorded);
+
+impl tracing::field::Visit for RecordInto<'_> {
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.0.field(field.name(), FieldValue::I64(value));
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.0.field(field.name(), FieldValue::U64(value));
+    }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.0.field(field.name(), FieldValue::F64(value));
+    }
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.0.field(field.name(), FieldValue::Bool(value));
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0
+            .field(field.name(), FieldValue::of_text(field.name(), value));
+    }
+    fn record_error(
+        &mut self,
+        field: &tracing::field::Field,
+        value: &(dyn std::error::Error + 'static),
+    ) {
+        let (message, chain) = crate::fields::error_chain(value);
+        if field.name() == "error" || !self.0.error_recorded {
+            self.0.live.record_exception("Error", &message, &chain);
+            self.0.error_recorded = true;
+        }
+        self.0.field(field.name(), FieldValue::Text(message));
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .field(field.name(), FieldValue::Text(format!("{value:?}")));
+    }
 }
 
 /// A span the layer saw and does not record (`MlflowLayer::genai`).
@@ -101,83 +145,106 @@ fn declares_genai(metadata: &tracing::Metadata<'_>) -> bool {
 }
 
 impl Recorded {
-    /// Applies fields recorded on the span.
-    fn apply(&mut self, fields: Fields) {
-        let mut status_error = false;
-        for (name, value) in fields.values {
-            match name {
-                "otel.name" => {
-                    if let FieldValue::Text(t) = &value {
-                        self.live.update_name(t.clone());
-                    }
-                }
-                // MLflow spans have no kind.
-                "otel.kind" => {}
-                "otel.status_code" => {
-                    if let FieldValue::Text(t) = &value {
-                        if t.eq_ignore_ascii_case("error") {
-                            status_error = true;
-                        } else if t.eq_ignore_ascii_case("ok") {
-                            self.live.set_status(SpanStatus::ok());
-                        }
-                    }
-                }
-                "otel.status_message" => {
-                    if let FieldValue::Text(t) = value {
-                        self.status_message = t;
-                    }
-                }
-                "error" if fields.error.is_none() => {
-                    if let FieldValue::Text(t) = &value {
-                        self.live.record_exception("Error", t, "");
-                    }
-                }
-                "error" => {}
-                _ => {
-                    let json = value.attribute_json();
-                    if name.starts_with("gen_ai.") {
-                        self.genai.push((name, json.clone()));
-                    } else if name.starts_with("mlflow.") {
-                        self.explicit.push(name);
-                    }
-                    // Valid JSON by construction.
-                    let _ = self.live.set_attribute_json(name, json);
-                }
-            }
+    /// Applies fields recorded on the span (see [`Recorded::field`]) and an error value's
+    /// exception.
+    fn apply(
+        &mut self,
+        fields: Vec<(&'static str, FieldValue)>,
+        error: Option<(String, String, String)>,
+    ) {
+        for (name, value) in fields {
+            self.field(name, value);
         }
-        if let Some((kind, message, chain)) = fields.error {
+        if let Some((kind, message, chain)) = error {
             self.live.record_exception(&kind, &message, &chain);
         }
-        if status_error {
-            self.live
-                .set_status(SpanStatus::error(self.status_message.clone()));
+        self.after_fields();
+    }
+
+    /// One field: the `otel.*` conventions and a text `error` now, the others kept for the end.
+    fn field(&mut self, name: &'static str, value: FieldValue) {
+        match name {
+            "otel.name" => {
+                if let FieldValue::Text(t) = value {
+                    self.live.update_name(t);
+                }
+            }
+            // MLflow spans have no kind.
+            "otel.kind" => {}
+            "otel.status_code" => {
+                if let FieldValue::Text(t) = &value {
+                    if t.eq_ignore_ascii_case("error") {
+                        self.status_error = true;
+                    } else if t.eq_ignore_ascii_case("ok") {
+                        self.live.set_status(SpanStatus::ok());
+                    }
+                }
+            }
+            "otel.status_message" => {
+                if let FieldValue::Text(t) = value {
+                    self.status_message = t;
+                }
+            }
+            // An error recorded with `record_error` comes with its chain (see `Fields`).
+            "error" => {
+                if let FieldValue::Text(t) = &value
+                    && !self.error_recorded
+                {
+                    self.live.record_exception("Error", t, "");
+                }
+            }
+            _ => {
+                if let Some(i) = self.fields.iter().position(|(k, _)| *k == name) {
+                    self.fields.remove(i);
+                }
+                self.fields.push((name, value));
+            }
         }
     }
 
-    /// The GenAI translation, then the end of the MLflow span.
+    /// After a set of fields: an `otel.status_code` of ERROR with its message.
+    fn after_fields(&mut self) {
+        if std::mem::take(&mut self.status_error) {
+            self.live
+                .set_status(SpanStatus::error(self.status_message.clone()));
+        }
+        self.error_recorded = false;
+    }
+
+    /// The fields as attributes, the GenAI translation, then the end of the MLflow span.
     fn close(self) {
-        let t = genai::translate(&self.genai, &self.events);
-        let unset = |key: &str| !self.explicit.contains(&key);
-        if let Some(span_type) = t.span_type
+        let attrs: Vec<(&'static str, AttributeJson)> = self
+            .fields
+            .into_iter()
+            .map(|(k, v)| (k, v.into_attribute_json()))
+            .collect();
+        let t = genai::translate(&attrs, &self.events);
+        // MLflow keys set through fields win over the translation.
+        let explicit: Vec<&'static str> = attrs
+            .iter()
+            .filter(|(k, _)| k.starts_with("mlflow."))
+            .map(|(k, _)| *k)
+            .collect();
+        let unset = |key: &str| !explicit.contains(&key);
+        if t.span_type != self.start_type
+            && let Some(span_type) = t.span_type
             && unset(keys::span::SPAN_TYPE)
         {
             self.live.set_span_type(span_type);
         }
-        let json_keys = [
+        let translated = [
             (keys::span::INPUTS, t.inputs),
             (keys::span::OUTPUTS, t.outputs),
             (keys::span::CHAT_USAGE, t.token_usage),
             (keys::span::MODEL, t.model),
             (keys::span::MODEL_PROVIDER, t.provider),
             (keys::span::CHAT_TOOLS, t.tools),
-        ];
-        for (key, value) in json_keys {
-            if let Some(json) = value
-                && unset(key)
-            {
-                let _ = self.live.set_attribute_json(key, json);
-            }
-        }
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| Some((key, value?)))
+        .filter(|(key, _)| unset(key));
+        self.live
+            .set_attribute_values(attrs.into_iter().chain(translated));
         self.live.end();
     }
 }
@@ -205,7 +272,7 @@ where
             span.extensions_mut().insert(Skipped);
             return;
         }
-        let mut fields = Fields::default();
+        let mut fields = Fields::of_span(metadata.fields().len());
         attrs.record(&mut fields);
         let mut start = start_span(metadata.name());
         if let Some(parent) = &explicit_parent {
@@ -213,13 +280,8 @@ where
         }
         // The span type when the operation is known at creation (it keeps its place next to
         // the trace id, as MLflow's processor writes it).
-        let genai_at_start: Vec<(&'static str, String)> = fields
-            .values
-            .iter()
-            .filter(|(k, _)| *k == "gen_ai.operation.name" || *k == "gen_ai.request.model")
-            .map(|(k, v)| (*k, v.attribute_json()))
-            .collect();
-        if let Some(t) = genai::span_type(&genai_at_start) {
+        let start_type = genai::span_type_at_start(&fields.values);
+        if let Some(t) = start_type.clone() {
             start = start.span_type(t);
         }
         let live = start.start_detached();
@@ -228,14 +290,24 @@ where
             span.extensions_mut().insert(Skipped);
             return;
         }
+        let Fields {
+            mut values, error, ..
+        } = fields;
+        // The conventions out; the other fields (distinct, as a callsite declares them) stay in
+        // the list the span keeps.
+        let conventions: Vec<_> = values
+            .extract_if(.., |(name, _)| is_convention(name))
+            .collect();
         let mut recorded = Recorded {
             live,
-            genai: Vec::new(),
+            fields: values,
             events: Vec::new(),
-            explicit: Vec::new(),
             status_message: String::new(),
+            start_type,
+            status_error: false,
+            error_recorded: error.is_some(),
         };
-        recorded.apply(fields);
+        recorded.apply(conventions, error);
         span.extensions_mut().insert(recorded);
     }
 
@@ -245,9 +317,8 @@ where
         };
         let mut extensions = span.extensions_mut();
         if let Some(recorded) = extensions.get_mut::<Recorded>() {
-            let mut fields = Fields::default();
-            values.record(&mut fields);
-            recorded.apply(fields);
+            values.record(&mut RecordInto(recorded));
+            recorded.after_fields();
         }
     }
 
@@ -274,7 +345,9 @@ where
         let Some(span) = ctx.event_span(event) else {
             return;
         };
-        let Some(owner) = span.scope().find(|s| s.extensions().get::<Recorded>().is_some())
+        let Some(owner) = span
+            .scope()
+            .find(|s| s.extensions().get::<Recorded>().is_some())
         else {
             return;
         };
@@ -337,10 +410,7 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
-        let guard = span
-            .extensions()
-            .get::<Recorded>()
-            .map(|r| r.live.enter());
+        let guard = span.extensions().get::<Recorded>().map(|r| r.live.enter());
         if let Some(guard) = guard {
             let _ = ENTERED.try_with(|e| e.borrow_mut().0.push((id.into_u64(), guard)));
         }

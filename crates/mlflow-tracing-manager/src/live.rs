@@ -330,7 +330,7 @@ impl LiveSpan {
     }
 
     /// The trace id (also set for sampled-out spans, which carry the decision), as
-    /// [`Span::trace_id`].
+    /// [`Span::trace_id`](mlflow_tracing_entities::Span::trace_id).
     pub fn trace_id(&self) -> Option<TraceId> {
         self.inner.as_ref().map(|i| i.trace_id)
     }

@@ -111,7 +111,11 @@ pub(crate) fn install(builder: TracerBuilder, export: Export) -> Result<InitGuar
         tracing::warn!("mlflow_tracing::init called again; the previous tracer is replaced");
         let _ = previous.shutdown(InitGuard::SHUTDOWN_TIMEOUT);
     }
-    Ok(InitGuard { tracer, export })
+    Ok(InitGuard {
+        tracer,
+        export,
+        shutdown_timeout: InitGuard::SHUTDOWN_TIMEOUT,
+    })
 }
 
 /// What `init` put between the tracer and the exporter.
@@ -129,11 +133,24 @@ pub(crate) enum Export {
 pub struct InitGuard {
     tracer: Tracer,
     export: Export,
+    shutdown_timeout: Duration,
 }
 
 impl InitGuard {
-    /// How long dropping the guard waits for the exporter.
-    pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+    /// How long dropping the guard waits for the exporter by default. Python's SDK waits at
+    /// exit for as long as its queue takes; a bound keeps a stuck server from hanging the
+    /// program, and it is long enough for a cold server's first requests (an MLflow server's
+    /// first LLM spans take it several seconds). What is still unsent then is counted as
+    /// dropped and logged.
+    pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// Sets how long dropping the guard waits for the exporter (default
+    /// [`SHUTDOWN_TIMEOUT`](Self::SHUTDOWN_TIMEOUT)).
+    #[must_use = "dropping the guard shuts tracing down"]
+    pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
 
     /// The installed tracer (its `stats()` count traces started, finished, evicted, dropped).
     pub fn tracer(&self) -> &Tracer {
@@ -155,7 +172,7 @@ impl InitGuard {
 impl Drop for InitGuard {
     fn drop(&mut self) {
         mlflow_tracing_manager::uninstall_global_tracer(&self.tracer);
-        let result = self.tracer.shutdown(Self::SHUTDOWN_TIMEOUT);
+        let result = self.tracer.shutdown(self.shutdown_timeout);
         let stats = self.tracer.stats();
         let worker = self.export_stats().unwrap_or_default();
         tracing::info!(

@@ -31,7 +31,12 @@ fn names(trace: &Trace) -> Vec<&str> {
 
 fn only_trace(capture: &Capture) -> Trace {
     let traces = capture.traces();
-    assert_eq!(traces.len(), 1, "{:?}", traces.iter().map(names).collect::<Vec<_>>());
+    assert_eq!(
+        traces.len(),
+        1,
+        "{:?}",
+        traces.iter().map(names).collect::<Vec<_>>()
+    );
     traces.into_iter().next().unwrap()
 }
 
@@ -61,14 +66,22 @@ fn nesting_works_both_ways() {
     let tool = by_name(&trace, "traced_tool");
     let inside = by_name(&trace, "inside_traced");
     let manual = by_name(&trace, "manual");
-    assert_eq!(root.parent_id(), None, "a recorded span with no MLflow parent starts a trace");
+    assert_eq!(
+        root.parent_id(),
+        None,
+        "a recorded span with no MLflow parent starts a trace"
+    );
     assert_eq!(tool.parent_id(), Some(root.span_id()));
     assert_eq!(manual.parent_id(), Some(root.span_id()));
     assert_eq!(inside.parent_id(), Some(tool.span_id()));
     assert_eq!(root.attribute("user"), Some(json!("alice")));
     assert_eq!(inside.attribute("x"), Some(json!(21)));
     assert_eq!(
-        trace.info.tags.get(keys::tag::TRACE_NAME).map(String::as_str),
+        trace
+            .info
+            .tags
+            .get(keys::tag::TRACE_NAME)
+            .map(String::as_str),
         Some("tracing_root")
     );
 }
@@ -158,9 +171,9 @@ fn on_a_current_thread_runtime_next_to_fmt_and_env_filter() {
         .unwrap();
     let total = tracing::subscriber::with_default(subscriber, || {
         // The span is created inside the tracer's scope (an argument would be created before).
-        runtime.block_on(capture.scope(async {
-            workflow().instrument(tracing::info_span!("workflow")).await
-        }))
+        runtime.block_on(
+            capture.scope(async { workflow().instrument(tracing::info_span!("workflow")).await }),
+        )
     });
     assert_eq!(total, 17);
     assert_workflow(&capture);
@@ -169,9 +182,8 @@ fn on_a_current_thread_runtime_next_to_fmt_and_env_filter() {
 #[test]
 fn per_layer_filters_choose_what_is_recorded() {
     let capture = Capture::new();
-    let subscriber = tracing_subscriber::registry().with(
-        MlflowLayer::new().with_filter(Targets::new().with_target("wanted", Level::INFO)),
-    );
+    let subscriber = tracing_subscriber::registry()
+        .with(MlflowLayer::new().with_filter(Targets::new().with_target("wanted", Level::INFO)));
     tracing::subscriber::with_default(subscriber, || {
         capture.run(|| {
             drop(tracing::info_span!(target: "wanted", "kept").entered());
@@ -202,7 +214,10 @@ fn the_genai_mode_records_genai_spans_and_spans_inside_a_trace_only() {
     let mut n = names(&trace);
     n.sort_unstable();
     assert_eq!(n, ["agent", "helper"]);
-    assert_eq!(by_name(&trace, "agent").span_type().unwrap().as_str(), "AGENT");
+    assert_eq!(
+        by_name(&trace, "agent").span_type().unwrap().as_str(),
+        "AGENT"
+    );
 }
 
 #[derive(Debug)]
@@ -267,7 +282,11 @@ fn fields_otel_conventions_events_and_errors() {
     assert_eq!(typed.attribute("float"), Some(json!(1.5)));
     assert_eq!(typed.attribute("flag"), Some(json!(true)));
     assert_eq!(typed.attribute("text"), Some(json!("plain")));
-    assert_eq!(typed.attribute("list"), Some(json!([1, 2])), "JSON text stays JSON");
+    assert_eq!(
+        typed.attribute("list"),
+        Some(json!([1, 2])),
+        "JSON text stays JSON"
+    );
     assert_eq!(typed.attribute("dbg"), Some(json!("[(\"a\", 1)]")));
     assert_eq!(typed.attribute("late"), Some(json!(42)));
     assert_eq!(typed.attribute("otel.kind"), None);
@@ -294,7 +313,10 @@ fn fields_otel_conventions_events_and_errors() {
             .iter()
             .find(|e| e.name == "exception")
             .unwrap_or_else(|| panic!("{name}: an exception event"));
-        assert_eq!(exception.attributes["exception.message"], json!("the tool broke"));
+        assert_eq!(
+            exception.attributes["exception.message"],
+            json!("the tool broke")
+        );
     }
 }
 
@@ -351,23 +373,41 @@ fn genai_attributes_are_translated_and_feed_the_trace_info() {
     assert_eq!(agent.span_type().unwrap().as_str(), "AGENT");
     assert_eq!(chat.span_type().unwrap().as_str(), "CHAT_MODEL");
     assert_eq!(tool.span_type().unwrap().as_str(), "TOOL");
-    assert_eq!(chat.raw_inputs(), Some(r#"[{"role":"user","parts":[{"type":"text","content":"What is 2 + 5?"}]}]"#));
-    assert_eq!(chat.outputs().unwrap()[0]["parts"][0]["content"], json!("7"));
+    assert_eq!(
+        chat.raw_inputs(),
+        Some(r#"[{"role":"user","parts":[{"type":"text","content":"What is 2 + 5?"}]}]"#)
+    );
+    assert_eq!(
+        chat.outputs().unwrap()[0]["parts"][0]["content"],
+        json!("7")
+    );
     assert_eq!(tool.inputs(), Some(json!({"x": 2, "y": 5})));
     assert_eq!(tool.outputs(), Some(json!("7")));
     assert_eq!(agent.inputs(), Some(json!("What is 2 + 5?")));
     assert_eq!(agent.outputs(), Some(json!("2 + 5 = 7")));
     let usage = chat.token_usage().unwrap();
-    assert_eq!((usage.input_tokens, usage.output_tokens, usage.total_tokens), (50, 10, 60));
-    assert_eq!(chat.attribute(keys::span::MODEL), Some(json!("gpt-4o-mini")));
-    assert_eq!(chat.attribute(keys::span::MODEL_PROVIDER), Some(json!("openai")));
+    assert_eq!(
+        (usage.input_tokens, usage.output_tokens, usage.total_tokens),
+        (50, 10, 60)
+    );
+    assert_eq!(
+        chat.attribute(keys::span::MODEL),
+        Some(json!("gpt-4o-mini"))
+    );
+    assert_eq!(
+        chat.attribute(keys::span::MODEL_PROVIDER),
+        Some(json!("openai"))
+    );
     // The trace info is computed from them.
     let info = &trace.info;
     assert_eq!(info.request_preview.as_deref(), Some("\"What is 2 + 5?\""));
     assert_eq!(info.response_preview.as_deref(), Some("\"2 + 5 = 7\""));
     let total: Value =
         serde_json::from_str(&info.trace_metadata[keys::metadata::TOKEN_USAGE]).unwrap();
-    assert_eq!(total, json!({"input_tokens": 50, "output_tokens": 10, "total_tokens": 60}));
+    assert_eq!(
+        total,
+        json!({"input_tokens": 50, "output_tokens": 10, "total_tokens": 60})
+    );
     assert_eq!(
         info.trace_metadata[keys::metadata::INPUTS],
         "\"What is 2 + 5?\""
@@ -391,15 +431,18 @@ fn bad_input_never_loses_a_span() {
     });
     let trace = only_trace(&capture);
     let chat = by_name(&trace, "chat");
-    assert_eq!(chat.inputs(), Some(json!("[not json")), "not JSON: kept as a string");
+    assert_eq!(
+        chat.inputs(),
+        Some(json!("[not json")),
+        "not JSON: kept as a string"
+    );
     assert!(chat.token_usage().is_none());
     assert_eq!(chat.span_type().unwrap().as_str(), "CHAT_MODEL");
 }
 
 #[test]
 fn a_span_that_ends_after_its_trace_was_exported_is_counted_not_attached() {
-    let capture =
-        Capture::with(|b| b.with_trace_timeout(Some(Duration::from_millis(50)))).unwrap();
+    let capture = Capture::with(|b| b.with_trace_timeout(Some(Duration::from_millis(50)))).unwrap();
     let subscriber = tracing_subscriber::registry().with(MlflowLayer::new());
     tracing::subscriber::with_default(subscriber, || {
         capture.run(|| {
