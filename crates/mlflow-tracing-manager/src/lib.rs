@@ -59,6 +59,7 @@ mod instrument;
 mod items;
 mod policy;
 mod sampler;
+mod scope;
 // The trace manager and its OpenTelemetry front door; the tracer and its settings.
 mod builder;
 mod global;
@@ -104,6 +105,7 @@ pub use limits::{
 };
 pub use live::{EnteredSpan, LiveSpan, SpanGuard};
 pub use remote::{RemoteTrace, RemoteTraceGuard, continue_trace, continue_trace_with};
+pub use scope::{TraceContext, TraceContextGuard, WithTraceContext};
 pub use start::{StartSpan, start_span};
 pub use stats::TracerStats;
 pub use tracer::{DispatchWrapper, Tracer};

@@ -17,6 +17,7 @@ use crate::in_progress::{Buffer, Completed, TraceBuffer, TraceEntry};
 use crate::items::{ExportItem, SpanItem};
 use crate::limits::SpanLimits;
 use crate::policy::{RootStart, TracePolicy};
+use crate::scope::TraceContext;
 use crate::stats::Stats;
 use crate::util::{lock, now_ns};
 
@@ -105,12 +106,14 @@ impl TraceManager {
         let now_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let (mlflow_id, info) = self.policy.start(RootStart {
+        let (mlflow_id, mut info) = self.policy.start(RootStart {
             trace_id,
             name,
             experiment_id,
             now_ms,
         })?;
+        // `mlflow.tracing.context` scopes: their metadata and tags.
+        TraceContext::apply_current(&mut info);
         let entry = Arc::new(TraceEntry::new(trace_id, mlflow_id, info, false));
         self.buffer.insert(entry.clone());
         self.stats.trace_started();

@@ -15,6 +15,7 @@ use crate::global::global_tracer;
 use crate::in_progress::{HaltRoot, TraceEntry};
 use crate::live::{ActiveSpan, LiveSpan, LiveSpanInner, LiveState, SpanGuard};
 use crate::parent::RemoteParent;
+use crate::scope::TraceContext;
 use crate::tracer::{ScopedTracer, Tracer};
 use crate::util::now_ns;
 
@@ -187,7 +188,10 @@ impl StartSpan {
         else {
             return LiveSpan::noop();
         };
-        if !tracer.is_enabled() || Context::map_current(Context::is_telemetry_suppressed) {
+        if !tracer.is_enabled()
+            || Context::map_current(Context::is_telemetry_suppressed)
+            || TraceContext::disabled_here()
+        {
             return LiveSpan::noop();
         }
         let is_root = matches!(parent, Parent::None);

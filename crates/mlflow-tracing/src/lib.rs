@@ -112,11 +112,12 @@ pub mod tracer {
     };
 }
 
-/// The current span and trace, across threads and `.await`.
+/// The current span and trace, across threads and `.await`; [`TraceContext`](context::TraceContext)
+/// scopes (MLflow's `mlflow.tracing.context`).
 pub mod context {
     pub use mlflow_tracing_manager::{
-        EnteredSpan, FutureExt, Instrumented, active_trace_id, current_span, last_active_trace_id,
-        update_current_trace,
+        EnteredSpan, FutureExt, Instrumented, TraceContext, TraceContextGuard, WithTraceContext,
+        active_trace_id, current_span, last_active_trace_id, update_current_trace,
     };
 }
 
