@@ -55,6 +55,8 @@ const PAIRS: &[(&str, &str, &str, Option<f64>)] = &[
     ("span", "mlflow_macro_1kb", "otel_sdk_1kb", None),
     ("trace", "mlflow_1kb", "otel_sdk_1kb", None),
     ("json", "mlflow_1kb", "serde_json_1kb", None),
+    // A traced stream of 1,000 items next to the same items recorded by hand (issue 16).
+    ("stream", "traced", "hand_written", Some(2.0)),
     // The tracing layer next to tracing-opentelemetry with an in-memory exporter (issue 15).
     ("layer", "mlflow", "tracing_opentelemetry", Some(1.0)),
     // Filtered out, the layer adds nothing to tracing-subscriber's per-layer filtering...

@@ -39,6 +39,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod attributes;
+mod chat_tool;
 mod error;
 mod ids;
 pub mod json;
@@ -56,6 +57,7 @@ mod uri;
 mod usage_rollup;
 
 pub use attributes::SpanAttributes;
+pub use chat_tool::{ChatTool, FunctionToolDefinition};
 pub use error::{EntityError, Result};
 pub use ids::{MlflowTraceId, SpanId, TRACE_ID_V3_PREFIX, TRACE_ID_V4_PREFIX, TraceId};
 pub use span::{Span, SpanBuilder, SpanParts};

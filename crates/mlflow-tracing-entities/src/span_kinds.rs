@@ -296,6 +296,13 @@ impl SpanEvent {
         Self::new(name, ns)
     }
 
+    /// Adds an attribute (kept as given: MLflow stores event attributes raw).
+    #[must_use]
+    pub fn with_attribute(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.attributes.insert(key.into(), value.into());
+        self
+    }
+
     /// Name of the event that records an error.
     pub const EXCEPTION: &'static str = "exception";
 

@@ -28,6 +28,30 @@ pub struct TokenUsage {
 }
 
 impl TokenUsage {
+    /// `input` and `output` tokens, their sum as the total.
+    pub fn new(input_tokens: i64, output_tokens: i64) -> Self {
+        TokenUsage {
+            input_tokens,
+            output_tokens,
+            total_tokens: input_tokens.saturating_add(output_tokens),
+            ..TokenUsage::default()
+        }
+    }
+
+    /// With tokens read from a prompt cache (`cache_read_input_tokens`).
+    #[must_use]
+    pub fn with_cache_read(mut self, tokens: i64) -> Self {
+        self.cache_read_input_tokens = Some(tokens);
+        self
+    }
+
+    /// With tokens written to a prompt cache (`cache_creation_input_tokens`).
+    #[must_use]
+    pub fn with_cache_creation(mut self, tokens: i64) -> Self {
+        self.cache_creation_input_tokens = Some(tokens);
+        self
+    }
+
     /// Reads a decoded `mlflow.chat.tokenUsage` value; `None` if it is not an object of integers.
     pub fn from_value(value: &Value) -> Option<TokenUsage> {
         if !value.is_object() {

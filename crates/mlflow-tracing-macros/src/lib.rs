@@ -66,6 +66,10 @@ struct Options {
     skip: Vec<Ident>,
     skip_all: bool,
     skip_output: bool,
+    output_reducer: Option<Expr>,
+    log_level: Option<Expr>,
+    description: Option<Expr>,
+    sampling_ratio_override: Option<Expr>,
 }
 
 impl Parse for Options {
@@ -94,6 +98,22 @@ impl Parse for Options {
                     let names = Punctuated::<Ident, Token![,]>::parse_terminated(&content)?;
                     options.skip.extend(names);
                 }
+                "output_reducer" => {
+                    input.parse::<Token![=]>()?;
+                    options.output_reducer = Some(input.parse()?);
+                }
+                "log_level" => {
+                    input.parse::<Token![=]>()?;
+                    options.log_level = Some(input.parse()?);
+                }
+                "description" => {
+                    input.parse::<Token![=]>()?;
+                    options.description = Some(input.parse()?);
+                }
+                "sampling_ratio_override" => {
+                    input.parse::<Token![=]>()?;
+                    options.sampling_ratio_override = Some(input.parse()?);
+                }
                 "skip_all" => options.skip_all = true,
                 "skip_output" => options.skip_output = true,
                 other => {
@@ -101,7 +121,8 @@ impl Parse for Options {
                         key.span(),
                         format!(
                             "unknown #[trace] option `{other}`; expected one of: name, \
-                             span_type, attributes, skip, skip_all, skip_output"
+                             span_type, attributes, skip, skip_all, skip_output, output_reducer, \
+                             log_level, description, sampling_ratio_override"
                         ),
                     ));
                 }
@@ -129,6 +150,98 @@ fn has_impl_trait(ty: &Type) -> bool {
         .into_iter()
         .any(|t| matches!(&t, proc_macro2::TokenTree::Ident(i) if i == "impl"))
         || matches!(ty, Type::ImplTrait(_))
+}
+
+/// What a function returning `impl Stream` / `impl Iterator` is traced as.
+enum Streamed {
+    Stream,
+    TryStream,
+    Iter,
+    TryIter,
+}
+
+/// `impl Stream<Item = ..>` or `impl Iterator<Item = ..>` (an `Item` of `Result<..>` makes it a
+/// try-stream).
+fn streamed(ty: &Type) -> Option<Streamed> {
+    let Type::ImplTrait(imp) = ty else {
+        return None;
+    };
+    imp.bounds.iter().find_map(|b| {
+        let syn::TypeParamBound::Trait(t) = b else {
+            return None;
+        };
+        let last = t.path.segments.last()?;
+        let of_results = match &last.arguments {
+            syn::PathArguments::AngleBracketed(args) => args.args.iter().any(|a| {
+                matches!(a, syn::GenericArgument::AssocType(at)
+                    if at.ident == "Item"
+                        && matches!(&at.ty, Type::Path(p)
+                            if p.path.segments.last().is_some_and(|s| s.ident == "Result")))
+            }),
+            _ => false,
+        };
+        match (last.ident.to_string().as_str(), of_results) {
+            ("Stream", false) => Some(Streamed::Stream),
+            ("Stream", true) => Some(Streamed::TryStream),
+            ("Iterator", false) => Some(Streamed::Iter),
+            ("Iterator", true) => Some(Streamed::TryIter),
+            _ => None,
+        }
+    })
+}
+
+/// The `#[trace]` options that configure the span's start: `.log_level(..)`, `.description(..)`,
+/// `.sampling_ratio(..)`, checked at compile time when given as literals.
+fn start_options(options: &Options) -> syn::Result<TokenStream2> {
+    let mut out = TokenStream2::new();
+    if let Some(level) = &options.log_level {
+        let level = match level {
+            Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(s),
+                ..
+            }) => {
+                let variant = match s.value().trim().to_ascii_uppercase().as_str() {
+                    "DEBUG" => quote!(Debug),
+                    "INFO" => quote!(Info),
+                    "WARNING" => quote!(Warning),
+                    "ERROR" => quote!(Error),
+                    "CRITICAL" => quote!(Critical),
+                    other => {
+                        return Err(syn::Error::new(
+                            s.span(),
+                            format!(
+                                "unknown log level `{other}`; expected DEBUG, INFO, WARNING, \
+                                 ERROR or CRITICAL"
+                            ),
+                        ));
+                    }
+                };
+                quote!(::mlflow_tracing::entities::SpanLogLevel::#variant)
+            }
+            e => quote!(#e),
+        };
+        out.extend(quote!(.log_level(#level)));
+    }
+    if let Some(d) = &options.description {
+        out.extend(quote!(.description(#d)));
+    }
+    if let Some(r) = &options.sampling_ratio_override {
+        if let Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Float(f),
+            ..
+        }) = r
+            && !f
+                .base10_parse::<f64>()
+                .is_ok_and(|v| (0.0..=1.0).contains(&v))
+        {
+            return Err(syn::Error::new(
+                f.span(),
+                "sampling_ratio_override must be between 0.0 and 1.0",
+            ));
+        }
+        out.extend(quote!(.sampling_ratio(#r)));
+    }
+    Ok(out)
 }
 
 fn expand(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
@@ -244,10 +357,55 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
         }
     };
 
+    let start_options = start_options(&options)?;
+    let streamed_as = if sig.asyncness.is_none() {
+        ret_ty.and_then(streamed)
+    } else {
+        None
+    };
+    if options.output_reducer.is_some() && streamed_as.is_none() {
+        return Err(syn::Error::new(
+            sig.ident.span(),
+            "`output_reducer` applies to functions returning `impl Stream<Item = ..>` or \
+             `impl Iterator<Item = ..>` (not async)",
+        ));
+    }
+    if let Some(kind) = streamed_as {
+        let wrapper = match kind {
+            Streamed::Stream => quote!(::mlflow_tracing::__private::TracedStream),
+            Streamed::TryStream => quote!(::mlflow_tracing::__private::TracedTryStream),
+            Streamed::Iter => quote!(::mlflow_tracing::__private::TracedIter),
+            Streamed::TryIter => quote!(::mlflow_tracing::__private::TracedTryIter),
+        };
+        let reducer = options
+            .output_reducer
+            .as_ref()
+            .map(|r| quote!(.output_reducer(#r)));
+        return Ok(quote! {
+            #(#attrs)*
+            #vis #sig {
+                let __mlflow_span = ::mlflow_tracing::__private::fn_span(#span_name, ::core::option::Option::None, #span_type)
+                    #start_options
+                    .start_detached();
+                if __mlflow_span.is_recording() {
+                    let mut __mlflow_inputs = ::mlflow_tracing::__private::Inputs::new();
+                    #(#input_stmts)*
+                    __mlflow_inputs.finish(&__mlflow_span);
+                    #(#attribute_stmts)*
+                }
+                // The stream is made in the span; the stream ends it.
+                let __mlflow_value = #run;
+                #wrapper::new(__mlflow_value, __mlflow_span) #reducer
+            }
+        });
+    }
+
     Ok(quote! {
         #(#attrs)*
         #vis #sig {
-            let __mlflow_span = ::mlflow_tracing::__private::start_fn_span(#span_name, #fn_name, #span_type);
+            let __mlflow_span = ::mlflow_tracing::__private::fn_span(#span_name, ::core::option::Option::Some(#fn_name), #span_type)
+                #start_options
+                .start_detached();
             if __mlflow_span.is_recording() {
                 let mut __mlflow_inputs = ::mlflow_tracing::__private::Inputs::new();
                 #(#input_stmts)*

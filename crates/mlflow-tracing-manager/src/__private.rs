@@ -14,21 +14,24 @@ use opentelemetry::Context;
 use serde::Serialize;
 
 use crate::live::{LiveSpan, short_type_name};
-use crate::start::start_span;
+use crate::start::{StartSpan, start_span};
+pub use crate::stream::{TracedIter, TracedStream, TracedTryIter, TracedTryStream};
 use crate::util::panic_message;
 
-/// Starts the span of a traced function (not current yet).
-pub fn start_fn_span(
+/// The span of a traced function, to configure (`#[trace]` options) and start detached. A
+/// function returning a stream or an iterator has no `function_name`, as MLflow's generator
+/// spans.
+pub fn fn_span(
     name: &'static str,
-    function_name: &'static str,
+    function_name: Option<&'static str>,
     span_type: Option<SpanType>,
-) -> LiveSpan {
+) -> StartSpan {
     let mut start = start_span(name);
     if let Some(t) = span_type {
         start = start.span_type(t);
     }
-    start.function_name = Some(function_name);
-    start.start_detached()
+    start.function_name = function_name;
+    start
 }
 
 /// Collects the arguments of a traced function into MLflow's inputs JSON: `{"a": 1, "b": "x"}`.

@@ -69,9 +69,11 @@ mod tracer;
 // The span API on top.
 mod context;
 mod live;
+mod llm;
 mod parent;
 mod remote;
 mod start;
+mod stream;
 
 #[doc(hidden)]
 pub mod __private;
@@ -108,6 +110,9 @@ pub use remote::{RemoteTrace, RemoteTraceGuard, continue_trace, continue_trace_w
 pub use scope::{TraceContext, TraceContextGuard, WithTraceContext};
 pub use start::{StartSpan, start_span};
 pub use stats::TracerStats;
+pub use stream::{
+    TraceIterExt, TraceStreamExt, TracedIter, TracedStream, TracedTryIter, TracedTryStream,
+};
 pub use tracer::{DispatchWrapper, Tracer};
 pub use util::panic_message;
 

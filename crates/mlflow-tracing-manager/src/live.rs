@@ -28,6 +28,19 @@ use crate::util::{lock, now_ns};
 
 /// The short name of a type, as MLflow's `exception.type` holds a class name: the last path
 /// segment of [`std::any::type_name`], generics kept (`Error`, `MyError<u8>`).
+/// An error's `Debug` form followed by its sources (`Caused by: …`): the exception's stack
+/// trace.
+pub(crate) fn error_chain<E: std::error::Error + ?Sized>(error: &E) -> String {
+    let mut chain = format!("{error:?}");
+    let mut source = error.source();
+    while let Some(s) = source {
+        chain.push_str("\nCaused by: ");
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    chain
+}
+
 pub(crate) fn short_type_name<T: ?Sized>() -> String {
     // Drop the module path of every path in the name: `alloc::boxed::Box<dyn core::error::Error>`
     // becomes `Box<dyn Error>`.
@@ -161,7 +174,12 @@ impl LiveSpanInner {
         }
     }
 
-    pub(crate) fn add_event_raw(&self, mut event: SpanEvent) {
+    pub(crate) fn add_event_raw(&self, event: SpanEvent) {
+        self.add_event_limited(event, true);
+    }
+
+    /// Adds an event; `limited`: it counts against the event limit (exception events never do).
+    pub(crate) fn add_event_limited(&self, mut event: SpanEvent, limited: bool) {
         if !self.recording {
             return;
         }
@@ -174,7 +192,7 @@ impl LiveSpanInner {
             .collect();
         let mut st = lock(&self.state);
         // Exception events carry the error: never dropped, not counted.
-        if event.name != SpanEvent::EXCEPTION {
+        if limited && event.name != SpanEvent::EXCEPTION {
             if st.counted_events >= manager.limits.max_events {
                 drop(st);
                 manager.stats.events_dropped(1);
@@ -345,7 +363,7 @@ impl LiveSpan {
         self.inner.as_ref().map(|i| i.tracer.clone())
     }
 
-    fn recording(&self) -> Option<&LiveSpanInner> {
+    pub(crate) fn recording(&self) -> Option<&LiveSpanInner> {
         self.inner.as_deref().filter(|i| i.recording)
     }
 
@@ -505,14 +523,11 @@ impl LiveSpan {
     /// `exception.stacktrace` (its `Debug` form and source chain), and status ERROR
     /// `"Type: message"`.
     pub fn record_error<E: std::error::Error + ?Sized>(&self, error: &E) {
-        let mut chain = format!("{error:?}");
-        let mut source = error.source();
-        while let Some(s) = source {
-            chain.push_str("\nCaused by: ");
-            chain.push_str(&s.to_string());
-            source = s.source();
-        }
-        self.record_exception(&short_type_name::<E>(), &error.to_string(), &chain);
+        self.record_exception(
+            &short_type_name::<E>(),
+            &error.to_string(),
+            &error_chain(error),
+        );
     }
 
     /// Records an exception from its parts (see [`LiveSpan::record_error`]).

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use mlflow_tracing_entities::json::{string_attribute_json, to_attribute_json};
-use mlflow_tracing_entities::{SpanType, keys};
+use mlflow_tracing_entities::{SpanLogLevel, SpanType, keys};
 use opentelemetry::Context;
 use serde::Serialize;
 
@@ -15,6 +15,7 @@ use crate::global::global_tracer;
 use crate::in_progress::{HaltRoot, TraceEntry};
 use crate::live::{ActiveSpan, LiveSpan, LiveSpanInner, LiveState, SpanGuard};
 use crate::parent::RemoteParent;
+use crate::sampler::MlflowRatioSampler;
 use crate::scope::TraceContext;
 use crate::tracer::{ScopedTracer, Tracer};
 use crate::util::now_ns;
@@ -36,6 +37,9 @@ pub fn start_span(name: impl Into<Cow<'static, str>>) -> StartSpan {
         experiment_id: None,
         start_time_ns: None,
         function_name: None,
+        description: None,
+        log_level: None,
+        sampling_ratio: None,
         serialization_errors: Vec::new(),
     }
 }
@@ -52,6 +56,9 @@ pub struct StartSpan {
     experiment_id: Option<String>,
     start_time_ns: Option<u64>,
     pub(crate) function_name: Option<&'static str>,
+    description: Option<String>,
+    log_level: Option<SpanLogLevel>,
+    sampling_ratio: Option<f64>,
     serialization_errors: Vec<String>,
 }
 
@@ -74,6 +81,30 @@ impl StartSpan {
                 string_attribute_json(&text)
             }
         }
+    }
+
+    /// A human-readable description (`mlflow.spanDescription`).
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// The log level (`mlflow.spanLogLevel`; otherwise the span type's default at end).
+    pub fn log_level(mut self, level: SpanLogLevel) -> Self {
+        self.log_level = Some(level);
+        self
+    }
+
+    /// When this span starts a trace, the sampling ratio for that decision instead of the
+    /// tracer's (MLflow's `sampling_ratio_override`); a child follows its parent as always. A
+    /// ratio outside 0..=1 (or NaN) is ignored with a warning, the tracer's used.
+    pub fn sampling_ratio(mut self, ratio: f64) -> Self {
+        if (0.0..=1.0).contains(&ratio) {
+            self.sampling_ratio = Some(ratio);
+        } else {
+            tracing::warn!(ratio, "sampling_ratio must be between 0.0 and 1.0; ignored");
+        }
+        self
     }
 
     /// The span type (default `UNKNOWN`).
@@ -155,6 +186,19 @@ impl StartSpan {
                 dropped += 1;
             }
         };
+        // MLflow's order: description and log level right after the type.
+        if let Some(d) = &self.description {
+            set(
+                Cow::Borrowed(keys::span::DESCRIPTION),
+                string_attribute_json(d),
+            );
+        }
+        if let Some(level) = self.log_level {
+            set(
+                Cow::Borrowed(keys::span::LOG_LEVEL),
+                level.as_i64().to_string(),
+            );
+        }
         if let Some(f) = self.function_name {
             set(
                 Cow::Borrowed(keys::span::FUNCTION_NAME),
@@ -204,7 +248,10 @@ impl StartSpan {
         let (trace_id, parent_id, recording, trace_state, entry) = match &parent {
             Parent::None => {
                 let trace_id = tracer.new_trace_id();
-                let sampled = tracer.samples(trace_id);
+                let sampled = match self.sampling_ratio {
+                    Some(ratio) => MlflowRatioSampler::new(ratio).samples(trace_id),
+                    None => tracer.samples(trace_id),
+                };
                 let entry = sampled
                     .then(|| manager.start_trace(trace_id, &self.name, self.experiment_id.clone()))
                     .flatten();

@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use mlflow_tracing::entities::TokenUsage;
 use mlflow_tracing::server::{ClientError, MlflowExporter, TrackingClient};
 use mlflow_tracing::{TraceUpdate, TracerBuilder, start_span, update_current_trace};
 use serde::Serialize;
@@ -61,13 +62,13 @@ async fn chat(messages: Vec<Message>) -> Message {
     } else {
         best
     };
-    if let Some(span) = mlflow_tracing::current_span() {
+    if let Some(span) = mlflow_tracing::context::current_span() {
         let completion = content.split_whitespace().count();
-        span.set_attribute(
-            mlflow_tracing::entities::keys::span::CHAT_USAGE,
-            &json!({"input_tokens": prompt_tokens, "output_tokens": completion,
-                    "total_tokens": prompt_tokens + completion}),
-        );
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        span.set_token_usage(&TokenUsage::new(count(prompt_tokens), count(completion)));
+        span.set_model("fake-gpt-4o");
+        span.set_model_provider("local");
+        span.set_message_format("openai");
     }
     Message {
         role: "assistant",

@@ -58,7 +58,7 @@
 //! - [`start_span`]: a builder (span type, inputs, attributes, explicit parent) whose
 //!   [`StartSpan::start`] returns a guard that is the current span until dropped and ends it on
 //!   drop; [`StartSpan::start_detached`] is MLflow's `start_span_no_context`.
-//! - [`current_span`], [`update_current_trace`], [`context::active_trace_id`],
+//! - [`context::current_span`], [`update_current_trace`], [`context::active_trace_id`],
 //!   [`context::last_active_trace_id`].
 //! - Async: a traced `async fn` keeps its span across `.await` on any runtime;
 //!   [`FutureExt::in_current_span`] carries the current span into `tokio::spawn`.
@@ -87,7 +87,7 @@ pub use init::{InitError, InitGuard, init};
 pub use mlflow_tracing_entities::{Span, SpanType, Trace};
 pub use mlflow_tracing_manager::{
     FutureExt, LiveSpan, SpanApiError, SpanGuard, StartSpan, TraceUpdate, Tracer, TracerBuilder,
-    current_span, start_span, update_current_trace,
+    start_span, update_current_trace,
 };
 
 /// `#[trace]`: traces every call of a function as an MLflow span.
@@ -118,6 +118,14 @@ pub mod context {
     pub use mlflow_tracing_manager::{
         EnteredSpan, FutureExt, Instrumented, TraceContext, TraceContextGuard, WithTraceContext,
         active_trace_id, current_span, last_active_trace_id, update_current_trace,
+    };
+}
+
+/// Streams and iterators traced as one span (MLflow's generator tracing): `#[trace]` on a
+/// function returning `impl Stream` or `impl Iterator`, or `.traced(span)` on any.
+pub mod stream {
+    pub use mlflow_tracing_manager::{
+        TraceIterExt, TraceStreamExt, TracedIter, TracedStream, TracedTryIter, TracedTryStream,
     };
 }
 

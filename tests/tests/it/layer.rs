@@ -466,6 +466,6 @@ fn without_a_tracer_nothing_is_recorded() {
     tracing::subscriber::with_default(subscriber, || {
         let span = tracing::info_span!("orphan");
         let _e = span.enter();
-        assert!(mlflow_tracing::current_span().is_none());
+        assert!(mlflow_tracing::context::current_span().is_none());
     });
 }

@@ -10,12 +10,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use mlflow_tracing::context::current_span;
 use mlflow_tracing::entities::{SpanEvent, SpanStatus, SpanStatusCode, TraceState};
 use mlflow_tracing::export::ExportItem;
 use mlflow_tracing::testing::{Capture, InMemoryExporter};
 use mlflow_tracing::{
-    FutureExt as _, LiveSpan, Span, SpanApiError, SpanType, Trace, TraceUpdate, current_span,
-    start_span, update_current_trace,
+    FutureExt as _, LiveSpan, Span, SpanApiError, SpanType, Trace, TraceUpdate, start_span,
+    update_current_trace,
 };
 use serde_json::{Value, json};
 

@@ -99,7 +99,7 @@ impl std::error::Error for ToolError {}
 
 #[mlflow_tracing::trace(span_type = "LLM", attributes(model = "fake-gpt", temperature = 0.2))]
 fn call_llm(prompt: &str) -> String {
-    if let Some(span) = mlflow_tracing::current_span() {
+    if let Some(span) = mlflow_tracing::context::current_span() {
         span.set_attribute(
             keys::span::CHAT_USAGE,
             &json!({"input_tokens": 12, "output_tokens": 5, "total_tokens": 17}),

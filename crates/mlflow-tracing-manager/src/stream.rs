@@ -1,0 +1,510 @@
+//! Streams and iterators traced as one span, as MLflow traces generators: the span stays open
+//! until the stream ends; each item is a chunk event (`mlflow.chunk.item.<i>` with the item's
+//! JSON in `mlflow.chunk.value`); the outputs are the list of items, or what an output reducer
+//! makes of them; an `Err` item (try-streams) ends the span with that error; a stream dropped
+//! before its end ends the span with ERROR (`Cancelled`). The span is current while the inner
+//! stream runs, so spans it starts are its children.
+//!
+//! Chunk events are bounded by the span's event limit (`SpanLimits`, 128 by default): as in
+//! Python, where OpenTelemetry keeps a span's newest events, the last 128 chunks are kept (added
+//! when the stream ends) and the older ones dropped and counted (`TracerStats::events_dropped`),
+//! so a stream of a million items holds 128 events. Every item is still yielded and, without a
+//! reducer, in the outputs (as in Python).
+//!
+//! Beyond MLflow: a `first_item` event records the time from the span's start to the first item
+//! (`time_to_first_item_ns`; not counted against the limit), and a stream dropped before its
+//! end ends its span (Python's generator span stays open forever and its trace is never sent).
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use futures_core::Stream;
+use mlflow_tracing_entities::json::{to_attribute_json, to_python_json};
+use mlflow_tracing_entities::{SpanEvent, SpanStatus, keys};
+use opentelemetry::Context;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::live::{LiveSpan, LiveSpanInner};
+use crate::util::now_ns;
+
+/// MLflow's chunk event name (`STREAM_CHUNK_EVENT_NAME_FORMAT`).
+const CHUNK_EVENT_PREFIX: &str = "mlflow.chunk.item.";
+/// MLflow's chunk value attribute (`STREAM_CHUNK_EVENT_VALUE_KEY`).
+const CHUNK_VALUE_KEY: &str = "mlflow.chunk.value";
+
+type Reducer<T> = Box<dyn FnOnce(Vec<T>) -> Result<String, String> + Send>;
+
+/// What a traced stream records, shared by the stream and iterator wrappers.
+struct Recorder<T> {
+    span: LiveSpan,
+    cx: Context,
+    index: u64,
+    /// The outputs list's JSON, built as items arrive (no reducer).
+    outputs: String,
+    /// With a reducer: the items, for it.
+    kept: Option<Vec<T>>,
+    reducer: Option<Reducer<T>>,
+    /// The newest chunk events, at most the event limit.
+    chunks: VecDeque<SpanEvent>,
+    done: bool,
+}
+
+impl<T> Recorder<T> {
+    fn new(span: LiveSpan) -> Self {
+        Recorder {
+            cx: span.context(),
+            span,
+            index: 0,
+            outputs: String::from("["),
+            kept: None,
+            reducer: None,
+            chunks: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    fn inner(&self) -> Option<Arc<LiveSpanInner>> {
+        self.span.inner.clone().filter(|i| i.recording)
+    }
+
+    fn with_reducer<R: Serialize>(&mut self, reducer: impl FnOnce(Vec<T>) -> R + Send + 'static) {
+        self.kept = Some(Vec::new());
+        self.reducer = Some(Box::new(move |items| {
+            to_attribute_json(&reducer(items)).map_err(|e| e.to_string())
+        }));
+    }
+
+    /// One item: its chunk event and its place in the outputs.
+    fn item(&mut self, item: &T)
+    where
+        T: Serialize + Clone,
+    {
+        let Some(inner) = self.inner() else {
+            return;
+        };
+        let index = self.index;
+        self.index += 1;
+        if index == 0 {
+            let elapsed = now_ns().saturating_sub(inner.start_time_ns);
+            let mut first = SpanEvent::now("first_item");
+            first
+                .attributes
+                .insert("time_to_first_item_ns".into(), Value::from(elapsed));
+            // Not counted against the event limit: the chunk events keep MLflow's 128.
+            inner.add_event_limited(first, false);
+        }
+        // Stored attributes are `json.dumps(.., ensure_ascii=False)`; chunk values are
+        // `json.dumps(chunk)` (ASCII escapes), as in MLflow.
+        let json = match to_attribute_json(item) {
+            Ok(json) => json,
+            Err(e) => {
+                inner
+                    .tracer
+                    .manager()
+                    .stats
+                    .serialization_error("a stream item", &e);
+                mlflow_tracing_entities::json::string_attribute_json(&format!(
+                    "<unserializable stream item: {e}>"
+                ))
+            }
+        };
+        let limit = inner.tracer.manager().limits.max_events as usize;
+        if limit > 0 {
+            if self.chunks.len() == limit {
+                self.chunks.pop_front();
+                inner.tracer.manager().stats.events_dropped(1);
+            }
+            let value = if json.is_ascii() {
+                json.clone()
+            } else {
+                to_python_json(item).unwrap_or_else(|_| json.clone())
+            };
+            let mut event = SpanEvent::now(format!("{CHUNK_EVENT_PREFIX}{index}"));
+            event
+                .attributes
+                .insert(CHUNK_VALUE_KEY.into(), Value::String(value));
+            self.chunks.push_back(event);
+        } else {
+            inner.tracer.manager().stats.events_dropped(1);
+        }
+        match &mut self.kept {
+            Some(kept) => kept.push(item.clone()),
+            None => {
+                if index > 0 {
+                    self.outputs.push_str(", ");
+                }
+                self.outputs.push_str(&json);
+            }
+        }
+    }
+
+    /// The kept chunk events onto the span, in order.
+    fn flush_chunks(&mut self) {
+        if let Some(inner) = self.inner() {
+            for event in self.chunks.drain(..) {
+                inner.add_event_raw(event);
+            }
+        }
+    }
+
+    /// The stream ended: the outputs (reduced, if asked), then the span's end.
+    fn finish(&mut self) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        self.flush_chunks();
+        if let Some(inner) = self.inner() {
+            let outputs = match (self.reducer.take(), self.kept.take()) {
+                (Some(reduce), Some(items)) => match reduce(items) {
+                    Ok(json) => Some(json),
+                    Err(e) => {
+                        // As MLflow: a failing reducer leaves the span without outputs.
+                        tracing::debug!("the stream's output reducer failed: {e}");
+                        None
+                    }
+                },
+                _ => {
+                    let mut outputs = std::mem::take(&mut self.outputs);
+                    outputs.push(']');
+                    Some(outputs)
+                }
+            };
+            if let Some(json) = outputs {
+                inner.set_json(Cow::Borrowed(keys::span::OUTPUTS), json);
+            }
+        }
+        self.span.end();
+    }
+
+    /// An `Err` item: the error, then the span's end (no outputs, as MLflow).
+    fn fail<E: std::error::Error + ?Sized>(&mut self, error: &E) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        self.flush_chunks();
+        if let Some(inner) = self.inner() {
+            // As MLflow's generator wrapper: the exception event, status ERROR without a
+            // message.
+            inner.add_event_raw(SpanEvent::exception(
+                crate::live::short_type_name::<E>(),
+                error.to_string(),
+                crate::live::error_chain(error),
+                now_ns(),
+            ));
+            inner.set_status_raw(SpanStatus::error(""));
+        }
+        self.span.end();
+    }
+
+    /// Dropped before the end.
+    fn cancel(&mut self) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        self.flush_chunks();
+        self.span
+            .record_exception("Cancelled", "the stream was dropped before it ended", "");
+        self.span.end();
+    }
+}
+
+impl<T> Drop for Recorder<T> {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A stream traced as one span (see the module docs). Made by
+    /// [`TraceStreamExt::traced`] or [`TracedStream::new`].
+    #[must_use = "streams do nothing unless polled"]
+    pub struct TracedStream<S: Stream> {
+        #[pin]
+        inner: S,
+        recorder: Recorder<S::Item>,
+    }
+}
+
+impl<S: Stream> TracedStream<S> {
+    /// Traces `stream` as `span` (started by the caller, ended by the stream).
+    pub fn new(stream: S, span: LiveSpan) -> Self {
+        TracedStream {
+            inner: stream,
+            recorder: Recorder::new(span),
+        }
+    }
+
+    /// The span's outputs become `reducer(items)` instead of the list of items (MLflow's
+    /// `output_reducer`; the items are kept for it).
+    pub fn output_reducer<R: Serialize>(
+        mut self,
+        reducer: impl FnOnce(Vec<S::Item>) -> R + Send + 'static,
+    ) -> Self {
+        self.recorder.with_reducer(reducer);
+        self
+    }
+}
+
+impl<S> Stream for TracedStream<S>
+where
+    S: Stream,
+    S::Item: Serialize + Clone,
+{
+    type Item = S::Item;
+
+    fn poll_next(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<Option<S::Item>> {
+        let this = self.project();
+        if this.recorder.done {
+            return this.inner.poll_next(task);
+        }
+        let polled = {
+            let _current = this.recorder.cx.clone().attach();
+            this.inner.poll_next(task)
+        };
+        match &polled {
+            Poll::Ready(Some(item)) => this.recorder.item(item),
+            Poll::Ready(None) => this.recorder.finish(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl<S: Stream> fmt::Debug for TracedStream<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TracedStream")
+            .field("span", &self.recorder.span)
+            .field("items", &self.recorder.index)
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A stream of `Result`s traced as one span: `Ok` items as [`TracedStream`]'s, the first
+    /// `Err` ends the span with that error (later items pass through unrecorded).
+    #[must_use = "streams do nothing unless polled"]
+    pub struct TracedTryStream<S, T> {
+        #[pin]
+        inner: S,
+        recorder: Recorder<T>,
+    }
+}
+
+impl<S, T, E> TracedTryStream<S, T>
+where
+    S: Stream<Item = Result<T, E>>,
+{
+    /// Traces `stream` as `span`.
+    pub fn new(stream: S, span: LiveSpan) -> Self {
+        TracedTryStream {
+            inner: stream,
+            recorder: Recorder::new(span),
+        }
+    }
+
+    /// The span's outputs become `reducer(ok_items)` (see [`TracedStream::output_reducer`]).
+    pub fn output_reducer<R: Serialize>(
+        mut self,
+        reducer: impl FnOnce(Vec<T>) -> R + Send + 'static,
+    ) -> Self {
+        self.recorder.with_reducer(reducer);
+        self
+    }
+}
+
+impl<S, T, E> Stream for TracedTryStream<S, T>
+where
+    S: Stream<Item = Result<T, E>>,
+    T: Serialize + Clone,
+    E: std::error::Error,
+{
+    type Item = Result<T, E>;
+
+    fn poll_next(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.project();
+        if this.recorder.done {
+            return this.inner.poll_next(task);
+        }
+        let polled = {
+            let _current = this.recorder.cx.clone().attach();
+            this.inner.poll_next(task)
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(item))) => this.recorder.item(item),
+            Poll::Ready(Some(Err(e))) => this.recorder.fail(e),
+            Poll::Ready(None) => this.recorder.finish(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+}
+
+impl<S, T> fmt::Debug for TracedTryStream<S, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TracedTryStream")
+            .field("span", &self.recorder.span)
+            .field("items", &self.recorder.index)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An iterator traced as one span, as [`TracedStream`]: the span is current during each
+/// `next`. (For an iterator of `Result`s whose `Err` should end the span, [`TracedTryIter`].)
+#[must_use = "iterators are lazy and do nothing unless consumed"]
+pub struct TracedIter<I: Iterator> {
+    inner: I,
+    recorder: Recorder<I::Item>,
+}
+
+impl<I: Iterator> TracedIter<I> {
+    /// Traces `iter` as `span`.
+    pub fn new(iter: I, span: LiveSpan) -> Self {
+        TracedIter {
+            inner: iter,
+            recorder: Recorder::new(span),
+        }
+    }
+
+    /// The span's outputs become `reducer(items)` (see [`TracedStream::output_reducer`]).
+    pub fn output_reducer<R: Serialize>(
+        mut self,
+        reducer: impl FnOnce(Vec<I::Item>) -> R + Send + 'static,
+    ) -> Self {
+        self.recorder.with_reducer(reducer);
+        self
+    }
+}
+
+impl<I> Iterator for TracedIter<I>
+where
+    I: Iterator,
+    I::Item: Serialize + Clone,
+{
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        if self.recorder.done {
+            return self.inner.next();
+        }
+        let next = {
+            let _current = self.recorder.cx.clone().attach();
+            self.inner.next()
+        };
+        match &next {
+            Some(item) => self.recorder.item(item),
+            None => self.recorder.finish(),
+        }
+        next
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl<I: Iterator> fmt::Debug for TracedIter<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TracedIter")
+            .field("span", &self.recorder.span)
+            .field("items", &self.recorder.index)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An iterator of `Result`s traced as one span: the first `Err` ends it with that error.
+#[must_use = "iterators are lazy and do nothing unless consumed"]
+pub struct TracedTryIter<I, T> {
+    inner: I,
+    recorder: Recorder<T>,
+}
+
+impl<I, T, E> TracedTryIter<I, T>
+where
+    I: Iterator<Item = Result<T, E>>,
+{
+    /// Traces `iter` as `span`.
+    pub fn new(iter: I, span: LiveSpan) -> Self {
+        TracedTryIter {
+            inner: iter,
+            recorder: Recorder::new(span),
+        }
+    }
+
+    /// The span's outputs become `reducer(ok_items)`.
+    pub fn output_reducer<R: Serialize>(
+        mut self,
+        reducer: impl FnOnce(Vec<T>) -> R + Send + 'static,
+    ) -> Self {
+        self.recorder.with_reducer(reducer);
+        self
+    }
+}
+
+impl<I, T, E> Iterator for TracedTryIter<I, T>
+where
+    I: Iterator<Item = Result<T, E>>,
+    T: Serialize + Clone,
+    E: std::error::Error,
+{
+    type Item = Result<T, E>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.recorder.done {
+            return self.inner.next();
+        }
+        let next = {
+            let _current = self.recorder.cx.clone().attach();
+            self.inner.next()
+        };
+        match &next {
+            Some(Ok(item)) => self.recorder.item(item),
+            Some(Err(e)) => self.recorder.fail(e),
+            None => self.recorder.finish(),
+        }
+        next
+    }
+}
+
+impl<I, T> fmt::Debug for TracedTryIter<I, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TracedTryIter")
+            .field("span", &self.recorder.span)
+            .field("items", &self.recorder.index)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `.traced(span)` for streams and iterators.
+pub trait TraceStreamExt: Sized {
+    /// What tracing makes of it.
+    type Traced;
+    /// Traces it as `span` (started by the caller; the stream or iterator ends it).
+    fn traced(self, span: LiveSpan) -> Self::Traced;
+}
+
+impl<S: Stream> TraceStreamExt for S {
+    type Traced = TracedStream<S>;
+    fn traced(self, span: LiveSpan) -> TracedStream<S> {
+        TracedStream::new(self, span)
+    }
+}
+
+/// `.traced(span)` for iterators (a separate trait: a type can be both a stream and an
+/// iterator).
+pub trait TraceIterExt: Iterator + Sized {
+    /// Traces it as `span` (started by the caller; the iterator ends it).
+    fn traced(self, span: LiveSpan) -> TracedIter<Self> {
+        TracedIter::new(self, span)
+    }
+}
+
+impl<I: Iterator> TraceIterExt for I {}
