@@ -4,7 +4,7 @@
 //! OTLP span logging) over reqwest with rustls: the server version, experiments (get, get by
 //! name, create), StartTraceV3, OTLP span logging (`POST /v1/traces`, protobuf), the
 //! `traces.json` artifact upload through the server's artifact proxy, trace info and whole
-//! traces, search with `batchGet`, and trace tags. The wire format is the one MLflow 3.17's
+//! traces, search with `batchGet`, trace tags, and assessments (feedback and expectations). The wire format is the one MLflow 3.17's
 //! Python client sends (`shared/spec/wire-protocol.md`).
 //!
 //! Settings come from MLflow's environment variables ([`ClientConfig::from_env`]) and can be
@@ -35,6 +35,7 @@
 //! ```
 #![doc(test(attr(deny(warnings))))]
 
+mod assessments;
 mod client;
 pub mod config;
 mod databricks;
@@ -44,6 +45,7 @@ mod otlp_json;
 mod traces;
 mod transport;
 
+pub use assessments::{AssessmentUpdate, Expectation, Feedback};
 pub use client::{SDK_VERSION, TrackingClient};
 pub use config::{Auth, ClientConfig, Secret};
 pub use error::ClientError;

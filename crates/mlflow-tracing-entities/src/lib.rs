@@ -38,6 +38,7 @@
 //! ```
 #![doc(test(attr(deny(warnings))))]
 
+mod assessment;
 mod attributes;
 mod chat_tool;
 mod error;
@@ -56,6 +57,9 @@ mod trace_location;
 mod uri;
 mod usage_rollup;
 
+pub use assessment::{
+    Assessment, AssessmentError, AssessmentSource, AssessmentSourceType, AssessmentValue,
+};
 pub use attributes::SpanAttributes;
 pub use chat_tool::{ChatTool, FunctionToolDefinition};
 pub use error::{EntityError, Result};

@@ -160,8 +160,8 @@ pub mod export {
 #[cfg_attr(docsrs, doc(cfg(feature = "mlflow-server")))]
 pub mod server {
     pub use mlflow_tracing_client::{
-        Auth, ClientConfig, ClientError, Experiment, SearchTraces, Secret, TracePage,
-        TrackingClient,
+        AssessmentUpdate, Auth, ClientConfig, ClientError, Expectation, Experiment, Feedback,
+        SearchTraces, Secret, TracePage, TrackingClient,
     };
     pub use mlflow_tracing_exporter_mlflow::{
         MLFLOW_EXPERIMENT_NAME, MlflowExporter, MlflowExporterStats,

@@ -29,6 +29,7 @@ mod display_browser;
 mod display_evcxr;
 mod distributed;
 mod exporter_faults;
+mod feedback;
 mod golden;
 mod inference_table;
 mod init_env;
