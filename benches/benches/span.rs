@@ -11,10 +11,14 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use mlflow_tracing::export::{Dispatch, ExportItem, LifecycleError};
+use mlflow_tracing::export::{
+    Dispatch, ExportError, ExportItem, ExportWorker, LifecycleError, TraceExporter, WorkerConfig,
+    async_trait,
+};
 use mlflow_tracing::{Tracer, start_span};
 use opentelemetry::trace::{Span as _, TraceContextExt as _, Tracer as _, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
@@ -220,7 +224,82 @@ fn span_start_end(c: &mut Criterion) {
             });
         });
     });
+    // As `init` sets it up: the export worker queues the completed trace and finalizes it on
+    // its own thread (then a counting exporter drops it), so the root's end costs the caller
+    // about what a child's does. The caller's time only: after each full batch (5 traces, the
+    // worker's wake-up), wait untimed until the worker is idle again, as between a service's
+    // requests.
+    let counted = Counted::default();
+    let worker = ExportWorker::start(counted.clone(), WorkerConfig::default()).unwrap();
+    let deferred = Tracer::builder()
+        .with_dispatch(Arc::new(worker.clone()))
+        .with_environment_metadata(false)
+        .build()
+        .unwrap();
+    group.bench_function("mlflow_deferred/1kb", |b| {
+        deferred.in_scope(|| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for i in 1..=iters {
+                    let start = Instant::now();
+                    let span = start_span("root").inputs(&input).start();
+                    span.set_outputs(&output);
+                    drop(span);
+                    total += start.elapsed();
+                    if i % 5 == 0 {
+                        let sent = worker.stats().enqueued;
+                        while counted.0.load(Ordering::Acquire) < sent {
+                            std::hint::spin_loop();
+                        }
+                    }
+                }
+                total
+            });
+        });
+    });
+    assert_eq!(worker.stats().dropped_queue_full, 0);
     group.finish();
+
+    // A `#[trace]` call with tracing disabled: no span, the argument never serialized.
+    let disabled = Tracer::builder()
+        .with_dispatch(Arc::new(Discard))
+        .with_environment_metadata(false)
+        .with_enabled(false)
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("disabled");
+    group.bench_function("macro_1kb", |b| {
+        disabled.in_scope(|| b.iter(|| black_box(traced_len(black_box(&input)))));
+    });
+    group.bench_function("plain_call_1kb", |b| {
+        b.iter(|| black_box(untraced_len(black_box(&input))));
+    });
+    group.finish();
+}
+
+/// A function whose body costs nothing: what is measured is the tracing around it.
+#[mlflow_tracing::trace(span_type = "LLM")]
+fn traced_len(request: &Payload) -> usize {
+    request.messages.len()
+}
+
+#[inline(never)]
+fn untraced_len(request: &Payload) -> usize {
+    request.messages.len()
+}
+
+/// Counts the traces it is given and drops them (on the worker).
+#[derive(Clone, Debug, Default)]
+struct Counted(Arc<AtomicU64>);
+
+#[async_trait]
+impl TraceExporter for Counted {
+    async fn export(&self, batch: Vec<ExportItem>) -> Result<(), ExportError> {
+        let n = batch.len() as u64;
+        drop(black_box(batch));
+        self.0.fetch_add(n, Ordering::Release);
+        Ok(())
+    }
 }
 
 criterion_group! {

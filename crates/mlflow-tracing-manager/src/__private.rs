@@ -186,7 +186,10 @@ fn record_panic(span: &LiveSpan, payload: &(dyn std::any::Any + Send)) {
 
 /// Runs a closure with the span current, catching a panic to record it.
 pub fn run_in_span<R>(span: &LiveSpan, f: impl FnOnce() -> R) -> R {
-    let entered = span.enter();
+    // A no-op span (no tracer, tracing disabled, a disabled scope) is not made current: every
+    // span started inside re-checks the same and is a no-op too, and entering would cost more
+    // than the whole call.
+    let entered = span.inner.is_some().then(|| span.enter());
     let result = catch_unwind(AssertUnwindSafe(f));
     drop(entered);
     match result {
@@ -203,7 +206,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         span: LiveSpan,
-        cx: Context,
+        // `None` for a no-op span (see `run_in_span`).
+        cx: Option<Context>,
         done: bool,
     }
 
@@ -226,7 +230,7 @@ impl<F> TracedFuture<F> {
     pub fn new(inner: F, span: &LiveSpan) -> Self {
         TracedFuture {
             inner,
-            cx: span.context(),
+            cx: span.inner.is_some().then(|| span.context()),
             span: span.clone(),
             done: false,
         }
@@ -238,7 +242,7 @@ impl<F: Future> Future for TracedFuture<F> {
 
     fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let _attached = this.cx.clone().attach();
+        let _attached = this.cx.as_ref().map(|cx| cx.clone().attach());
         let mut inner = this.inner;
         match catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(task))) {
             Ok(Poll::Ready(v)) => {

@@ -1,16 +1,14 @@
 //! The data of traces in progress: one [`TraceEntry`] per trace (its info, finished and open
 //! spans, and the flags that decide when it is complete), kept in a [`TraceBuffer`] keyed by
-//! trace id with MLflow's TTL and capacity limits (moka). No policy lives here: the trace
+//! trace id with MLflow's TTL and capacity limits (as its `TTLCache`). No policy lives here: the trace
 //! manager decides what happens to a trace.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use mlflow_tracing_entities::{SpanId, TraceId, TraceInfo, TraceLocation};
-use moka::notification::RemovalCause;
-use moka::policy::EvictionPolicy;
-use moka::sync::Cache;
 
 use crate::finish::Ended;
 use crate::stats::Stats;
@@ -187,15 +185,31 @@ impl TraceEntry {
     }
 }
 
-/// The buffer of in-progress traces.
+/// The buffer of in-progress traces: MLflow's `TTLCache` (a size bound with least recently
+/// used eviction, and a time to live), behind one mutex. Each operation is a hash-map
+/// operation; expiry is checked when a trace is looked up and by the maintenance run.
 pub(crate) struct TraceBuffer {
-    cache: Cache<u128, Arc<TraceEntry>>,
+    state: Mutex<Slots>,
+    ttl: Option<Duration>,
+    max_size: usize,
+    stats: Arc<Stats>,
+}
+
+struct Slots {
+    map: HashMap<u128, Slot>,
+    /// Incremented on every use: a slot's `used` orders recency.
+    clock: u64,
+}
+
+struct Slot {
+    entry: Arc<TraceEntry>,
+    inserted: Instant,
+    used: u64,
 }
 
 /// The buffer of in-progress traces, as the trace manager uses it: a trait object, so its code
-/// (moka's, whose memory reclamation keeps global state) is always the code of the copy of this
-/// crate that made it, even when another copy calls it (evcxr links a copy into every notebook
-/// cell).
+/// is always the code of the copy of this crate that made it, even when another copy calls it
+/// (evcxr links a copy into every notebook cell).
 pub(crate) trait Buffer: Send + Sync {
     /// Adds a trace.
     fn insert(&self, entry: Arc<TraceEntry>);
@@ -211,7 +225,7 @@ pub(crate) trait Buffer: Send + Sync {
     ) -> (Arc<TraceEntry>, bool);
     /// Every trace in progress.
     fn entries(&self) -> Vec<Arc<TraceEntry>>;
-    /// Applies pending expirations and evictions now (moka does this lazily otherwise).
+    /// Drops the traces older than the TTL now.
     fn run_pending_tasks(&self);
     /// How many traces are in progress.
     fn len(&self) -> u64;
@@ -225,62 +239,114 @@ impl TraceBuffer {
         max_size: u64,
         stats: Arc<Stats>,
     ) -> Box<dyn Buffer> {
-        Box::new(Self::new(ttl, max_size, stats))
+        Box::new(TraceBuffer {
+            state: Mutex::new(Slots {
+                map: HashMap::new(),
+                clock: 0,
+            }),
+            ttl,
+            max_size: usize::try_from(max_size).unwrap_or(usize::MAX),
+            stats,
+        })
     }
 
-    fn new(ttl: Option<Duration>, max_size: u64, stats: Arc<Stats>) -> Self {
-        let mut builder = Cache::builder()
-            .max_capacity(max_size)
-            .eviction_policy(EvictionPolicy::lru());
-        if let Some(ttl) = ttl {
-            // moka refuses TTLs beyond 1000 years; a century is "forever" here.
-            builder = builder.time_to_live(ttl.min(Duration::from_secs(100 * 365 * 24 * 3600)));
+    fn expired(&self, slot: &Slot, now: Instant) -> bool {
+        self.ttl
+            .is_some_and(|ttl| now.saturating_duration_since(slot.inserted) >= ttl)
+    }
+
+    /// Counts and logs an entry the buffer dropped, unless it completed first.
+    fn evicted(&self, entry: &TraceEntry, why: &str) {
+        if entry
+            .fate
+            .compare_exchange(LIVE, EVICTED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return; // completed first: it is being exported
         }
-        let cache = builder
-            .eviction_listener(move |_key, entry: Arc<TraceEntry>, cause| {
-                let why = match cause {
-                    RemovalCause::Expired => "older than the buffer TTL",
-                    RemovalCause::Size => "the buffer is full",
-                    RemovalCause::Explicit | RemovalCause::Replaced => return,
-                };
-                if entry
-                    .fate
-                    .compare_exchange(LIVE, EVICTED, Ordering::AcqRel, Ordering::Acquire)
-                    .is_err()
-                {
-                    return; // completed first: it is being exported
-                }
-                // Never block here: the listener may run while another thread works on the entry.
-                let spans = entry
-                    .state
-                    .try_lock()
-                    .map_or(0, |st| st.finished.len() + st.open.len());
-                stats.trace_evicted(&entry.mlflow_trace_id, spans, why);
-            })
-            .build();
-        TraceBuffer { cache }
+        // Never block here: another thread may be working on the entry.
+        let spans = entry
+            .state
+            .try_lock()
+            .map_or(0, |st| st.finished.len() + st.open.len());
+        self.stats.trace_evicted(&entry.mlflow_trace_id, spans, why);
+    }
+
+    /// Adds `entry` under `key`, making room first; the entries pushed out, to count outside the
+    /// lock.
+    fn insert_locked(
+        &self,
+        slots: &mut Slots,
+        key: u128,
+        entry: Arc<TraceEntry>,
+    ) -> Vec<Arc<TraceEntry>> {
+        let mut out = Vec::new();
+        slots.clock += 1;
+        let used = slots.clock;
+        if !slots.map.contains_key(&key) && slots.map.len() >= self.max_size {
+            // Full: the least recently used trace goes (a scan, only when full).
+            if let Some(&oldest) = slots
+                .map
+                .iter()
+                .min_by_key(|(_, slot)| slot.used)
+                .map(|(k, _)| k)
+                && let Some(slot) = slots.map.remove(&oldest)
+            {
+                out.push(slot.entry);
+            }
+        }
+        if self.max_size == 0 {
+            out.push(entry);
+            return out;
+        }
+        slots.map.insert(
+            key,
+            Slot {
+                entry,
+                inserted: Instant::now(),
+                used,
+            },
+        );
+        out
     }
 }
 
 impl Buffer for TraceBuffer {
     fn insert(&self, entry: Arc<TraceEntry>) {
-        self.cache.insert(entry.otel_trace_id.to_int(), entry);
+        let key = entry.otel_trace_id.to_int();
+        let pushed_out = self.insert_locked(&mut lock(&self.state), key, entry);
+        for e in pushed_out {
+            self.evicted(&e, "the buffer is full");
+        }
     }
 
     fn get(&self, trace_id: TraceId) -> Option<Arc<TraceEntry>> {
-        self.cache.get(&trace_id.to_int())
+        let key = trace_id.to_int();
+        let now = Instant::now();
+        let mut slots = lock(&self.state);
+        slots.clock += 1;
+        let clock = slots.clock;
+        let slot = slots.map.get_mut(&key)?;
+        if self.expired(slot, now) {
+            let slot = slots.map.remove(&key)?;
+            drop(slots);
+            self.evicted(&slot.entry, "older than the buffer TTL");
+            return None;
+        }
+        slot.used = clock;
+        Some(slot.entry.clone())
     }
 
     fn remove(&self, entry: &Arc<TraceEntry>) {
-        let _ = self
-            .cache
-            .entry(entry.otel_trace_id.to_int())
-            .and_compute_with(|current| match current {
-                Some(current) if Arc::ptr_eq(current.value(), entry) => {
-                    moka::ops::compute::Op::Remove
-                }
-                _ => moka::ops::compute::Op::Nop,
-            });
+        let key = entry.otel_trace_id.to_int();
+        let mut slots = lock(&self.state);
+        if slots
+            .map
+            .get(&key)
+            .is_some_and(|slot| Arc::ptr_eq(&slot.entry, entry))
+        {
+            slots.map.remove(&key);
+        }
     }
 
     fn get_or_insert(
@@ -288,21 +354,63 @@ impl Buffer for TraceBuffer {
         trace_id: TraceId,
         make: &mut dyn FnMut() -> Arc<TraceEntry>,
     ) -> (Arc<TraceEntry>, bool) {
-        let entry = self.cache.entry(trace_id.to_int()).or_insert_with(make);
-        let fresh = entry.is_fresh();
-        (entry.into_value(), fresh)
+        let key = trace_id.to_int();
+        let now = Instant::now();
+        let mut slots = lock(&self.state);
+        slots.clock += 1;
+        let clock = slots.clock;
+        let mut expired = None;
+        if let Some(slot) = slots.map.get_mut(&key) {
+            if !self.expired(slot, now) {
+                slot.used = clock;
+                return (slot.entry.clone(), false);
+            }
+            expired = slots.map.remove(&key).map(|s| s.entry);
+        }
+        let entry = make();
+        let pushed_out = self.insert_locked(&mut slots, key, entry.clone());
+        drop(slots);
+        if let Some(e) = expired {
+            self.evicted(&e, "older than the buffer TTL");
+        }
+        for e in pushed_out {
+            self.evicted(&e, "the buffer is full");
+        }
+        (entry, true)
     }
 
     fn entries(&self) -> Vec<Arc<TraceEntry>> {
-        self.cache.iter().map(|(_, v)| v).collect()
+        lock(&self.state)
+            .map
+            .values()
+            .map(|slot| slot.entry.clone())
+            .collect()
     }
 
     fn run_pending_tasks(&self) {
-        self.cache.run_pending_tasks();
+        if self.ttl.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        let expired: Vec<Arc<TraceEntry>> = {
+            let mut slots = lock(&self.state);
+            let keys: Vec<u128> = slots
+                .map
+                .iter()
+                .filter(|(_, slot)| self.expired(slot, now))
+                .map(|(k, _)| *k)
+                .collect();
+            keys.iter()
+                .filter_map(|k| slots.map.remove(k).map(|s| s.entry))
+                .collect()
+        };
+        for e in expired {
+            self.evicted(&e, "older than the buffer TTL");
+        }
     }
 
     fn len(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+        self.run_pending_tasks();
+        lock(&self.state).map.len() as u64
     }
 }

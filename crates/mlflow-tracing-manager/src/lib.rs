@@ -4,7 +4,7 @@
 //! an exporter:
 //!
 //! - A [`Tracer`] owns the trace manager: the traces in progress (MLflow's
-//!   `InMemoryTraceManager`: moka with `MLFLOW_TRACE_BUFFER_TTL_SECONDS` and
+//!   `InMemoryTraceManager`: a `TTLCache` with `MLFLOW_TRACE_BUFFER_TTL_SECONDS` and
 //!   `MLFLOW_TRACE_BUFFER_MAX_SIZE`, evictions counted and logged, overdue traces halted with
 //!   `MLFLOW_TRACE_TIMEOUT_SECONDS`) and the policy of their destination
 //!   ([`TraceDestination`]). Spans started through OpenTelemetry's API on

@@ -142,8 +142,8 @@ pub mod distributed {
 /// counters and errors.
 pub mod export {
     pub use mlflow_tracing_manager::{
-        Dispatch, ExportError, ExportItem, LifecycleError, SpanItem, TraceExporter, TraceItem,
-        async_trait, panic_message,
+        Dispatch, ExportError, ExportItem, LifecycleError, PendingTrace, SpanItem, TraceExporter,
+        TraceItem, async_trait, panic_message,
     };
     pub use mlflow_tracing_runtime::{
         ExportWorker, MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS,
