@@ -70,24 +70,32 @@ struct Recorded {
 }
 
 /// Records `on_record` fields straight into the span (no list in between).
-struct RecordInto<'a>(&'a mut Recorded);
+struct RecordInto<'a> {
+    recorded: &'a mut Recorded,
+    actions: &'a mut Vec<Action>,
+}
+
+impl RecordInto<'_> {
+    fn field(&mut self, name: &'static str, value: FieldValue) {
+        self.recorded.field(name, value, self.actions);
+    }
+}
 
 impl tracing::field::Visit for RecordInto<'_> {
     fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
-        self.0.field(field.name(), FieldValue::I64(value));
+        self.field(field.name(), FieldValue::I64(value));
     }
     fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        self.0.field(field.name(), FieldValue::U64(value));
+        self.field(field.name(), FieldValue::U64(value));
     }
     fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
-        self.0.field(field.name(), FieldValue::F64(value));
+        self.field(field.name(), FieldValue::F64(value));
     }
     fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
-        self.0.field(field.name(), FieldValue::Bool(value));
+        self.field(field.name(), FieldValue::Bool(value));
     }
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.0
-            .field(field.name(), FieldValue::of_text(field.name(), value));
+        self.field(field.name(), FieldValue::of_text(field.name(), value));
     }
     fn record_error(
         &mut self,
@@ -95,15 +103,39 @@ impl tracing::field::Visit for RecordInto<'_> {
         value: &(dyn std::error::Error + 'static),
     ) {
         let (message, chain) = crate::fields::error_chain(value);
-        if field.name() == "error" || !self.0.error_recorded {
-            self.0.live.record_exception("Error", &message, &chain);
-            self.0.error_recorded = true;
+        if field.name() == "error" || !self.recorded.error_recorded {
+            self.actions.push(Action::Exception(
+                "Error".to_owned(),
+                message.clone(),
+                chain,
+            ));
+            self.recorded.error_recorded = true;
         }
-        self.0.field(field.name(), FieldValue::Text(message));
+        self.field(field.name(), FieldValue::Text(message));
     }
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .field(field.name(), FieldValue::Text(format!("{value:?}")));
+        self.field(field.name(), FieldValue::Text(format!("{value:?}")));
+    }
+}
+
+/// What recorded fields ask of the MLflow span, done once the `tracing` span's extensions are
+/// released: calling into the span may log (a dropped event is reported), and a layer that
+/// reads extensions while handling that log on this thread would wait on the lock forever.
+enum Action {
+    Rename(String),
+    Status(SpanStatus),
+    Exception(String, String, String),
+}
+
+impl Action {
+    fn run(self, live: &LiveSpan) {
+        match self {
+            Action::Rename(name) => live.update_name(name),
+            Action::Status(status) => live.set_status(status),
+            Action::Exception(kind, message, chain) => {
+                live.record_exception(&kind, &message, &chain);
+            }
+        }
     }
 }
 
@@ -146,27 +178,32 @@ fn declares_genai(metadata: &tracing::Metadata<'_>) -> bool {
 
 impl Recorded {
     /// Applies fields recorded on the span (see [`Recorded::field`]) and an error value's
-    /// exception.
+    /// exception (when the span is made: nothing is locked yet).
     fn apply(
         &mut self,
         fields: Vec<(&'static str, FieldValue)>,
         error: Option<(String, String, String)>,
     ) {
+        let mut actions = Vec::new();
         for (name, value) in fields {
-            self.field(name, value);
+            self.field(name, value, &mut actions);
         }
         if let Some((kind, message, chain)) = error {
-            self.live.record_exception(&kind, &message, &chain);
+            actions.push(Action::Exception(kind, message, chain));
         }
-        self.after_fields();
+        self.after_fields(&mut actions);
+        for action in actions {
+            action.run(&self.live);
+        }
     }
 
-    /// One field: the `otel.*` conventions and a text `error` now, the others kept for the end.
-    fn field(&mut self, name: &'static str, value: FieldValue) {
+    /// One field: the `otel.*` conventions and a text `error` as actions, the others kept for
+    /// the end.
+    fn field(&mut self, name: &'static str, value: FieldValue, actions: &mut Vec<Action>) {
         match name {
             "otel.name" => {
                 if let FieldValue::Text(t) = value {
-                    self.live.update_name(t);
+                    actions.push(Action::Rename(t));
                 }
             }
             // MLflow spans have no kind.
@@ -176,7 +213,7 @@ impl Recorded {
                     if t.eq_ignore_ascii_case("error") {
                         self.status_error = true;
                     } else if t.eq_ignore_ascii_case("ok") {
-                        self.live.set_status(SpanStatus::ok());
+                        actions.push(Action::Status(SpanStatus::ok()));
                     }
                 }
             }
@@ -187,10 +224,10 @@ impl Recorded {
             }
             // An error recorded with `record_error` comes with its chain (see `Fields`).
             "error" => {
-                if let FieldValue::Text(t) = &value
+                if let FieldValue::Text(t) = value
                     && !self.error_recorded
                 {
-                    self.live.record_exception("Error", t, "");
+                    actions.push(Action::Exception("Error".to_owned(), t, String::new()));
                 }
             }
             _ => {
@@ -203,10 +240,11 @@ impl Recorded {
     }
 
     /// After a set of fields: an `otel.status_code` of ERROR with its message.
-    fn after_fields(&mut self) {
+    fn after_fields(&mut self, actions: &mut Vec<Action>) {
         if std::mem::take(&mut self.status_error) {
-            self.live
-                .set_status(SpanStatus::error(self.status_message.clone()));
+            actions.push(Action::Status(SpanStatus::error(
+                self.status_message.clone(),
+            )));
         }
         self.error_recorded = false;
     }
@@ -315,10 +353,24 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
-        let mut extensions = span.extensions_mut();
-        if let Some(recorded) = extensions.get_mut::<Recorded>() {
-            values.record(&mut RecordInto(recorded));
-            recorded.after_fields();
+        let mut actions = Vec::new();
+        let live = {
+            let mut extensions = span.extensions_mut();
+            let Some(recorded) = extensions.get_mut::<Recorded>() else {
+                return;
+            };
+            values.record(&mut RecordInto {
+                recorded,
+                actions: &mut actions,
+            });
+            recorded.after_fields(&mut actions);
+            if actions.is_empty() {
+                return;
+            }
+            recorded.live.clone()
+        };
+        for action in actions {
+            action.run(&live);
         }
     }
 
@@ -332,8 +384,9 @@ where
         let (Some(trace_id), Some(span_id)) = (target.trace_id(), target.span_id()) else {
             return;
         };
-        if let Some(recorded) = span.extensions().get::<Recorded>() {
-            recorded.live.add_link(&Link {
+        let live = span.extensions().get::<Recorded>().map(|r| r.live.clone());
+        if let Some(live) = live {
+            live.add_link(&Link {
                 trace_id: MlflowTraceId::v3(trace_id).to_string(),
                 span_id,
                 attributes: None,
@@ -342,6 +395,11 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        // The SDK's own logs (a dropped event is reported, say) are not span events: recording
+        // them could report another drop, and so on.
+        if event.metadata().target().starts_with("mlflow_tracing") {
+            return;
+        }
         let Some(span) = ctx.event_span(event) else {
             return;
         };
@@ -366,11 +424,7 @@ where
         } else {
             metadata.name().to_owned()
         };
-        let mut extensions = owner.extensions_mut();
-        let Some(recorded) = extensions.get_mut::<Recorded>() else {
-            return;
-        };
-        if name.starts_with("gen_ai.") {
+        let message_event = name.starts_with("gen_ai.").then(|| {
             let get = |k: &str| {
                 fields
                     .values
@@ -378,12 +432,21 @@ where
                     .find(|(n, _)| *n == k)
                     .map(|(_, v)| v.raw())
             };
-            recorded.events.push(MessageEvent {
+            MessageEvent {
                 name: name.clone(),
                 role: get("role"),
                 content: get("content"),
-            });
-        }
+            }
+        });
+        // The lock only to keep the message and take the span; calls into the span after.
+        let live = {
+            let mut extensions = owner.extensions_mut();
+            let Some(recorded) = extensions.get_mut::<Recorded>() else {
+                return;
+            };
+            recorded.events.extend(message_event);
+            recorded.live.clone()
+        };
         let mut span_event = SpanEvent::now(name);
         for (k, v) in &fields.values {
             span_event.attributes.insert((*k).to_owned(), v.raw());
@@ -394,14 +457,14 @@ where
         span_event
             .attributes
             .insert("target".into(), metadata.target().into());
-        recorded.live.add_event(span_event);
+        live.add_event(span_event);
         if *metadata.level() == Level::ERROR {
             if let Some((kind, message, chain)) = fields.error {
-                recorded.live.record_exception(&kind, &message, &chain);
+                live.record_exception(&kind, &message, &chain);
             } else if let Some((_, FieldValue::Text(t))) =
                 fields.values.iter().find(|(k, _)| *k == "error")
             {
-                recorded.live.record_exception("Error", t, "");
+                live.record_exception("Error", t, "");
             }
         }
     }
@@ -410,8 +473,8 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
-        let guard = span.extensions().get::<Recorded>().map(|r| r.live.enter());
-        if let Some(guard) = guard {
+        let live = span.extensions().get::<Recorded>().map(|r| r.live.clone());
+        if let Some(guard) = live.map(|live| live.enter()) {
             let _ = ENTERED.try_with(|e| e.borrow_mut().0.push((id.into_u64(), guard)));
         }
     }
