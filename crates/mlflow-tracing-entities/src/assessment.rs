@@ -237,6 +237,8 @@ impl Assessment {
                 let mut f = Map::new();
                 f.insert("value".into(), value.clone());
                 if let Some(e) = error {
+                    let mut e = e.clone();
+                    e.stack_trace = e.stack_trace.map(|t| truncate_stack_trace(&t));
                     f.insert("error".into(), serde_json::to_value(e)?);
                 }
                 ("feedback", Value::Object(f))
@@ -259,6 +261,23 @@ impl Assessment {
     }
 }
 
+/// MLflow's cut of a long stack trace: a marker, then its last characters, 10,000 in all
+/// (counted in characters, as Python counts them).
+fn truncate_stack_trace(trace: &str) -> String {
+    const MAX: usize = 10_000;
+    const PREFIX: &str = "[Stack trace is truncated]\n...\n";
+    let chars = trace.chars().count();
+    if chars <= MAX {
+        return trace.to_owned();
+    }
+    let keep = MAX - PREFIX.chars().count();
+    let start = trace
+        .char_indices()
+        .nth(chars - keep)
+        .map_or(trace.len(), |(i, _)| i);
+    format!("{PREFIX}{}", &trace[start..])
+}
+
 impl TraceInfo {
     /// The trace's assessments, as read from the server (unreadable ones left out).
     pub fn assessment_list(&self) -> Vec<Assessment> {
@@ -266,5 +285,20 @@ impl TraceInfo {
             .iter()
             .filter_map(|a| Assessment::from_value(a).ok())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_stack_traces_are_cut_as_mlflow_cuts_them() {
+        let long = "é".repeat(10_005) + "end";
+        let cut = truncate_stack_trace(&long);
+        assert_eq!(cut.chars().count(), 10_000);
+        assert!(cut.starts_with("[Stack trace is truncated]\n...\n"));
+        assert!(cut.ends_with("éend"));
+        assert_eq!(truncate_stack_trace("short"), "short");
     }
 }

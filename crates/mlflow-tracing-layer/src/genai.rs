@@ -263,7 +263,7 @@ fn token_usage(attrs: &Attrs) -> Option<AttributeJson> {
     };
     let total = usage
         .total_tokens
-        .or_else(|| Some(usage.input_tokens? + usage.output_tokens?));
+        .or_else(|| usage.input_tokens?.checked_add(usage.output_tokens?));
     Some(
         Usage {
             total_tokens: total,

@@ -324,7 +324,10 @@ where
         }
         let live = start.start_detached();
         if live.tracer().is_none() {
-            self.warn_no_tracer();
+            // A no-op: tracing is off here (a disabled tracer or scope), or there is no tracer.
+            if mlflow_tracing_manager::current_tracer().is_none() {
+                self.warn_no_tracer();
+            }
             span.extensions_mut().insert(Skipped);
             return;
         }

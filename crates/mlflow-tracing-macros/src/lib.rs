@@ -194,6 +194,12 @@ fn streamed(ty: &Type) -> Option<Streamed> {
 /// `.sampling_ratio(..)`, checked at compile time when given as literals.
 fn start_options(options: &Options) -> syn::Result<TokenStream2> {
     let mut out = TokenStream2::new();
+    // MLflow's order: the span's attributes right after its type, then description and level.
+    for kv in &options.attributes {
+        let key = &kv.key;
+        let value = &kv.value;
+        out.extend(quote!(.attribute(#key, &(#value))));
+    }
     if let Some(level) = &options.log_level {
         let level = match level {
             Expr::Lit(syn::ExprLit {
@@ -226,20 +232,33 @@ fn start_options(options: &Options) -> syn::Result<TokenStream2> {
         out.extend(quote!(.description(#d)));
     }
     if let Some(r) = &options.sampling_ratio_override {
-        if let Expr::Lit(syn::ExprLit {
-            lit: syn::Lit::Float(f),
-            ..
-        }) = r
-            && !f
-                .base10_parse::<f64>()
-                .is_ok_and(|v| (0.0..=1.0).contains(&v))
-        {
-            return Err(syn::Error::new(
-                f.span(),
-                "sampling_ratio_override must be between 0.0 and 1.0",
-            ));
+        // A literal (`0.5`, `1`, `-0.5`) is checked now; an expression at run time.
+        let literal = match r {
+            Expr::Lit(syn::ExprLit { lit, .. }) => Some((lit, 1.0)),
+            Expr::Unary(syn::ExprUnary {
+                op: syn::UnOp::Neg(_),
+                expr,
+                ..
+            }) => match &**expr {
+                Expr::Lit(syn::ExprLit { lit, .. }) => Some((lit, -1.0)),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some((lit, sign)) = literal {
+            let value = match lit {
+                syn::Lit::Float(f) => f.base10_parse::<f64>().ok(),
+                syn::Lit::Int(i) => i.base10_parse::<f64>().ok(),
+                _ => None,
+            };
+            if !value.is_some_and(|v| (0.0..=1.0).contains(&(v * sign))) {
+                return Err(syn::Error::new(
+                    r.span(),
+                    "sampling_ratio_override must be a number between 0.0 and 1.0",
+                ));
+            }
         }
-        out.extend(quote!(.sampling_ratio(#r)));
+        out.extend(quote!(.sampling_ratio(f64::from(#r))));
     }
     Ok(out)
 }
@@ -305,11 +324,6 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
             }
         }
     });
-    let attribute_stmts = options.attributes.iter().map(|kv| {
-        let key = &kv.key;
-        let value = &kv.value;
-        quote!(__mlflow_span.set_attribute(#key, &(#value));)
-    });
 
     let ret_ty: Option<&Type> = match &sig.output {
         ReturnType::Default => None,
@@ -358,7 +372,9 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
     };
 
     let start_options = start_options(&options)?;
-    let streamed_as = if sig.asyncness.is_none() {
+    // `skip_output` opts out: the function is traced as any other (its span ends when it
+    // returns the stream), for items that are not `Serialize`.
+    let streamed_as = if sig.asyncness.is_none() && !options.skip_output {
         ret_ty.and_then(streamed)
     } else {
         None
@@ -391,7 +407,6 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
                     let mut __mlflow_inputs = ::mlflow_tracing::__private::Inputs::new();
                     #(#input_stmts)*
                     __mlflow_inputs.finish(&__mlflow_span);
-                    #(#attribute_stmts)*
                 }
                 // The stream is made in the span; the stream ends it.
                 let __mlflow_value = #run;
@@ -410,7 +425,6 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
                 let mut __mlflow_inputs = ::mlflow_tracing::__private::Inputs::new();
                 #(#input_stmts)*
                 __mlflow_inputs.finish(&__mlflow_span);
-                #(#attribute_stmts)*
             }
             let __mlflow_value #value_annotation = #run;
             #record

@@ -206,8 +206,9 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         span: LiveSpan,
-        // `None` for a no-op span (see `run_in_span`).
-        cx: Option<Context>,
+        // For a no-op span, the context of the call (cheap to capture): a disabled scope or a
+        // no-op parent must still cover the body wherever it is polled.
+        cx: Context,
         done: bool,
     }
 
@@ -230,7 +231,11 @@ impl<F> TracedFuture<F> {
     pub fn new(inner: F, span: &LiveSpan) -> Self {
         TracedFuture {
             inner,
-            cx: span.inner.is_some().then(|| span.context()),
+            cx: if span.inner.is_some() {
+                span.context()
+            } else {
+                Context::current()
+            },
             span: span.clone(),
             done: false,
         }
@@ -242,7 +247,7 @@ impl<F: Future> Future for TracedFuture<F> {
 
     fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let _attached = this.cx.as_ref().map(|cx| cx.clone().attach());
+        let _attached = this.cx.clone().attach();
         let mut inner = this.inner;
         match catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(task))) {
             Ok(Poll::Ready(v)) => {

@@ -27,7 +27,9 @@ pub fn active_trace_id() -> Option<String> {
     current_span().and_then(|s| s.mlflow_trace_id())
 }
 
-pub(crate) fn current_tracer() -> Option<Tracer> {
+/// The tracer a span started here would use: the scoped one ([`Tracer::in_scope`],
+/// [`Tracer::scope`]), else the global one.
+pub fn current_tracer() -> Option<Tracer> {
     Context::map_current(|cx| cx.get::<ScopedTracer>().map(|s| s.0.clone())).or_else(global_tracer)
 }
 

@@ -20,9 +20,9 @@ use crate::policy::TracePolicy;
 use crate::stats::Stats;
 use crate::util::panic_message;
 
-/// A user span processor: runs on every span before export (when its trace is finalized, or as
-/// it ends for exporters that log spans one by one) and may edit it (e.g. to redact inputs). A
-/// panic inside is caught, counted and logged; the span is exported as it was.
+/// A user span processor: runs on every span as it ends, on the thread that ends it, before
+/// export, and may edit it (e.g. to redact inputs). A panic inside is caught, counted and
+/// logged; the span is exported as it was.
 pub type SpanProcessorFn = Arc<dyn Fn(&mut Span) + Send + Sync>;
 
 /// A span the span API ended, as recorded: converted to an MLflow [`Span`] when its trace is

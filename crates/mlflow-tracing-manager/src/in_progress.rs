@@ -4,7 +4,7 @@
 //! manager decides what happens to a trace.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,12 @@ use crate::util::lock;
 pub(crate) trait HaltRoot: Send + Sync {
     /// Ends the span with ERROR and an `exception` event carrying `message`.
     fn halt(&self, message: String);
+}
+
+/// A process-wide clock for recency: every use of a trace takes the next tick.
+fn tick() -> u64 {
+    static CLOCK: AtomicU64 = AtomicU64::new(0);
+    CLOCK.fetch_add(1, Ordering::Relaxed)
 }
 
 /// [`TraceEntry::fate`]: in progress.
@@ -45,6 +51,9 @@ pub(crate) struct TraceEntry {
     pub(crate) fate: AtomicU8,
     /// Remote placeholders: how many continuations share it.
     pub(crate) scopes: std::sync::atomic::AtomicUsize,
+    /// When it was last used (a span started or ended in it, it was looked up): the buffer's
+    /// least recently used trace goes first when it is full.
+    last_used: AtomicU64,
     pub(crate) state: Mutex<EntryState>,
 }
 
@@ -92,6 +101,7 @@ impl TraceEntry {
             remote,
             fate: AtomicU8::new(LIVE),
             scopes: std::sync::atomic::AtomicUsize::new(1),
+            last_used: AtomicU64::new(tick()),
             state: Mutex::new(EntryState {
                 info,
                 finished: Vec::new(),
@@ -110,8 +120,14 @@ impl TraceEntry {
         lock(&self.state)
     }
 
+    /// Marks the trace as used now.
+    pub(crate) fn touch(&self) {
+        self.last_used.store(tick(), Ordering::Relaxed);
+    }
+
     /// Records a started span; `root` marks the trace's root.
     pub(crate) fn span_started(&self, span_id: SpanId, root: bool) {
+        self.touch();
         let mut st = self.lock();
         let seq = st.next_seq;
         st.next_seq += 1;
@@ -124,6 +140,7 @@ impl TraceEntry {
     /// Records a finished span. Returns the completed trace when this span completes it: the
     /// root has ended and no span is open (or the trace was halted).
     pub(crate) fn finish_span(&self, span: Ended) -> Result<Option<Completed>, Box<Ended>> {
+        self.touch();
         let mut st = self.lock();
         if st.popped || self.is_evicted() {
             return Err(Box::new(span));
@@ -186,8 +203,9 @@ impl TraceEntry {
 }
 
 /// The buffer of in-progress traces: MLflow's `TTLCache` (a size bound with least recently
-/// used eviction, and a time to live), behind one mutex. Each operation is a hash-map
-/// operation; expiry is checked when a trace is looked up and by the maintenance run.
+/// used eviction, expired traces going first, and a time to live), behind one mutex. Each
+/// operation is a hash-map operation; a trace is used whenever a span starts or ends in it;
+/// expiry is checked when a trace is looked up and by the maintenance run.
 pub(crate) struct TraceBuffer {
     state: Mutex<Slots>,
     ttl: Option<Duration>,
@@ -197,14 +215,11 @@ pub(crate) struct TraceBuffer {
 
 struct Slots {
     map: HashMap<u128, Slot>,
-    /// Incremented on every use: a slot's `used` orders recency.
-    clock: u64,
 }
 
 struct Slot {
     entry: Arc<TraceEntry>,
     inserted: Instant,
-    used: u64,
 }
 
 /// The buffer of in-progress traces, as the trace manager uses it: a trait object, so its code
@@ -242,7 +257,6 @@ impl TraceBuffer {
         Box::new(TraceBuffer {
             state: Mutex::new(Slots {
                 map: HashMap::new(),
-                clock: 0,
             }),
             ttl,
             max_size: usize::try_from(max_size).unwrap_or(usize::MAX),
@@ -272,51 +286,64 @@ impl TraceBuffer {
         self.stats.trace_evicted(&entry.mlflow_trace_id, spans, why);
     }
 
-    /// Adds `entry` under `key`, making room first; the entries pushed out, to count outside the
-    /// lock.
+    /// Adds `entry` under `key`, making room first (expired traces, then the least recently
+    /// used, as `TTLCache` does); the entries pushed out with why, to count outside the lock.
     fn insert_locked(
         &self,
         slots: &mut Slots,
         key: u128,
         entry: Arc<TraceEntry>,
-    ) -> Vec<Arc<TraceEntry>> {
+    ) -> Vec<(Arc<TraceEntry>, &'static str)> {
         let mut out = Vec::new();
-        slots.clock += 1;
-        let used = slots.clock;
         if !slots.map.contains_key(&key) && slots.map.len() >= self.max_size {
-            // Full: the least recently used trace goes (a scan, only when full).
-            if let Some(&oldest) = slots
+            let now = Instant::now();
+            let expired: Vec<u128> = slots
                 .map
                 .iter()
-                .min_by_key(|(_, slot)| slot.used)
-                .map(|(k, _)| k)
+                .filter(|(_, slot)| self.expired(slot, now))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in expired {
+                if let Some(slot) = slots.map.remove(&k) {
+                    out.push((slot.entry, TTL_REASON));
+                }
+            }
+            if slots.map.len() >= self.max_size
+                && let Some(&oldest) = slots
+                    .map
+                    .iter()
+                    .min_by_key(|(_, slot)| slot.entry.last_used.load(Ordering::Relaxed))
+                    .map(|(k, _)| k)
                 && let Some(slot) = slots.map.remove(&oldest)
             {
-                out.push(slot.entry);
+                out.push((slot.entry, FULL_REASON));
             }
         }
         if self.max_size == 0 {
-            out.push(entry);
+            out.push((entry, FULL_REASON));
             return out;
         }
+        entry.touch();
         slots.map.insert(
             key,
             Slot {
                 entry,
                 inserted: Instant::now(),
-                used,
             },
         );
         out
     }
 }
 
+const TTL_REASON: &str = "older than the buffer TTL";
+const FULL_REASON: &str = "the buffer is full";
+
 impl Buffer for TraceBuffer {
     fn insert(&self, entry: Arc<TraceEntry>) {
         let key = entry.otel_trace_id.to_int();
         let pushed_out = self.insert_locked(&mut lock(&self.state), key, entry);
-        for e in pushed_out {
-            self.evicted(&e, "the buffer is full");
+        for (e, why) in pushed_out {
+            self.evicted(&e, why);
         }
     }
 
@@ -324,16 +351,14 @@ impl Buffer for TraceBuffer {
         let key = trace_id.to_int();
         let now = Instant::now();
         let mut slots = lock(&self.state);
-        slots.clock += 1;
-        let clock = slots.clock;
-        let slot = slots.map.get_mut(&key)?;
+        let slot = slots.map.get(&key)?;
         if self.expired(slot, now) {
             let slot = slots.map.remove(&key)?;
             drop(slots);
-            self.evicted(&slot.entry, "older than the buffer TTL");
+            self.evicted(&slot.entry, TTL_REASON);
             return None;
         }
-        slot.used = clock;
+        slot.entry.touch();
         Some(slot.entry.clone())
     }
 
@@ -357,12 +382,10 @@ impl Buffer for TraceBuffer {
         let key = trace_id.to_int();
         let now = Instant::now();
         let mut slots = lock(&self.state);
-        slots.clock += 1;
-        let clock = slots.clock;
         let mut expired = None;
-        if let Some(slot) = slots.map.get_mut(&key) {
+        if let Some(slot) = slots.map.get(&key) {
             if !self.expired(slot, now) {
-                slot.used = clock;
+                slot.entry.touch();
                 return (slot.entry.clone(), false);
             }
             expired = slots.map.remove(&key).map(|s| s.entry);
@@ -371,10 +394,10 @@ impl Buffer for TraceBuffer {
         let pushed_out = self.insert_locked(&mut slots, key, entry.clone());
         drop(slots);
         if let Some(e) = expired {
-            self.evicted(&e, "older than the buffer TTL");
+            self.evicted(&e, TTL_REASON);
         }
-        for e in pushed_out {
-            self.evicted(&e, "the buffer is full");
+        for (e, why) in pushed_out {
+            self.evicted(&e, why);
         }
         (entry, true)
     }
@@ -405,7 +428,7 @@ impl Buffer for TraceBuffer {
                 .collect()
         };
         for e in expired {
-            self.evicted(&e, "older than the buffer TTL");
+            self.evicted(&e, TTL_REASON);
         }
     }
 

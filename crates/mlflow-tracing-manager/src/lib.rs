@@ -84,7 +84,7 @@ pub mod testing;
 
 pub use builder::TracerBuilder;
 pub use context::{
-    FutureExt, TraceUpdate, active_trace_id, current_span, last_active_trace_id,
+    FutureExt, TraceUpdate, active_trace_id, current_span, current_tracer, last_active_trace_id,
     tracing_context_headers, update_current_trace,
 };
 pub use destination::{

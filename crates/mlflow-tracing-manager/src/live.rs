@@ -26,8 +26,6 @@ use crate::parent::RemoteParent;
 use crate::tracer::Tracer;
 use crate::util::{lock, now_ns};
 
-/// The short name of a type, as MLflow's `exception.type` holds a class name: the last path
-/// segment of [`std::any::type_name`], generics kept (`Error`, `MyError<u8>`).
 /// An error's `Debug` form followed by its sources (`Caused by: …`): the exception's stack
 /// trace.
 pub(crate) fn error_chain<E: std::error::Error + ?Sized>(error: &E) -> String {
@@ -41,6 +39,8 @@ pub(crate) fn error_chain<E: std::error::Error + ?Sized>(error: &E) -> String {
     chain
 }
 
+/// The short name of a type, as MLflow's `exception.type` holds a class name: the last path
+/// segment of [`std::any::type_name`], generics kept (`Error`, `MyError<u8>`).
 pub(crate) fn short_type_name<T: ?Sized>() -> String {
     // Drop the module path of every path in the name: `alloc::boxed::Box<dyn core::error::Error>`
     // becomes `Box<dyn Error>`.
@@ -201,6 +201,12 @@ impl LiveSpanInner {
             st.counted_events += 1;
         }
         st.events.push(event);
+    }
+
+    /// How many more (non-exception) events the span keeps.
+    pub(crate) fn event_room(&self) -> usize {
+        let limit = self.tracer.manager().limits.max_events;
+        limit.saturating_sub(lock(&self.state).counted_events) as usize
     }
 
     fn add_link_raw(&self, trace_id: TraceId, link: &Link) {

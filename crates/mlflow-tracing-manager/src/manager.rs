@@ -159,17 +159,20 @@ impl TraceManager {
                 }
             },
         };
-        // A span-logging exporter gets the span now, finished on this thread; otherwise the
-        // span waits in its trace, finished when the trace is finalized.
-        let (ended, item) = if self.wants_spans {
+        // With user span processors (they run as each span ends, on the thread that ends it) or
+        // a span-logging exporter (it gets each span now), the span is finished here; otherwise
+        // it waits in its trace, finished when the trace is finalized.
+        let (ended, item) = if self.wants_spans || !self.finisher.span_processors.is_empty() {
             let root_info = ended.is_root().then(|| entry.lock().info.clone());
             let span = self.finisher.finish_span(ended, root_info.as_ref());
-            let item = ExportItem::Span(Box::new(SpanItem {
-                span: span.clone(),
-                trace_id: entry.mlflow_trace_id.clone(),
-                location: entry.location.clone(),
-            }));
-            (Ended::Done(span), Some(item))
+            let item = self.wants_spans.then(|| {
+                ExportItem::Span(Box::new(SpanItem {
+                    span: span.clone(),
+                    trace_id: entry.mlflow_trace_id.clone(),
+                    location: entry.location.clone(),
+                }))
+            });
+            (Ended::Done(span), item)
         } else {
             (ended, None)
         };

@@ -67,8 +67,10 @@ impl TraceContext {
         self.metadata(keys::metadata::TRACE_USER, user)
     }
 
-    /// Whether spans are recorded in the scope (`false`: every span started in it is a no-op,
-    /// whatever the tracer's own setting; unset: inherited).
+    /// Whether spans are recorded in the scope (`false`: every span started in it through this
+    /// SDK (`start_span`, `#[trace]`, the `tracing` layer) is a no-op, whatever the tracer's
+    /// own setting; spans started with OpenTelemetry's API are not affected, as in MLflow;
+    /// unset: inherited).
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.enabled = Some(enabled);
         self

@@ -165,7 +165,7 @@ impl StartSpan {
 
     /// The attributes the span starts with, within the limits.
     fn initial_state(
-        self,
+        mut self,
         tracer: &Tracer,
         is_root: bool,
         entry: Option<&Arc<TraceEntry>>,
@@ -186,7 +186,11 @@ impl StartSpan {
                 dropped += 1;
             }
         };
-        // MLflow's order: description and log level right after the type.
+        // MLflow's order: the attributes given at start right after the type, then the
+        // description and log level, then (`#[trace]`) the function name and inputs.
+        for (k, v) in std::mem::take(&mut self.attributes) {
+            set(Cow::Owned(k), v);
+        }
         if let Some(d) = &self.description {
             set(
                 Cow::Borrowed(keys::span::DESCRIPTION),
@@ -207,9 +211,6 @@ impl StartSpan {
         }
         if let Some(inputs) = self.inputs {
             set(Cow::Borrowed(keys::span::INPUTS), inputs);
-        }
-        for (k, v) in self.attributes {
-            set(Cow::Owned(k), v);
         }
         if is_root && let Some(id) = &self.experiment_id {
             set(

@@ -37,18 +37,22 @@ const CHUNK_EVENT_PREFIX: &str = "mlflow.chunk.item.";
 /// MLflow's chunk value attribute (`STREAM_CHUNK_EVENT_VALUE_KEY`).
 const CHUNK_VALUE_KEY: &str = "mlflow.chunk.value";
 
-type Reducer<T> = Box<dyn FnOnce(Vec<T>) -> Result<String, String> + Send>;
+/// Keeps a copy of each item for the reducer.
+type Keep<T> = Box<dyn FnMut(&T) + Send>;
+/// Runs the reducer over the kept items: the outputs' JSON.
+type Reduce = Box<dyn FnOnce() -> Result<String, String> + Send>;
 
 /// What a traced stream records, shared by the stream and iterator wrappers.
 struct Recorder<T> {
     span: LiveSpan,
     cx: Context,
     index: u64,
-    /// The outputs list's JSON, built as items arrive (no reducer).
+    /// The outputs list's JSON, built as items arrive (also with a reducer: what the outputs
+    /// are when it fails, as in MLflow).
     outputs: String,
-    /// With a reducer: the items, for it.
-    kept: Option<Vec<T>>,
-    reducer: Option<Reducer<T>>,
+    /// With a reducer: keeps the items for it.
+    keep: Option<Keep<T>>,
+    reduce: Option<Reduce>,
     /// The newest chunk events, at most the event limit.
     chunks: VecDeque<SpanEvent>,
     done: bool,
@@ -61,8 +65,8 @@ impl<T> Recorder<T> {
             span,
             index: 0,
             outputs: String::from("["),
-            kept: None,
-            reducer: None,
+            keep: None,
+            reduce: None,
             chunks: VecDeque::new(),
             done: false,
         }
@@ -72,17 +76,32 @@ impl<T> Recorder<T> {
         self.span.inner.clone().filter(|i| i.recording)
     }
 
-    fn with_reducer<R: Serialize>(&mut self, reducer: impl FnOnce(Vec<T>) -> R + Send + 'static) {
-        self.kept = Some(Vec::new());
-        self.reducer = Some(Box::new(move |items| {
-            to_attribute_json(&reducer(items)).map_err(|e| e.to_string())
+    fn with_reducer<R: Serialize>(&mut self, reducer: impl FnOnce(Vec<T>) -> R + Send + 'static)
+    where
+        T: Clone + Send + 'static,
+    {
+        let kept: Arc<std::sync::Mutex<Vec<T>>> = Arc::default();
+        let sink = kept.clone();
+        self.keep = Some(Box::new(move |item: &T| {
+            crate::util::lock(&sink).push(item.clone());
+        }));
+        self.reduce = Some(Box::new(move || {
+            let items = std::mem::take(&mut *crate::util::lock(&kept));
+            let reduced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reducer(items)))
+                .map_err(|p| {
+                    format!(
+                        "the reducer panicked: {}",
+                        crate::util::panic_message(p.as_ref())
+                    )
+                })?;
+            to_attribute_json(&reduced).map_err(|e| e.to_string())
         }));
     }
 
     /// One item: its chunk event and its place in the outputs.
     fn item(&mut self, item: &T)
     where
-        T: Serialize + Clone,
+        T: Serialize,
     {
         let Some(inner) = self.inner() else {
             return;
@@ -132,20 +151,25 @@ impl<T> Recorder<T> {
         } else {
             inner.tracer.manager().stats.events_dropped(1);
         }
-        match &mut self.kept {
-            Some(kept) => kept.push(item.clone()),
-            None => {
-                if index > 0 {
-                    self.outputs.push_str(", ");
-                }
-                self.outputs.push_str(&json);
-            }
+        if let Some(keep) = &mut self.keep {
+            keep(item);
         }
+        if index > 0 {
+            self.outputs.push_str(", ");
+        }
+        self.outputs.push_str(&json);
     }
 
-    /// The kept chunk events onto the span, in order.
+    /// The kept chunk events onto the span, in order: the newest that fit next to the span's
+    /// other events, the older ones counted as dropped.
     fn flush_chunks(&mut self) {
         if let Some(inner) = self.inner() {
+            let room = inner.event_room();
+            let extra = self.chunks.len().saturating_sub(room);
+            if extra > 0 {
+                self.chunks.drain(..extra);
+                inner.tracer.manager().stats.events_dropped(extra as u64);
+            }
             for event in self.chunks.drain(..) {
                 inner.add_event_raw(event);
             }
@@ -159,30 +183,24 @@ impl<T> Recorder<T> {
         }
         self.flush_chunks();
         if let Some(inner) = self.inner() {
-            let outputs = match (self.reducer.take(), self.kept.take()) {
-                (Some(reduce), Some(items)) => match reduce(items) {
-                    Ok(json) => Some(json),
-                    Err(e) => {
-                        // As MLflow: a failing reducer leaves the span without outputs.
-                        tracing::debug!("the stream's output reducer failed: {e}");
-                        None
-                    }
-                },
-                _ => {
-                    let mut outputs = std::mem::take(&mut self.outputs);
-                    outputs.push(']');
-                    Some(outputs)
+            let mut list = std::mem::take(&mut self.outputs);
+            list.push(']');
+            let outputs = match self.reduce.take().map(|reduce| reduce()) {
+                Some(Ok(json)) => json,
+                Some(Err(e)) => {
+                    // As MLflow: a failing reducer leaves the list of items as the outputs.
+                    tracing::debug!("the stream's output reducer failed: {e}");
+                    list
                 }
+                None => list,
             };
-            if let Some(json) = outputs {
-                inner.set_json(Cow::Borrowed(keys::span::OUTPUTS), json);
-            }
+            inner.set_json(Cow::Borrowed(keys::span::OUTPUTS), outputs);
         }
         self.span.end();
     }
 
     /// An `Err` item: the error, then the span's end (no outputs, as MLflow).
-    fn fail<E: std::error::Error + ?Sized>(&mut self, error: &E) {
+    fn fail<E: fmt::Display + fmt::Debug + ?Sized>(&mut self, error: &E) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
@@ -193,7 +211,7 @@ impl<T> Recorder<T> {
             inner.add_event_raw(SpanEvent::exception(
                 crate::live::short_type_name::<E>(),
                 error.to_string(),
-                crate::live::error_chain(error),
+                format!("{error:?}"),
                 now_ns(),
             ));
             inner.set_status_raw(SpanStatus::error(""));
@@ -244,7 +262,10 @@ impl<S: Stream> TracedStream<S> {
     pub fn output_reducer<R: Serialize>(
         mut self,
         reducer: impl FnOnce(Vec<S::Item>) -> R + Send + 'static,
-    ) -> Self {
+    ) -> Self
+    where
+        S::Item: Clone + Send + 'static,
+    {
         self.recorder.with_reducer(reducer);
         self
     }
@@ -253,7 +274,7 @@ impl<S: Stream> TracedStream<S> {
 impl<S> Stream for TracedStream<S>
 where
     S: Stream,
-    S::Item: Serialize + Clone,
+    S::Item: Serialize,
 {
     type Item = S::Item;
 
@@ -315,7 +336,10 @@ where
     pub fn output_reducer<R: Serialize>(
         mut self,
         reducer: impl FnOnce(Vec<T>) -> R + Send + 'static,
-    ) -> Self {
+    ) -> Self
+    where
+        T: Clone + Send + 'static,
+    {
         self.recorder.with_reducer(reducer);
         self
     }
@@ -324,8 +348,8 @@ where
 impl<S, T, E> Stream for TracedTryStream<S, T>
 where
     S: Stream<Item = Result<T, E>>,
-    T: Serialize + Clone,
-    E: std::error::Error,
+    T: Serialize,
+    E: fmt::Display + fmt::Debug,
 {
     type Item = Result<T, E>;
 
@@ -345,6 +369,10 @@ where
             Poll::Pending => {}
         }
         polled
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
     }
 }
 
@@ -378,7 +406,10 @@ impl<I: Iterator> TracedIter<I> {
     pub fn output_reducer<R: Serialize>(
         mut self,
         reducer: impl FnOnce(Vec<I::Item>) -> R + Send + 'static,
-    ) -> Self {
+    ) -> Self
+    where
+        I::Item: Clone + Send + 'static,
+    {
         self.recorder.with_reducer(reducer);
         self
     }
@@ -387,7 +418,7 @@ impl<I: Iterator> TracedIter<I> {
 impl<I> Iterator for TracedIter<I>
 where
     I: Iterator,
-    I::Item: Serialize + Clone,
+    I::Item: Serialize,
 {
     type Item = I::Item;
 
@@ -409,6 +440,13 @@ where
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.inner.size_hint()
     }
+}
+
+impl<I> ExactSizeIterator for TracedIter<I>
+where
+    I: ExactSizeIterator,
+    I::Item: Serialize,
+{
 }
 
 impl<I: Iterator> fmt::Debug for TracedIter<I> {
@@ -443,7 +481,10 @@ where
     pub fn output_reducer<R: Serialize>(
         mut self,
         reducer: impl FnOnce(Vec<T>) -> R + Send + 'static,
-    ) -> Self {
+    ) -> Self
+    where
+        T: Clone + Send + 'static,
+    {
         self.recorder.with_reducer(reducer);
         self
     }
@@ -452,8 +493,8 @@ where
 impl<I, T, E> Iterator for TracedTryIter<I, T>
 where
     I: Iterator<Item = Result<T, E>>,
-    T: Serialize + Clone,
-    E: std::error::Error,
+    T: Serialize,
+    E: fmt::Display + fmt::Debug,
 {
     type Item = Result<T, E>;
 
@@ -472,6 +513,18 @@ where
         }
         next
     }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl<I, T, E> ExactSizeIterator for TracedTryIter<I, T>
+where
+    I: ExactSizeIterator<Item = Result<T, E>>,
+    T: Serialize,
+    E: fmt::Display + fmt::Debug,
+{
 }
 
 impl<I, T> fmt::Debug for TracedTryIter<I, T> {

@@ -117,7 +117,7 @@ pub mod tracer {
 pub mod context {
     pub use mlflow_tracing_manager::{
         EnteredSpan, FutureExt, Instrumented, TraceContext, TraceContextGuard, WithTraceContext,
-        active_trace_id, current_span, last_active_trace_id, update_current_trace,
+        active_trace_id, current_span, current_tracer, last_active_trace_id, update_current_trace,
     };
 }
 

@@ -80,17 +80,18 @@ fn traced_functions_build_a_tree_in_mlflow_form() {
     assert_eq!(tool.parent_id(), Some(root.span_id()));
     assert_eq!(tool.trace_id(), root.trace_id());
 
-    // Attributes in MLflow's stored form and order.
+    // Attributes in MLflow's stored form and order (Python's `@mlflow.trace(attributes=..)`
+    // sets them right after the type, before the function name and inputs).
     let keys: Vec<&str> = root.raw_attributes().keys().collect();
     assert_eq!(
         keys,
         [
             "mlflow.traceRequestId",
             "mlflow.spanType",
-            "mlflow.spanFunctionName",
-            "mlflow.spanInputs",
             "model",
             "custom.tries",
+            "mlflow.spanFunctionName",
+            "mlflow.spanInputs",
             "mlflow.spanOutputs",
             "mlflow.spanLogLevel"
         ]

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
+use mlflow_tracing::entities::SpanEvent;
 use mlflow_tracing::stream::{TraceStreamExt as _, TracedTryStream};
 use mlflow_tracing::testing::Capture;
 use mlflow_tracing::{Span, start_span};
@@ -233,4 +234,89 @@ fn a_long_stream_keeps_at_most_the_event_limit_and_counts_the_rest() {
     assert_eq!(first_kept.name, format!("mlflow.chunk.item.{}", n - 128));
     assert_eq!(root.outputs(), Some(json!(n)));
     assert_eq!(capture.tracer().stats().events_dropped, n - 128);
+}
+
+/// Items that are not `Clone`, errors that are not `std::error::Error`.
+#[derive(serde::Serialize)]
+struct Token(String);
+
+#[mlflow_tracing::trace]
+#[expect(
+    clippy::implied_bounds_in_impls,
+    reason = "a return type as users write it"
+)]
+fn boxed_errors()
+-> impl Iterator<Item = Result<Token, Box<dyn std::error::Error + Send + Sync>>> + ExactSizeIterator
+{
+    vec![Ok(Token("a".into())), Err("broken pipe".into())].into_iter()
+}
+
+/// Not `Serialize` at all: `skip_output` traces it as a plain function.
+struct Opaque;
+
+#[mlflow_tracing::trace(skip_output)]
+fn opaque() -> impl Iterator<Item = Opaque> {
+    std::iter::once(Opaque)
+}
+
+#[test]
+fn any_item_type_can_be_traced() {
+    let capture = Capture::new();
+    capture.run(|| {
+        let items = boxed_errors();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items.filter(Result::is_err).count(), 1);
+        assert_eq!(opaque().count(), 1);
+    });
+    let traces = capture.traces();
+    assert_eq!(traces.len(), 2);
+    let failed = &traces[0].data.spans[0];
+    assert_eq!(failed.name(), "boxed_errors");
+    assert_eq!(failed.status().code.as_str(), "ERROR");
+    assert_eq!(traces[1].data.spans[0].name(), "opaque");
+}
+
+#[test]
+fn a_failing_reducer_leaves_the_list_as_outputs() {
+    let capture = Capture::new();
+    capture.run(|| {
+        let span = start_span("reduced").start_detached();
+        let total: u32 = mlflow_tracing::stream::TracedIter::new(1..=3u32, span)
+            .output_reducer(|_: Vec<u32>| -> u32 { panic!("reducer bug") })
+            .sum();
+        assert_eq!(total, 6);
+    });
+    let span = root(&capture);
+    assert_eq!(
+        span.outputs(),
+        Some(json!([1, 2, 3])),
+        "as MLflow when the reducer fails"
+    );
+    assert_eq!(span.status().code.as_str(), "OK");
+}
+
+#[test]
+fn chunk_events_share_the_limit_with_the_spans_other_events() {
+    let capture = Capture::new();
+    capture.run(|| {
+        let span = start_span("mixed").start_detached();
+        for i in 0..100 {
+            span.add_event(SpanEvent::now(format!("user-{i}")));
+        }
+        let n: usize = mlflow_tracing::stream::TracedIter::new(0..50u32, span).count();
+        assert_eq!(n, 50);
+    });
+    let span = root(&capture);
+    let chunks: Vec<&str> = span
+        .events()
+        .iter()
+        .filter(|e| e.name.starts_with("mlflow.chunk.item."))
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(chunks.len(), 28, "128 events in all");
+    assert_eq!(
+        chunks.last(),
+        Some(&"mlflow.chunk.item.49"),
+        "the newest kept"
+    );
 }
