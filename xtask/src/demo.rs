@@ -120,6 +120,17 @@ pub(crate) fn run(arg: Option<&str>) -> Result<(), String> {
         }
         _ => ensure_server()?,
     };
+    // Cargo's own progress while the example builds (the first time takes a few minutes);
+    // the run itself is quiet.
+    eprintln!(
+        "==> demo: building the example agent (the first build compiles the SDK and its \
+         dependencies: a few minutes; later ones take seconds)"
+    );
+    crate::cargo(
+        "demo build",
+        &["build", "-p", "mlflow-tracing", "--example", "agent"],
+        &[],
+    )?;
     crate::cargo(
         "demo",
         &[

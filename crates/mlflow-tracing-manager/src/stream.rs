@@ -256,19 +256,6 @@ impl<S: Stream> TracedStream<S> {
             recorder: Recorder::new(span),
         }
     }
-
-    /// The span's outputs become `reducer(items)` instead of the list of items (MLflow's
-    /// `output_reducer`; the items are kept for it).
-    pub fn output_reducer<R: Serialize>(
-        mut self,
-        reducer: impl FnOnce(Vec<S::Item>) -> R + Send + 'static,
-    ) -> Self
-    where
-        S::Item: Clone + Send + 'static,
-    {
-        self.recorder.with_reducer(reducer);
-        self
-    }
 }
 
 impl<S> Stream for TracedStream<S>
@@ -300,15 +287,6 @@ where
     }
 }
 
-impl<S: Stream> fmt::Debug for TracedStream<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TracedStream")
-            .field("span", &self.recorder.span)
-            .field("items", &self.recorder.index)
-            .finish_non_exhaustive()
-    }
-}
-
 pin_project_lite::pin_project! {
     /// A stream of `Result`s traced as one span: `Ok` items as [`TracedStream`]'s, the first
     /// `Err` ends the span with that error (later items pass through unrecorded).
@@ -330,18 +308,6 @@ where
             inner: stream,
             recorder: Recorder::new(span),
         }
-    }
-
-    /// The span's outputs become `reducer(ok_items)` (see [`TracedStream::output_reducer`]).
-    pub fn output_reducer<R: Serialize>(
-        mut self,
-        reducer: impl FnOnce(Vec<T>) -> R + Send + 'static,
-    ) -> Self
-    where
-        T: Clone + Send + 'static,
-    {
-        self.recorder.with_reducer(reducer);
-        self
     }
 }
 
@@ -376,15 +342,6 @@ where
     }
 }
 
-impl<S, T> fmt::Debug for TracedTryStream<S, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TracedTryStream")
-            .field("span", &self.recorder.span)
-            .field("items", &self.recorder.index)
-            .finish_non_exhaustive()
-    }
-}
-
 /// An iterator traced as one span, as [`TracedStream`]: the span is current during each
 /// `next`. (For an iterator of `Result`s whose `Err` should end the span, [`TracedTryIter`].)
 #[must_use = "iterators are lazy and do nothing unless consumed"]
@@ -400,18 +357,6 @@ impl<I: Iterator> TracedIter<I> {
             inner: iter,
             recorder: Recorder::new(span),
         }
-    }
-
-    /// The span's outputs become `reducer(items)` (see [`TracedStream::output_reducer`]).
-    pub fn output_reducer<R: Serialize>(
-        mut self,
-        reducer: impl FnOnce(Vec<I::Item>) -> R + Send + 'static,
-    ) -> Self
-    where
-        I::Item: Clone + Send + 'static,
-    {
-        self.recorder.with_reducer(reducer);
-        self
     }
 }
 
@@ -449,15 +394,6 @@ where
 {
 }
 
-impl<I: Iterator> fmt::Debug for TracedIter<I> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TracedIter")
-            .field("span", &self.recorder.span)
-            .field("items", &self.recorder.index)
-            .finish_non_exhaustive()
-    }
-}
-
 /// An iterator of `Result`s traced as one span: the first `Err` ends it with that error.
 #[must_use = "iterators are lazy and do nothing unless consumed"]
 pub struct TracedTryIter<I, T> {
@@ -475,18 +411,6 @@ where
             inner: iter,
             recorder: Recorder::new(span),
         }
-    }
-
-    /// The span's outputs become `reducer(ok_items)`.
-    pub fn output_reducer<R: Serialize>(
-        mut self,
-        reducer: impl FnOnce(Vec<T>) -> R + Send + 'static,
-    ) -> Self
-    where
-        T: Clone + Send + 'static,
-    {
-        self.recorder.with_reducer(reducer);
-        self
     }
 }
 
@@ -527,14 +451,40 @@ where
 {
 }
 
-impl<I, T> fmt::Debug for TracedTryIter<I, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TracedTryIter")
-            .field("span", &self.recorder.span)
-            .field("items", &self.recorder.index)
-            .finish_non_exhaustive()
-    }
+/// What every traced wrapper has: `output_reducer` (MLflow's; the items are kept for it, so
+/// they must be `Clone`) and a `Debug` that shows the span and the items seen.
+macro_rules! traced_common {
+    ($ty:ident < $($p:ident),+ >, $item:ty, where $($bounds:tt)*) => {
+        impl<$($p),+> $ty<$($p),+> where $($bounds)* {
+            /// The span's outputs become `reducer(items)` instead of the list of items (MLflow's
+            /// `output_reducer`; if it fails or panics, the list stays, as in MLflow).
+            pub fn output_reducer<R: Serialize>(
+                mut self,
+                reducer: impl FnOnce(Vec<$item>) -> R + Send + 'static,
+            ) -> Self
+            where
+                $item: Clone + Send + 'static,
+            {
+                self.recorder.with_reducer(reducer);
+                self
+            }
+        }
+
+        impl<$($p),+> fmt::Debug for $ty<$($p),+> where $($bounds)* {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("span", &self.recorder.span)
+                    .field("items", &self.recorder.index)
+                    .finish_non_exhaustive()
+            }
+        }
+    };
 }
+
+traced_common!(TracedStream<S>, S::Item, where S: Stream);
+traced_common!(TracedTryStream<S, T>, T, where S: Stream);
+traced_common!(TracedIter<I>, I::Item, where I: Iterator);
+traced_common!(TracedTryIter<I, T>, T, where I: Iterator);
 
 /// `.traced(span)` for streams and iterators.
 pub trait TraceStreamExt: Sized {

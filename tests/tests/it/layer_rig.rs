@@ -15,13 +15,13 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use mlflow_tracing::server::{ClientConfig, TrackingClient};
 use mlflow_tracing_tests::http;
-use mlflow_tracing_tests::server::MlflowServer;
 use mlflow_tracing_tests::service::Service;
 use serde_json::{Value, json};
+
+use crate::live::{experiment, server};
 
 // The example's module, compiled here for the OTLP side.
 #[path = "../../../crates/mlflow-tracing/examples/rig_agent/agent.rs"]
@@ -36,29 +36,6 @@ const TOOL_CALL: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","create
 
 /// Its second answer (the request carries the tool's result): the final text.
 const FINAL: &str = r#"{"id":"chatcmpl-2","object":"chat.completion","created":1764590001,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"2 + 3 = 5."},"finish_reason":"stop"}],"usage":{"prompt_tokens":80,"completion_tokens":9,"total_tokens":89}}"#;
-
-fn server() -> &'static MlflowServer {
-    MlflowServer::shared().unwrap_or_else(|e| panic!("the MLflow server must run: {e}"))
-}
-
-fn unique(name: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{name}-{}-{nanos}", std::process::id())
-}
-
-fn experiment(name: &str) -> String {
-    let client =
-        TrackingClient::new(ClientConfig::new(server().url()).with_retries(2, 0.1, 0.1)).unwrap();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(client.create_experiment(&unique(name)))
-        .unwrap()
-}
 
 /// The fake OpenAI-compatible LLM on 127.0.0.1: its base URL (`…/v1`) and the paths it saw.
 fn fake_llm() -> (String, Arc<Mutex<Vec<String>>>) {
