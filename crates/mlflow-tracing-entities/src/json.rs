@@ -230,10 +230,76 @@ pub fn python_float_repr(value: f64) -> String {
     out
 }
 
-fn write_with<T: Serialize + ?Sized>(value: &T, formatter: PyFormatter) -> Result<String> {
+thread_local! {
+    /// A buffer kept between calls, so a value is written without growing a new one step by
+    /// step; what is kept is one exact copy.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Writes `value` into the thread's scratch buffer and hands the bytes to `f` (a fresh buffer
+/// when the scratch one is taken: a `Serialize` impl that writes JSON itself).
+fn with_written<T: Serialize + ?Sized, R>(
+    value: &T,
+    formatter: PyFormatter,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R> {
+    /// Larger buffers are not kept.
+    const KEEP: usize = 64 * 1024;
+    let mut f = Some(f);
+    let pooled = SCRATCH.try_with(|scratch| {
+        let mut buf = scratch.try_borrow_mut().ok()?;
+        buf.clear();
+        let out = append_with(&mut buf, value, formatter).map(|()| f.take().map(|f| f(&buf)));
+        if buf.capacity() > KEEP {
+            *buf = Vec::new();
+        }
+        Some(out)
+    });
+    if let Some(out) = pooled.ok().flatten()
+        && let Some(r) = out?
+    {
+        return Ok(r);
+    }
     let mut buf = Vec::with_capacity(128);
-    let mut ser = serde_json::Serializer::with_formatter(&mut buf, formatter);
+    append_with(&mut buf, value, formatter)?;
+    match f.take() {
+        Some(f) => Ok(f(&buf)),
+        None => Err(EntityError::InvalidField {
+            field: "json",
+            reason: "written twice".to_owned(),
+        }),
+    }
+}
+
+fn write_with<T: Serialize + ?Sized>(value: &T, formatter: PyFormatter) -> Result<String> {
+    let bytes = with_written(value, formatter, <[u8]>::to_vec)?;
+    String::from_utf8(bytes).map_err(|e| EntityError::InvalidUtf8 {
+        offset: e.utf8_error().valid_up_to(),
+    })
+}
+
+/// Hands `json.dumps(value, ensure_ascii=False)` (see [`to_attribute_json`]) to `f` as bytes
+/// written in a reused buffer, for callers that copy it into a larger JSON text.
+///
+/// # Errors
+/// As [`to_attribute_json`].
+pub fn with_attribute_json<T: Serialize + ?Sized, R>(
+    value: &T,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R> {
+    with_written(value, PyFormatter::utf8(), f)
+}
+
+/// Writes `value` as JSON at the end of `buf`; on error `buf` is as it was.
+fn append_with<T: Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    value: &T,
+    formatter: PyFormatter,
+) -> Result<()> {
+    let start = buf.len();
+    let mut ser = serde_json::Serializer::with_formatter(&mut *buf, formatter);
     if let Err(err) = value.serialize(&mut ser) {
+        buf.truncate(start);
         if err.is_io() {
             return Err(EntityError::TooDeep {
                 limit: MAX_NESTING_DEPTH,
@@ -241,9 +307,7 @@ fn write_with<T: Serialize + ?Sized>(value: &T, formatter: PyFormatter) -> Resul
         }
         return Err(EntityError::Json(err));
     }
-    String::from_utf8(buf).map_err(|e| EntityError::InvalidUtf8 {
-        offset: e.utf8_error().valid_up_to(),
-    })
+    Ok(())
 }
 
 /// `json.dumps(value, ensure_ascii=False)`: how MLflow stores a span attribute value.

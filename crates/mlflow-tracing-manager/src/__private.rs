@@ -9,7 +9,6 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use mlflow_tracing_entities::SpanType;
-use mlflow_tracing_entities::json::to_attribute_json;
 use opentelemetry::Context;
 use serde::Serialize;
 
@@ -36,7 +35,7 @@ pub fn fn_span(
 
 /// Collects the arguments of a traced function into MLflow's inputs JSON: `{"a": 1, "b": "x"}`.
 pub struct Inputs {
-    json: String,
+    json: Vec<u8>,
 }
 
 impl Default for Inputs {
@@ -48,37 +47,50 @@ impl Default for Inputs {
 impl Inputs {
     pub fn new() -> Self {
         Inputs {
-            json: String::from("{"),
+            json: Vec::from(&b"{"[..]),
         }
     }
 
     pub fn arg<V: Serialize + ?Sized>(&mut self, span: &LiveSpan, name: &str, value: &V) {
-        if self.json.len() > 1 {
-            self.json.push_str(", ");
-        }
-        self.json
-            .push_str(&mlflow_tracing_entities::json::string_attribute_json(name));
-        self.json.push_str(": ");
-        match to_attribute_json(value) {
-            Ok(v) => self.json.push_str(&v),
-            Err(err) => {
-                if let Some(i) = &span.inner {
-                    i.tracer.manager().stats.serialization_error(name, &err);
-                }
-                self.json
-                    .push_str(&mlflow_tracing_entities::json::string_attribute_json(
-                        &format!("<unserializable argument: {err}>"),
-                    ));
+        let key = mlflow_tracing_entities::json::string_attribute_json(name);
+        let json = &mut self.json;
+        let written = mlflow_tracing_entities::json::with_attribute_json(value, |bytes| {
+            // One exact growth for the argument (it is written in a reused buffer).
+            json.reserve(bytes.len() + key.len() + 5);
+            if json.len() > 1 {
+                json.extend_from_slice(b", ");
             }
+            json.extend_from_slice(key.as_bytes());
+            json.extend_from_slice(b": ");
+            json.extend_from_slice(bytes);
+        });
+        if let Err(err) = written {
+            if let Some(i) = &span.inner {
+                i.tracer.manager().stats.serialization_error(name, &err);
+            }
+            if self.json.len() > 1 {
+                self.json.extend_from_slice(b", ");
+            }
+            self.json.extend_from_slice(key.as_bytes());
+            self.json.extend_from_slice(b": ");
+            self.json.extend_from_slice(
+                mlflow_tracing_entities::json::string_attribute_json(&format!(
+                    "<unserializable argument: {err}>"
+                ))
+                .as_bytes(),
+            );
         }
     }
 
     pub fn finish(mut self, span: &LiveSpan) {
-        self.json.push('}');
+        self.json.push(b'}');
         if let Some(i) = span.inner.as_ref() {
+            // Valid UTF-8: JSON text written by serde_json and string literals.
+            let json = String::from_utf8(self.json)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
             i.set_json(
                 std::borrow::Cow::Borrowed(mlflow_tracing_entities::keys::span::INPUTS),
-                self.json,
+                json,
             );
         }
     }
