@@ -1,13 +1,27 @@
-//! The Rust side of `cargo xtask bench e2e`: a burst of traces (spans per trace and payload
-//! size from the arguments) into the MLflow server at `MLFLOW_TRACKING_URI`, experiment
-//! `MLFLOW_EXPERIMENT_ID`, through the SDK's default async path. Prints one JSON line: caller
-//! time, time until everything was flushed, and the export counters.
+//! The Rust side of `cargo xtask bench e2e`, into the MLflow server at `MLFLOW_TRACKING_URI`,
+//! experiment `MLFLOW_EXPERIMENT_ID`. Arguments: mode, traces, spans per trace, payload bytes.
+//!
+//! - `sdk`: a burst of traces through `#[trace]` and the SDK's default async path. Prints one
+//!   JSON line: caller time, time until everything was flushed, the export counters, peak RSS.
+//! - `ceiling`: the same traces made by the SDK into memory, encoded beforehand into exactly
+//!   the requests the SDK's exporter sends (one OTLP protobuf request per batch of traces, then
+//!   one StartTraceV3 per trace), then sent with a plain HTTP client at the exporter's
+//!   concurrency: how fast this server stores spans when the client costs nothing.
 #![expect(clippy::print_stdout, reason = "reports to xtask on stdout")]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use mlflow_tracing::{TracerBuilder, start_span};
+use mlflow_tracing::entities::otlp::{export_request, sdk_resource};
+use mlflow_tracing::export::WorkerConfig;
+use mlflow_tracing::testing::InMemoryExporter;
+use mlflow_tracing::{TracerBuilder, trace};
+use prost::Message as _;
+use serde::Serialize;
 use serde_json::json;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
 
 fn arg(n: usize, default: usize) -> usize {
     std::env::args()
@@ -16,29 +30,48 @@ fn arg(n: usize, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (traces, spans, size) = (arg(1, 300), arg(2, 10), arg(3, 1024));
-    let payload = "x".repeat(size);
+/// What a step answers: `{"a": "xxx…"}`, as the Python side's outputs.
+#[derive(Serialize)]
+struct Answer<'a> {
+    a: &'a str,
+}
+
+#[trace(name = "step", span_type = "TOOL")]
+fn step<'a>(q: &'a str) -> Answer<'a> {
+    Answer { a: q }
+}
+
+#[trace(name = "root", span_type = "AGENT")]
+fn root<'a>(q: &'a str, spans: usize) -> Answer<'a> {
+    for _ in 1..spans {
+        std::hint::black_box(step(q));
+    }
+    Answer { a: q }
+}
+
+/// The process's peak resident set (`VmHWM`), in bytes.
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn sdk(traces: usize, spans: usize, payload: &str) -> Result<(), Error> {
     let guard = mlflow_tracing::init(TracerBuilder::from_env()?)?;
     let started = Instant::now();
     for _ in 0..traces {
-        let root = start_span("root")
-            .span_type("AGENT")
-            .inputs(&json!({"q": payload}))
-            .start();
-        for j in 1..spans {
-            let child = start_span(format!("step{j}"))
-                .span_type("TOOL")
-                .inputs(&json!({"q": payload}))
-                .start();
-            child.set_outputs(&json!({"a": payload}));
-        }
-        root.set_outputs(&json!({"a": payload}));
+        std::hint::black_box(root(payload, spans));
     }
     let caller = started.elapsed();
     guard.tracer().force_flush(Duration::from_secs(600))?;
     let flushed = started.elapsed();
     let stats = guard.export_stats().unwrap_or_default();
+    drop(guard);
     println!(
         "{}",
         json!({
@@ -47,8 +80,121 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "spans": traces * spans,
             "traces_failed": stats.failed,
             "traces_dropped": stats.dropped_queue_full,
+            "peak_rss": peak_rss(),
         })
     );
-    drop(guard);
     Ok(())
+}
+
+/// One batch as the exporter sends it: the OTLP request of its spans, then each trace's
+/// StartTraceV3 body.
+struct Batch {
+    otlp: Vec<u8>,
+    infos: Vec<String>,
+}
+
+fn encode(traces: usize, spans: usize, payload: &str) -> Result<(String, Vec<Batch>), Error> {
+    let exporter = InMemoryExporter::new();
+    let guard = mlflow_tracing::init(TracerBuilder::from_env()?.with_exporter(exporter.clone()))?;
+    for _ in 0..traces {
+        std::hint::black_box(root(payload, spans));
+    }
+    guard.tracer().force_flush(Duration::from_secs(60))?;
+    drop(guard);
+    let mut all = exporter.traces();
+    let experiment = all
+        .first()
+        .and_then(|t| t.info.experiment_id())
+        .ok_or("no trace in an experiment")?
+        .to_owned();
+    let per_batch = WorkerConfig::default().max_batch_size;
+    let mut batches = Vec::new();
+    for chunk in all.chunks_mut(per_batch) {
+        let request = export_request(
+            sdk_resource(env!("CARGO_PKG_VERSION")),
+            chunk.iter().flat_map(|t| t.data.spans.iter()),
+        );
+        let mut infos = Vec::with_capacity(chunk.len());
+        for trace in chunk.iter_mut() {
+            trace.add_size_stats();
+            infos.push(trace.info.start_trace_v3_body()?);
+        }
+        batches.push(Batch {
+            otlp: request.encode_to_vec(),
+            infos,
+        });
+    }
+    Ok((experiment, batches))
+}
+
+fn ceiling(traces: usize, spans: usize, payload: &str) -> Result<(), Error> {
+    let url = std::env::var("MLFLOW_TRACKING_URI")?;
+    let url = url.trim_end_matches('/').to_owned();
+    let (experiment, batches) = encode(traces, spans, payload)?;
+    let batches = Arc::new(batches);
+    let next = Arc::new(AtomicUsize::new(0));
+    let client = reqwest::Client::new();
+    let concurrency = WorkerConfig::default().max_concurrent_exports;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    let failures = runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let (batches, next, client) = (batches.clone(), next.clone(), client.clone());
+            let (url, experiment) = (url.clone(), experiment.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut failures = 0usize;
+                while let Some(batch) = batches.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let otlp = client
+                        .post(format!("{url}/v1/traces"))
+                        .header("content-type", "application/x-protobuf")
+                        .header("x-mlflow-experiment-id", &experiment)
+                        .body(batch.otlp.clone())
+                        .send()
+                        .await;
+                    failures += usize::from(!otlp.is_ok_and(|r| r.status().is_success()));
+                    for info in &batch.infos {
+                        let start = client
+                            .post(format!("{url}/api/3.0/mlflow/traces"))
+                            .header("content-type", "application/json")
+                            .body(info.clone())
+                            .send()
+                            .await;
+                        failures += usize::from(!start.is_ok_and(|r| r.status().is_success()));
+                    }
+                }
+                failures
+            }));
+        }
+        let mut failures = 0;
+        for task in tasks {
+            failures += task.await.unwrap_or(1);
+        }
+        failures
+    });
+    let sent = started.elapsed();
+    println!(
+        "{}",
+        json!({
+            "sent_s": sent.as_secs_f64(),
+            "spans": traces * spans,
+            "failed_requests": failures,
+            "peak_rss": peak_rss(),
+        })
+    );
+    Ok(())
+}
+
+fn main() -> Result<(), Error> {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    let (traces, spans, size) = (arg(2, 300), arg(3, 10), arg(4, 1024));
+    let payload = "x".repeat(size);
+    match mode.as_str() {
+        "sdk" => sdk(traces, spans, &payload),
+        "ceiling" => ceiling(traces, spans, &payload),
+        other => Err(format!("unknown mode {other:?} (sdk or ceiling)").into()),
+    }
 }

@@ -11,7 +11,10 @@
 //!   about 20 minutes), executed with nbclient against a real MLflow server and checked in
 //!   headless Chromium. Not part of `ci`.
 //! - `bench [filter]`: the criterion benches, then each SDK measurement next to its bare
-//!   OpenTelemetry counterpart from the same run, with the ratio and its target.
+//!   OpenTelemetry counterpart from the same run, with the ratio and its target; the memory held
+//!   by large traces; the end-to-end burst against a real server with its ceiling and the Python
+//!   SDK. Writes `target/bench/report.md` and `chart.svg`; fails when a target is missed.
+//!   `bench e2e` and `bench memory` run only those parts.
 #![expect(
     clippy::print_stderr,
     clippy::print_stdout,
@@ -24,11 +27,13 @@ use std::process::{Command, ExitCode, Stdio};
 mod bench;
 mod ci;
 mod demo;
+mod e2e;
 mod notebook;
+mod report;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: cargo xtask <command>\n\ncommands:\n  ci               fmt check, clippy -D warnings, tests, docs (the README's test command)\n  bench [filter]   criterion benches with ratios against bare OpenTelemetry\n  demo [stop]      trace the example agent into a local MLflow server (the README's main command)\n  notebook         the notebook display in a real evcxr kernel (slow the first time: builds evcxr)"
+        "usage: cargo xtask <command>\n\ncommands:\n  ci               fmt check, clippy -D warnings, tests, docs (the README's test command)\n  bench [filter]   benchmarks and their targets (filters: a criterion group, e2e, memory)\n  demo [stop]      trace the example agent into a local MLflow server (the README's main command)\n  notebook         the notebook display in a real evcxr kernel (slow the first time: builds evcxr)"
     );
     ExitCode::FAILURE
 }

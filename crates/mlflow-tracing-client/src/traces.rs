@@ -138,6 +138,8 @@ impl TrackingClient {
         }
         let mut call = Call::new(Method::POST, path);
         call.body = Body::Protobuf(request.encode_to_vec());
+        // Only the encoded body is kept while the request is in flight.
+        drop(request);
         call.headers.push(header);
         self.send(call).await.map(drop)
     }

@@ -236,20 +236,22 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Writes `value` into the thread's scratch buffer and hands the bytes to `f` (a fresh buffer
-/// when the scratch one is taken: a `Serialize` impl that writes JSON itself).
+/// Larger scratch buffers are not kept.
+const KEEP: usize = 64 * 1024;
+
+/// Writes `value` into the thread's scratch buffer and hands the buffer to `f` (a fresh buffer
+/// when the scratch one is taken: a `Serialize` impl that writes JSON itself). `f` may take the
+/// buffer.
 fn with_written<T: Serialize + ?Sized, R>(
     value: &T,
     formatter: PyFormatter,
-    f: impl FnOnce(&[u8]) -> R,
+    f: impl FnOnce(&mut Vec<u8>) -> R,
 ) -> Result<R> {
-    /// Larger buffers are not kept.
-    const KEEP: usize = 64 * 1024;
     let mut f = Some(f);
     let pooled = SCRATCH.try_with(|scratch| {
         let mut buf = scratch.try_borrow_mut().ok()?;
         buf.clear();
-        let out = append_with(&mut buf, value, formatter).map(|()| f.take().map(|f| f(&buf)));
+        let out = append_with(&mut buf, value, formatter).map(|()| f.take().map(|f| f(&mut buf)));
         if buf.capacity() > KEEP {
             *buf = Vec::new();
         }
@@ -263,7 +265,7 @@ fn with_written<T: Serialize + ?Sized, R>(
     let mut buf = Vec::with_capacity(128);
     append_with(&mut buf, value, formatter)?;
     match f.take() {
-        Some(f) => Ok(f(&buf)),
+        Some(f) => Ok(f(&mut buf)),
         None => Err(EntityError::InvalidField {
             field: "json",
             reason: "written twice".to_owned(),
@@ -272,7 +274,17 @@ fn with_written<T: Serialize + ?Sized, R>(
 }
 
 fn write_with<T: Serialize + ?Sized>(value: &T, formatter: PyFormatter) -> Result<String> {
-    let bytes = with_written(value, formatter, <[u8]>::to_vec)?;
+    // A small text is copied out exactly; a large one keeps the buffer it was written in
+    // (trimmed), so a 50 MB value is never held twice.
+    let bytes = with_written(value, formatter, |buf| {
+        if buf.len() > KEEP {
+            let mut taken = std::mem::take(buf);
+            taken.shrink_to_fit();
+            taken
+        } else {
+            buf.to_vec()
+        }
+    })?;
     String::from_utf8(bytes).map_err(|e| EntityError::InvalidUtf8 {
         offset: e.utf8_error().valid_up_to(),
     })
@@ -287,7 +299,7 @@ pub fn with_attribute_json<T: Serialize + ?Sized, R>(
     value: &T,
     f: impl FnOnce(&[u8]) -> R,
 ) -> Result<R> {
-    with_written(value, PyFormatter::utf8(), f)
+    with_written(value, PyFormatter::utf8(), |buf| f(buf))
 }
 
 /// Writes `value` as JSON at the end of `buf`; on error `buf` is as it was.
@@ -323,8 +335,14 @@ pub fn to_attribute_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
 /// is written the same by `serde_json` and by Python (quotes, backslashes and control characters
 /// escaped, everything else kept).
 pub fn string_attribute_json(text: &str) -> String {
-    // serde_json writes a string as Python does (no need to go through a `Value`).
-    serde_json::to_string(text).unwrap_or_default()
+    // serde_json writes a string as Python does (no need to go through a `Value`), here into a
+    // buffer of the size it usually needs (`to_string` starts at 128 bytes, which a stored
+    // attribute would keep).
+    let mut buf = Vec::with_capacity(text.len() + 2);
+    if serde_json::to_writer(&mut buf, text).is_err() {
+        return String::new();
+    }
+    String::from_utf8(buf).unwrap_or_default()
 }
 
 /// A span attribute value as MLflow stores it: JSON text (`json.dumps` of the value). Made
@@ -551,6 +569,29 @@ mod tests {
             to_python_json("\u{1}\n\t\"\\/").unwrap(),
             r#""\u0001\n\t\"\\/""#
         );
+    }
+
+    #[test]
+    fn values_larger_than_the_kept_scratch_buffer_are_written_whole() {
+        let big = "é\"".repeat(40_000); // 120 KB of UTF-8, escapes included
+        let small = json!({"k": "v"});
+        for _ in 0..2 {
+            assert_eq!(
+                to_attribute_json(&big).unwrap(),
+                serde_json::to_string(&big).unwrap()
+            );
+            assert_eq!(to_attribute_json(&small).unwrap(), r#"{"k": "v"}"#);
+            let copied = with_attribute_json(&big, <[u8]>::to_vec).unwrap();
+            assert_eq!(copied, serde_json::to_vec(&big).unwrap());
+        }
+        // A failing value leaves nothing behind for the next one.
+        let mut deep = json!(1);
+        for _ in 0..(MAX_NESTING_DEPTH + 2) {
+            deep = json!([deep]);
+        }
+        assert!(to_attribute_json(&deep).is_err());
+        assert_eq!(to_attribute_json(&small).unwrap(), r#"{"k": "v"}"#);
+        assert_eq!(string_attribute_json("a\"b"), r#""a\"b""#);
     }
 
     #[test]

@@ -47,32 +47,34 @@ impl Default for Inputs {
 impl Inputs {
     pub fn new() -> Self {
         Inputs {
-            json: Vec::from(&b"{"[..]),
+            // The `{` is written with the first argument, so that one allocation holds it all.
+            json: Vec::new(),
         }
     }
 
     pub fn arg<V: Serialize + ?Sized>(&mut self, span: &LiveSpan, name: &str, value: &V) {
-        let key = mlflow_tracing_entities::json::string_attribute_json(name);
+        /// `{"name": ` or `, "name": ` before the value (the name written as JSON, with no
+        /// allocation of its own).
+        fn key(json: &mut Vec<u8>, name: &str) {
+            json.extend_from_slice(if json.is_empty() { &b"{"[..] } else { b", " });
+            if serde_json::to_writer(&mut *json, name).is_err() {
+                json.extend_from_slice(b"\"\"");
+            }
+            json.extend_from_slice(b": ");
+        }
         let json = &mut self.json;
         let written = mlflow_tracing_entities::json::with_attribute_json(value, |bytes| {
-            // One exact growth for the argument (it is written in a reused buffer).
-            json.reserve(bytes.len() + key.len() + 5);
-            if json.len() > 1 {
-                json.extend_from_slice(b", ");
-            }
-            json.extend_from_slice(key.as_bytes());
-            json.extend_from_slice(b": ");
+            // One exact growth for the argument (it is written in a reused buffer), with room
+            // for the closing brace.
+            json.reserve_exact(bytes.len() + name.len() + 7);
+            key(json, name);
             json.extend_from_slice(bytes);
         });
         if let Err(err) = written {
             if let Some(i) = &span.inner {
                 i.tracer.manager().stats.serialization_error(name, &err);
             }
-            if self.json.len() > 1 {
-                self.json.extend_from_slice(b", ");
-            }
-            self.json.extend_from_slice(key.as_bytes());
-            self.json.extend_from_slice(b": ");
+            key(&mut self.json, name);
             self.json.extend_from_slice(
                 mlflow_tracing_entities::json::string_attribute_json(&format!(
                     "<unserializable argument: {err}>"
@@ -83,6 +85,9 @@ impl Inputs {
     }
 
     pub fn finish(mut self, span: &LiveSpan) {
+        if self.json.is_empty() {
+            self.json.push(b'{');
+        }
         self.json.push(b'}');
         if let Some(i) = span.inner.as_ref() {
             // Valid UTF-8: JSON text written by serde_json and string literals.

@@ -114,8 +114,9 @@ impl LiveState {
     /// The state a recording span starts with: its trace id and its span type first, as
     /// MLflow's `LiveSpan` sets them when it is made.
     pub(crate) fn starting(request_id: Option<&str>, span_type_json: String) -> Self {
-        // Room for what a typical LLM span sets, so it is allocated once.
-        let mut attributes = Vec::with_capacity(12);
+        // Room for what a `#[trace]` span sets (id, type, function name, inputs, outputs);
+        // spans that set more grow once. Each slot is 96 bytes that a queued span keeps.
+        let mut attributes = Vec::with_capacity(6);
         if let Some(id) = request_id {
             attributes.push((
                 Cow::Borrowed(keys::span::REQUEST_ID),

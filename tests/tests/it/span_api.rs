@@ -699,6 +699,38 @@ fn unserializable_values_are_replaced_counted_and_never_panic() {
     assert_eq!(capture.tracer().stats().serialization_errors, 1);
 }
 
+#[mlflow_tracing::trace]
+fn no_arguments() -> u32 {
+    1
+}
+
+#[mlflow_tracing::trace]
+fn three_arguments(a: u32, bad: &std::collections::BTreeMap<Vec<u8>, u32>, c: &str) -> u32 {
+    a + bad.len() as u32 + c.len() as u32
+}
+
+#[test]
+fn trace_inputs_are_written_as_python_writes_them_with_bad_arguments_replaced() {
+    let capture = Capture::new();
+    let bad = std::collections::BTreeMap::from([(vec![1u8], 2u32)]);
+    capture.run(|| {
+        no_arguments();
+        three_arguments(7, &bad, "x\"y");
+    });
+    let traces = capture.traces();
+    assert_eq!(
+        raw(&traces[0].data.spans[0], "mlflow.spanInputs").unwrap(),
+        "{}"
+    );
+    let inputs = raw(&traces[1].data.spans[0], "mlflow.spanInputs").unwrap();
+    assert!(
+        inputs.starts_with(r#"{"a": 7, "bad": "<unserializable argument: "#),
+        "{inputs}"
+    );
+    assert!(inputs.ends_with(r#"", "c": "x\"y"}"#), "{inputs}");
+    assert_eq!(capture.tracer().stats().serialization_errors, 1);
+}
+
 #[test]
 fn exporter_receives_spans_before_their_trace() {
     let capture = Capture::with_exporter(InMemoryExporter::with_spans(), |b| b).unwrap();
