@@ -116,6 +116,7 @@ fn launch(
     data_dir: &Path,
     mode: &str,
     keep: &str,
+    port: Option<u16>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(Child, Option<ChildStdin>, u32, String), String> {
     let python = mlflow_python()?;
@@ -123,7 +124,15 @@ fn launch(
     let log = data_dir.join("server.log");
     let mut last_error = String::new();
     for attempt in 1..=3 {
-        let port = free_port()?;
+        let port = match port {
+            Some(p) => {
+                if attempt > 1 {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                p
+            }
+            None => free_port()?,
+        };
         progress(&format!(
             "starting MLflow {} server on 127.0.0.1:{port} (attempt {attempt}; log: {})",
             crate::MLFLOW_VERSION,
@@ -179,7 +188,7 @@ impl MlflowServer {
     /// Why it could not start (provisioning, or the server's log tail).
     pub fn start() -> Result<Self, String> {
         let dir = unique_dir();
-        let mut server = Self::launch_attached(&dir, "remove", &mut |_| {})?;
+        let mut server = Self::launch_attached(&dir, "remove", None, &mut |_| {})?;
         server.remove_data = true;
         Ok(server)
     }
@@ -189,16 +198,35 @@ impl MlflowServer {
     /// # Errors
     /// As [`MlflowServer::start`].
     pub fn start_in(data_dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<Self, String> {
-        Self::launch_attached(data_dir, "keep", progress)
+        Self::launch_attached(data_dir, "keep", None, progress)
+    }
+
+    /// Starts a server keeping its data in `data_dir`, on `port` (to restart a stopped one
+    /// where its clients expect it).
+    ///
+    /// # Errors
+    /// As [`MlflowServer::start`].
+    pub fn start_in_at(data_dir: &Path, port: u16) -> Result<Self, String> {
+        Self::launch_attached(data_dir, "keep", Some(port), &mut |_| {})
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
     }
 
     fn launch_attached(
         data_dir: &Path,
         keep: &str,
+        port: Option<u16>,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Self, String> {
         let started = Instant::now();
-        let (supervisor, stdin, pid, url) = launch(data_dir, "attached", keep, progress)?;
+        let (supervisor, stdin, pid, url) = launch(data_dir, "attached", keep, port, progress)?;
         progress(&format!(
             "MLflow server ready at {url} in {:.1} s",
             started.elapsed().as_secs_f64()
@@ -222,7 +250,8 @@ impl MlflowServer {
         data_dir: &Path,
         progress: &mut dyn FnMut(&str),
     ) -> Result<(String, u32), String> {
-        let (mut supervisor, _stdin, pid, url) = launch(data_dir, "detached", "keep", progress)?;
+        let (mut supervisor, _stdin, pid, url) =
+            launch(data_dir, "detached", "keep", None, progress)?;
         let _ = supervisor.wait();
         Ok((url, pid))
     }

@@ -28,22 +28,34 @@
 //! at this layer beyond the client's own HTTP retries.
 #![doc(test(attr(deny(warnings))))]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
 
 use mlflow_tracing_client::{ClientError, TrackingClient};
 use mlflow_tracing_entities::keys::tag;
-use mlflow_tracing_entities::{Span, Trace, TraceLocation};
+use mlflow_tracing_entities::{Trace, TraceLocation};
 use mlflow_tracing_manager::{ExportError, ExportItem, TraceExporter, async_trait};
 use tokio::sync::OnceCell;
 
 pub use mlflow_tracing_client as client;
+pub use spooling::{
+    DEFAULT_SPOOL_MAX_BYTES, MLFLOW_TRACING_SPOOL_DIR, MLFLOW_TRACING_SPOOL_MAX_BYTES, SpoolError,
+    SpoolStats,
+};
+
+mod spooling;
+use spooling::Spooling;
 
 /// `MLFLOW_EXPERIMENT_NAME`: the experiment traces of the default experiment go to.
 pub const MLFLOW_EXPERIMENT_NAME: &str = "MLFLOW_EXPERIMENT_NAME";
 
 /// The default experiment's id.
 const DEFAULT_EXPERIMENT_ID: &str = "0";
+
+/// The longest a replay of the spool runs at once (in an export, a flush or the shutdown).
+const REPLAY_BUDGET: Duration = Duration::from_secs(5);
 
 /// At most this many spans per OTLP request (unless one trace has more).
 const MAX_SPANS_PER_REQUEST: usize = 1000;
@@ -84,6 +96,7 @@ pub struct MlflowExporter {
     experiment: OnceCell<String>,
     span_logging: AtomicU8,
     counters: Counters,
+    spooling: Option<Spooling>,
 }
 
 impl MlflowExporter {
@@ -95,6 +108,7 @@ impl MlflowExporter {
             experiment: OnceCell::new(),
             span_logging: AtomicU8::new(SPAN_LOGGING_UNKNOWN),
             counters: Counters::default(),
+            spooling: None,
         }
     }
 
@@ -109,6 +123,21 @@ impl MlflowExporter {
             && !name.is_empty()
         {
             exporter = exporter.with_experiment_name(name);
+        }
+        if let Ok(dir) = std::env::var(MLFLOW_TRACING_SPOOL_DIR)
+            && !dir.is_empty()
+        {
+            let max = match std::env::var(MLFLOW_TRACING_SPOOL_MAX_BYTES) {
+                Ok(v) => v.trim().parse().map_err(|_| {
+                    ClientError::Config(format!(
+                        "{MLFLOW_TRACING_SPOOL_MAX_BYTES}={v:?} is not a number of bytes"
+                    ))
+                })?,
+                Err(_) => DEFAULT_SPOOL_MAX_BYTES,
+            };
+            exporter = exporter
+                .with_spool(dir, max)
+                .map_err(|e| ClientError::Config(format!("{MLFLOW_TRACING_SPOOL_DIR}: {e}")))?;
         }
         Ok(exporter)
     }
@@ -135,6 +164,29 @@ impl MlflowExporter {
             Ordering::Relaxed,
         );
         self
+    }
+
+    /// Keeps traces the server could not take (after the client's retries, or while it is
+    /// unreachable) in a durable spool in `dir`, at most `max_bytes`, and sends them when the
+    /// server answers again; the next process using `dir` sends what this one left
+    /// (`MLFLOW_TRACING_SPOOL_DIR`, `MLFLOW_TRACING_SPOOL_MAX_BYTES`). Spooled traces count as
+    /// exported for the export runtime; [`MlflowExporter::spool_stats`] counts them.
+    ///
+    /// # Errors
+    /// [`SpoolError`] when the directory cannot be created or read.
+    pub fn with_spool(
+        mut self,
+        dir: impl Into<PathBuf>,
+        max_bytes: u64,
+    ) -> Result<Self, SpoolError> {
+        self.spooling = Some(Spooling::open(dir.into(), max_bytes, &self.client)?);
+        Ok(self)
+    }
+
+    /// The spool's counters (spooled, replayed, dropped past the cap, corrupt), when there is
+    /// a spool.
+    pub fn spool_stats(&self) -> Option<SpoolStats> {
+        self.spooling.as_ref().map(|s| s.spool.stats())
     }
 
     /// The client.
@@ -200,30 +252,37 @@ impl MlflowExporter {
         }
     }
 
-    /// Logs the spans of `traces` (one experiment), one OTLP request per chunk.
-    async fn log_spans(&self, experiment_id: &str, traces: &[&Trace]) {
+    /// Logs the spans of `traces` (one experiment), one OTLP request per chunk; the traces
+    /// whose spans were not logged, with the error.
+    async fn log_spans<'t>(
+        &self,
+        client: &TrackingClient,
+        experiment_id: &str,
+        traces: &[&'t Trace],
+    ) -> Vec<(&'t str, ClientError)> {
         // Chunks end at trace boundaries, so a trace is never half-logged.
-        let mut chunks: Vec<Vec<&Span>> = vec![Vec::new()];
+        let mut chunks: Vec<Vec<&Trace>> = vec![Vec::new()];
+        let mut spans_in_last = 0;
         for trace in traces {
-            let last = chunks.last().map_or(0, Vec::len);
-            if last > 0 && last + trace.data.spans.len() > MAX_SPANS_PER_REQUEST {
+            if spans_in_last > 0 && spans_in_last + trace.data.spans.len() > MAX_SPANS_PER_REQUEST {
                 chunks.push(Vec::new());
+                spans_in_last = 0;
             }
+            spans_in_last += trace.data.spans.len();
             if let Some(chunk) = chunks.last_mut() {
-                chunk.extend(trace.data.spans.iter());
+                chunk.push(trace);
             }
         }
+        let mut failed = Vec::new();
         for chunk in chunks.iter().filter(|c| !c.is_empty()) {
             self.counters.otlp_requests.fetch_add(1, Ordering::Relaxed);
-            match self
-                .client
-                .log_spans(experiment_id, chunk.iter().copied())
-                .await
-            {
+            let spans = chunk.iter().flat_map(|t| t.data.spans.iter());
+            match client.log_spans(experiment_id, spans).await {
                 Ok(()) => {
+                    let n: usize = chunk.iter().map(|t| t.data.spans.len()).sum();
                     self.counters
                         .spans_logged
-                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                        .fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Err(e) => {
                     self.counters.otlp_failures.fetch_add(1, Ordering::Relaxed);
@@ -239,29 +298,146 @@ impl MlflowExporter {
                             "the MLflow server cannot store spans ({e}); spans are uploaded as traces.json from now on"
                         );
                         self.span_logging.store(SPAN_LOGGING_OFF, Ordering::Release);
-                        return;
+                        return Vec::new();
                     }
                     // The trace info still goes out; without the spans-location tag the spans
                     // are uploaded as traces.json.
                     tracing::debug!("MLflow span logging failed: {e}");
+                    let message = e.to_string();
+                    for t in chunk {
+                        failed.push((t.info.trace_id.as_str(), same_kind(&e, &message)));
+                    }
                 }
             }
         }
+        failed
     }
 
     /// StartTraceV3, then `traces.json` when the server does not hold the spans.
-    async fn log_trace(&self, mut trace: Trace) -> Result<(), ClientError> {
+    async fn log_trace(
+        &self,
+        client: &TrackingClient,
+        trace: &mut Trace,
+    ) -> Result<(), ClientError> {
         trace.add_size_stats();
-        let stored = self.client.start_trace_v3(&trace.info).await?;
+        let stored = client.start_trace_v3(&trace.info).await?;
         let in_store = stored.tags.get(tag::SPANS_LOCATION).map(String::as_str)
             == Some(tag::SPANS_LOCATION_TRACKING_STORE);
         if !in_store {
-            self.client.upload_trace_data(&stored, &trace.data).await?;
+            client.upload_trace_data(&stored, &trace.data).await?;
             self.counters
                 .artifact_uploads
                 .fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// One spooled trace, the normal way: its spans, then (unless remote) its info.
+    async fn deliver(
+        &self,
+        client: TrackingClient,
+        mut trace: Trace,
+        remote: bool,
+    ) -> Result<(), ClientError> {
+        let Some(experiment_id) = trace.info.experiment_id().map(str::to_owned) else {
+            return Err(ClientError::Config(format!(
+                "trace {}: not in an MLflow experiment",
+                trace.info.trace_id
+            )));
+        };
+        if self.span_logging_on().await
+            && let Some((_, e)) = self
+                .log_spans(&client, &experiment_id, &[&trace])
+                .await
+                .into_iter()
+                .next()
+            && (remote || spooling::is_transient(&e))
+        {
+            return Err(e);
+        }
+        if remote {
+            return Ok(());
+        }
+        self.log_trace(&client, &mut trace).await?;
+        self.counters.traces_logged.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Replays the spool when a replay is due (`force`: whatever the backoff says).
+    async fn replay_spool(&self, force: bool, budget: Duration) {
+        let Some(spooling) = &self.spooling else {
+            return;
+        };
+        if !spooling.replay_due(force) {
+            return;
+        }
+        let outcome = spooling
+            .replay(budget, |client, trace, remote| {
+                self.deliver(client, trace, remote)
+            })
+            .await;
+        self.counters
+            .traces_failed
+            .fetch_add(outcome.refused, Ordering::Relaxed);
+    }
+
+    /// Writes `traces` to the spool; false when it could not (they are then lost, counted
+    /// by the caller).
+    fn spool(&self, traces: &[(&Trace, bool)]) -> bool {
+        let Some(spooling) = &self.spooling else {
+            return false;
+        };
+        let records: Vec<Vec<u8>> = traces
+            .iter()
+            .filter_map(|(t, remote)| spooling::encode(t, *remote))
+            .collect();
+        if records.len() != traces.len() {
+            tracing::warn!("a trace could not be encoded for the MLflow trace spool");
+            return false;
+        }
+        match spooling.write(&records) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("traces could not be written to the MLflow trace spool: {e}");
+                false
+            }
+        }
+    }
+}
+
+/// A copy of an error's kind and message (errors are not `Clone`): what each trace of a
+/// failed chunk is reported with.
+fn same_kind(e: &ClientError, message: &str) -> ClientError {
+    match e {
+        ClientError::Http {
+            method,
+            endpoint,
+            status,
+            code,
+            ..
+        } => ClientError::Http {
+            method,
+            endpoint: endpoint.clone(),
+            status: *status,
+            code: code.clone(),
+            message: message.to_owned(),
+        },
+        ClientError::Transport {
+            method,
+            endpoint,
+            timeout,
+            ..
+        } => ClientError::Transport {
+            method,
+            endpoint: endpoint.clone(),
+            message: message.to_owned(),
+            timeout: *timeout,
+        },
+        _ => ClientError::Decode {
+            method: "POST",
+            endpoint: "/v1/traces".to_owned(),
+            message: message.to_owned(),
+        },
     }
 }
 
@@ -330,6 +506,11 @@ impl TraceExporter for MlflowExporter {
             }
         }
 
+        // With a spool: a replay first when one is due (it may find the server back); while
+        // the server is down, traces go straight to the spool.
+        self.replay_spool(false, REPLAY_BUDGET).await;
+        let server_down = || self.spooling.as_ref().is_some_and(Spooling::server_down);
+
         // Spans first, grouped by experiment, so the server has them before the trace info
         // (then it needs no traces.json).
         let span_logging = self.span_logging_on().await;
@@ -342,13 +523,17 @@ impl TraceExporter for MlflowExporter {
                     .push(&item.trace);
             }
         }
-        if span_logging {
+        let mut span_failures: HashMap<String, ClientError> = HashMap::new();
+        if span_logging && !server_down() {
             for (experiment_id, traces) in &by_experiment {
-                self.log_spans(experiment_id, traces).await;
+                for (id, e) in self.log_spans(&self.client, experiment_id, traces).await {
+                    span_failures.insert(id.to_owned(), e);
+                }
             }
         }
 
-        for item in items {
+        let mut to_spool: Vec<(Trace, bool)> = Vec::new();
+        for mut item in items {
             let trace_id = item.trace.info.trace_id.clone();
             if item.trace.info.experiment_id().is_none() {
                 self.counters.traces_failed.fetch_add(1, Ordering::Relaxed);
@@ -361,7 +546,11 @@ impl TraceExporter for MlflowExporter {
                 );
                 continue;
             }
-            if item.remote {
+            if server_down() {
+                to_spool.push((item.trace, item.remote));
+                continue;
+            }
+            let result = if item.remote {
                 // Someone else's trace: only its spans are ours to log.
                 if self.span_logging.load(Ordering::Acquire) == SPAN_LOGGING_OFF {
                     tracing::warn!(
@@ -375,18 +564,37 @@ impl TraceExporter for MlflowExporter {
                             "trace {trace_id}: the server cannot store spans of a distributed trace"
                         ),
                     );
+                    continue;
                 }
-                continue;
-            }
-            match self.log_trace(item.trace).await {
+                span_failures.remove(&trace_id).map_or(Ok(()), Err)
+            } else {
+                self.log_trace(&self.client, &mut item.trace).await
+            };
+            match result {
                 Ok(()) => {
-                    self.counters.traces_logged.fetch_add(1, Ordering::Relaxed);
+                    if !item.remote {
+                        self.counters.traces_logged.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(e) if self.spooling.is_some() && spooling::is_transient(&e) => {
+                    if let Some(s) = &self.spooling {
+                        s.mark_down();
+                    }
+                    to_spool.push((item.trace, item.remote));
                 }
                 Err(e) => {
                     log_failure(&trace_id, &e);
                     self.counters.traces_failed.fetch_add(1, Ordering::Relaxed);
                     fail(1, format!("trace {trace_id}: {e}"));
                 }
+            }
+        }
+        if !to_spool.is_empty() {
+            let refs: Vec<(&Trace, bool)> = to_spool.iter().map(|(t, r)| (t, *r)).collect();
+            if !self.spool(&refs) {
+                let n = to_spool.len() as u64;
+                self.counters.traces_failed.fetch_add(n, Ordering::Relaxed);
+                fail(n, format!("{n} traces could not be written to the spool"));
             }
         }
         match first_error {
@@ -400,6 +608,26 @@ impl TraceExporter for MlflowExporter {
                 Err(ExportError::new(message).with_failed_items(failed))
             }
         }
+    }
+
+    /// Replays the spool (whatever the backoff says), within a few seconds.
+    async fn force_flush(&self) -> Result<(), ExportError> {
+        self.replay_spool(true, REPLAY_BUDGET).await;
+        Ok(())
+    }
+
+    /// As [`MlflowExporter::force_flush`]; what is left stays in the spool for the next process.
+    async fn shutdown(&self) -> Result<(), ExportError> {
+        self.replay_spool(true, REPLAY_BUDGET).await;
+        if let Some(s) = &self.spooling
+            && s.spool.has_records()
+        {
+            tracing::warn!(
+                spool = %s.spool.dir().display(),
+                "MLflow traces remain in the spool; a later process using it will send them"
+            );
+        }
+        Ok(())
     }
 }
 

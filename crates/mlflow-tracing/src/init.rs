@@ -53,6 +53,8 @@ pub enum InitError {
 /// # Errors
 /// [`InitError`] when the settings are invalid or the worker cannot start.
 pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
+    #[cfg(feature = "mlflow-server")]
+    let mut spooling = None;
     #[cfg(feature = "uc-table")]
     let builder = if !builder.has_export()
         && matches!(builder.destination(), TraceDestination::UnityCatalog(_))
@@ -64,7 +66,11 @@ pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
     #[cfg(feature = "mlflow-server")]
     let builder = match std::env::var("MLFLOW_TRACKING_URI") {
         Ok(uri) if !builder.has_export() && is_http_uri(&uri) => {
-            builder.with_exporter(crate::server::MlflowExporter::from_env()?)
+            let exporter = Arc::new(crate::server::MlflowExporter::from_env()?);
+            if exporter.spool_stats().is_some() {
+                spooling = Some(exporter.clone());
+            }
+            builder.with_exporter(SharedMlflowExporter(exporter))
         }
         _ => builder,
     };
@@ -97,7 +103,41 @@ pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
     } else {
         builder
     };
-    install(builder, export)
+    #[cfg_attr(
+        not(feature = "mlflow-server"),
+        expect(unused_mut, reason = "set only with the MLflow exporter")
+    )]
+    let mut guard = install(builder, export)?;
+    #[cfg(feature = "mlflow-server")]
+    {
+        guard.spooling = spooling;
+    }
+    Ok(guard)
+}
+
+/// The exporter `init` makes, shared with the guard (which reports its spool's counters).
+#[cfg(feature = "mlflow-server")]
+#[derive(Debug)]
+struct SharedMlflowExporter(Arc<crate::server::MlflowExporter>);
+
+#[cfg(feature = "mlflow-server")]
+#[mlflow_tracing_manager::async_trait]
+impl mlflow_tracing_manager::TraceExporter for SharedMlflowExporter {
+    async fn export(
+        &self,
+        batch: Vec<mlflow_tracing_manager::ExportItem>,
+    ) -> Result<(), mlflow_tracing_manager::ExportError> {
+        self.0.export(batch).await
+    }
+    fn wants_spans(&self) -> bool {
+        self.0.wants_spans()
+    }
+    async fn force_flush(&self) -> Result<(), mlflow_tracing_manager::ExportError> {
+        self.0.force_flush().await
+    }
+    async fn shutdown(&self) -> Result<(), mlflow_tracing_manager::ExportError> {
+        self.0.shutdown().await
+    }
 }
 
 /// Builds the tracer, lets the worker (if any) run its maintenance, installs it globally.
@@ -115,6 +155,8 @@ pub(crate) fn install(builder: TracerBuilder, export: Export) -> Result<InitGuar
         tracer,
         export,
         shutdown_timeout: InitGuard::SHUTDOWN_TIMEOUT,
+        #[cfg(feature = "mlflow-server")]
+        spooling: None,
     })
 }
 
@@ -134,6 +176,9 @@ pub struct InitGuard {
     tracer: Tracer,
     export: Export,
     shutdown_timeout: Duration,
+    /// The MLflow exporter, when it has a spool.
+    #[cfg(feature = "mlflow-server")]
+    spooling: Option<Arc<crate::server::MlflowExporter>>,
 }
 
 impl InitGuard {
@@ -167,6 +212,13 @@ impl InitGuard {
             Export::None => None,
         }
     }
+
+    /// The spool's counters (spooled, replayed, dropped past its cap, corrupt) when the MLflow
+    /// exporter `init` made has one (`MLFLOW_TRACING_SPOOL_DIR`).
+    #[cfg(feature = "mlflow-server")]
+    pub fn spool_stats(&self) -> Option<crate::server::SpoolStats> {
+        self.spooling.as_ref().and_then(|e| e.spool_stats())
+    }
 }
 
 impl Drop for InitGuard {
@@ -175,18 +227,41 @@ impl Drop for InitGuard {
         let result = self.tracer.shutdown(self.shutdown_timeout);
         let stats = self.tracer.stats();
         let worker = self.export_stats().unwrap_or_default();
-        tracing::info!(
-            traces = stats.traces_finished,
-            exported = stats.items_exported + worker.exported,
-            failed = stats.items_failed + worker.failed,
-            dropped = stats.items_dropped
-                + worker.dropped_queue_full
-                + worker.dropped_shutdown
-                + worker.dropped_shutdown_timeout
-                + stats.spans_dropped,
-            evicted = stats.traces_evicted,
-            "MLflow tracing shut down"
-        );
+        let exported = stats.items_exported + worker.exported;
+        let failed = stats.items_failed + worker.failed;
+        let dropped = stats.items_dropped
+            + worker.dropped_queue_full
+            + worker.dropped_shutdown
+            + worker.dropped_shutdown_timeout
+            + stats.spans_dropped;
+        #[cfg(feature = "mlflow-server")]
+        let spool = self.spool_stats();
+        #[cfg(not(feature = "mlflow-server"))]
+        let spool: Option<()> = None;
+        match spool {
+            // With a spool, "exported" counts what the exporter took: delivered or spooled.
+            #[cfg(feature = "mlflow-server")]
+            Some(spool) => tracing::info!(
+                traces = stats.traces_finished,
+                exported,
+                failed,
+                dropped,
+                evicted = stats.traces_evicted,
+                spooled = spool.spooled,
+                replayed = spool.replayed,
+                spool_dropped = spool.dropped,
+                corrupt = spool.corrupt,
+                "MLflow tracing shut down"
+            ),
+            _ => tracing::info!(
+                traces = stats.traces_finished,
+                exported,
+                failed,
+                dropped,
+                evicted = stats.traces_evicted,
+                "MLflow tracing shut down"
+            ),
+        }
         if let Err(err) = result {
             tracing::warn!("MLflow tracing shutdown: {err}");
         }

@@ -164,7 +164,9 @@ pub mod server {
         SearchTraces, Secret, TracePage, TrackingClient,
     };
     pub use mlflow_tracing_exporter_mlflow::{
-        MLFLOW_EXPERIMENT_NAME, MlflowExporter, MlflowExporterStats,
+        DEFAULT_SPOOL_MAX_BYTES, MLFLOW_EXPERIMENT_NAME, MLFLOW_TRACING_SPOOL_DIR,
+        MLFLOW_TRACING_SPOOL_MAX_BYTES, MlflowExporter, MlflowExporterStats, SpoolError,
+        SpoolStats,
     };
 }
 

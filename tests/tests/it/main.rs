@@ -42,6 +42,7 @@ mod proptests;
 mod python_readback;
 mod span_api;
 mod span_limits;
+mod spool;
 mod streams;
 mod tidy;
 mod trace_context;
