@@ -183,6 +183,18 @@ impl MlflowExporter {
         Ok(self)
     }
 
+    /// From now on, traces go to the spool without trying the server (for a process about to
+    /// end: nothing waits on the network any more); false without a spool.
+    pub fn spool_remaining(&self) -> bool {
+        match &self.spooling {
+            Some(s) => {
+                s.mark_down();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The spool's counters (spooled, replayed, dropped past the cap, corrupt), when there is
     /// a spool.
     pub fn spool_stats(&self) -> Option<SpoolStats> {

@@ -30,6 +30,11 @@ pub enum InitError {
     #[cfg_attr(docsrs, doc(cfg(any(feature = "mlflow-server", feature = "uc-table"))))]
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// The signal handlers of [`InitGuard::flush_on_signals`] could not be registered.
+    #[cfg(feature = "signals")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
+    #[error("cannot register the SIGTERM/SIGINT handlers: {0}")]
+    Signals(#[source] std::io::Error),
 }
 
 /// Builds the tracer and installs it as the process-wide tracer used by `#[trace]` and
@@ -157,6 +162,8 @@ pub(crate) fn install(builder: TracerBuilder, export: Export) -> Result<InitGuar
         shutdown_timeout: InitGuard::SHUTDOWN_TIMEOUT,
         #[cfg(feature = "mlflow-server")]
         spooling: None,
+        #[cfg(feature = "signals")]
+        signals: None,
     })
 }
 
@@ -178,7 +185,10 @@ pub struct InitGuard {
     shutdown_timeout: Duration,
     /// The MLflow exporter, when it has a spool.
     #[cfg(feature = "mlflow-server")]
-    spooling: Option<Arc<crate::server::MlflowExporter>>,
+    pub(crate) spooling: Option<Arc<crate::server::MlflowExporter>>,
+    /// The signal thread ([`InitGuard::flush_on_signals`]).
+    #[cfg(feature = "signals")]
+    pub(crate) signals: Option<crate::signals::SignalFlush>,
 }
 
 impl InitGuard {

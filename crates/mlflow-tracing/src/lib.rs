@@ -82,6 +82,8 @@
 
 mod init;
 pub mod serving;
+#[cfg(feature = "signals")]
+mod signals;
 
 pub use init::{InitError, InitGuard, init};
 pub use mlflow_tracing_entities::{Span, SpanType, Trace};

@@ -40,6 +40,7 @@ mod llm_helpers;
 mod macro_ui;
 mod proptests;
 mod python_readback;
+mod signals;
 mod span_api;
 mod span_limits;
 mod spool;

@@ -87,8 +87,13 @@ fn produce() {
     drop(guard);
 }
 
+/// The test whose child runs [`produce`] (for other modules' producers).
+pub(crate) fn producer_test() -> String {
+    test_name!("a_job_that_exits_during_an_outage_is_sent_by_the_next_process")
+}
+
 /// Starts this test binary as a producer child.
-fn spawn_producer(
+pub(crate) fn spawn_producer(
     test: &str,
     url: &str,
     experiment: &str,
@@ -118,7 +123,7 @@ fn spawn_producer(
         .unwrap()
 }
 
-fn result(child: Child) -> Value {
+pub(crate) fn result(child: Child) -> Value {
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
