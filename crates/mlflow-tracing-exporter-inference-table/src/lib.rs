@@ -178,7 +178,9 @@ impl InferenceTableBuffer {
 
     fn reject(&self, why: &str, trace_id: &str) {
         self.inner.counters.rejected.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(trace_id, "inference-table trace not buffered: {why}");
+        mlflow_tracing_manager::notice::visible(|| {
+            tracing::warn!(trace_id, "inference-table trace not buffered: {why}")
+        });
     }
 }
 

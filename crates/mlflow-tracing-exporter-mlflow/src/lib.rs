@@ -404,13 +404,17 @@ impl MlflowExporter {
             .filter_map(|(t, remote)| spooling::encode(t, *remote))
             .collect();
         if records.len() != traces.len() {
-            tracing::warn!("a trace could not be encoded for the MLflow trace spool");
+            mlflow_tracing_manager::notice::visible(|| {
+                tracing::warn!("a trace could not be encoded for the MLflow trace spool")
+            });
             return false;
         }
         match spooling.write(&records) {
             Ok(()) => true,
             Err(e) => {
-                tracing::error!("traces could not be written to the MLflow trace spool: {e}");
+                mlflow_tracing_manager::notice::visible(|| {
+                    tracing::error!("traces could not be written to the MLflow trace spool: {e}")
+                });
                 false
             }
         }
@@ -467,12 +471,16 @@ fn supports_otlp(version: &str) -> bool {
 
 fn log_failure(trace_id: &str, e: &ClientError) {
     if matches!(e.status(), Some(401 | 403)) {
-        tracing::error!(
-            trace_id,
-            "the trace was NOT saved to MLflow: the server refused the credentials ({e}); refresh them"
-        );
+        mlflow_tracing_manager::notice::visible(|| {
+            tracing::error!(
+                trace_id,
+                "the trace was NOT saved to MLflow: the server refused the credentials ({e}); refresh them"
+            )
+        });
     } else {
-        tracing::warn!(trace_id, "failed to send the trace to MLflow: {e}");
+        mlflow_tracing_manager::notice::visible(|| {
+            tracing::warn!(trace_id, "failed to send the trace to MLflow: {e}")
+        });
     }
 }
 
@@ -510,7 +518,7 @@ impl TraceExporter for MlflowExporter {
                     "cannot resolve the MLflow experiment {:?}: {e}",
                     self.experiment_name.as_deref().unwrap_or_default()
                 );
-                tracing::warn!("{message}");
+                mlflow_tracing_manager::notice::visible(|| tracing::warn!("{message}"));
                 self.counters
                     .traces_failed
                     .fetch_add(items.len() as u64, Ordering::Relaxed);
@@ -565,10 +573,12 @@ impl TraceExporter for MlflowExporter {
             let result = if item.remote {
                 // Someone else's trace: only its spans are ours to log.
                 if self.span_logging.load(Ordering::Acquire) == SPAN_LOGGING_OFF {
-                    tracing::warn!(
-                        trace_id,
-                        "spans of a distributed trace were not logged: the MLflow server cannot store spans"
-                    );
+                    mlflow_tracing_manager::notice::visible(|| {
+                        tracing::warn!(
+                            trace_id,
+                            "spans of a distributed trace were not logged: the MLflow server cannot store spans"
+                        )
+                    });
                     self.counters.traces_failed.fetch_add(1, Ordering::Relaxed);
                     fail(
                         1,
@@ -634,10 +644,12 @@ impl TraceExporter for MlflowExporter {
         if let Some(s) = &self.spooling
             && s.spool.has_records()
         {
-            tracing::warn!(
-                spool = %s.spool.dir().display(),
-                "MLflow traces remain in the spool; a later process using it will send them"
-            );
+            mlflow_tracing_manager::notice::visible(|| {
+                tracing::warn!(
+                    spool = %s.spool.dir().display(),
+                    "MLflow traces remain in the spool; a later process using it will send them"
+                )
+            });
         }
         Ok(())
     }

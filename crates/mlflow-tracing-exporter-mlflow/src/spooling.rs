@@ -110,10 +110,12 @@ impl Spooling {
     /// The server failed: spool new traces until a replay goes through.
     pub(crate) fn mark_down(&self) {
         if !self.down.swap(true, Ordering::AcqRel) {
-            tracing::warn!(
-                spool = %self.spool.dir().display(),
-                "the MLflow server is unreachable: traces are written to the spool and sent when it answers again"
-            );
+            mlflow_tracing_manager::notice::visible(|| {
+                tracing::warn!(
+                    spool = %self.spool.dir().display(),
+                    "the MLflow server is unreachable: traces are written to the spool and sent when it answers again"
+                )
+            });
         }
         let mut schedule = self.schedule.lock().unwrap_or_else(PoisonError::into_inner);
         let backoff = schedule.1;
@@ -166,7 +168,9 @@ impl Spooling {
                     return outcome;
                 }
                 Err(e) => {
-                    tracing::warn!("cannot read the MLflow trace spool: {e}");
+                    mlflow_tracing_manager::notice::visible(|| {
+                        tracing::warn!("cannot read the MLflow trace spool: {e}")
+                    });
                     return outcome;
                 }
             };
@@ -178,7 +182,9 @@ impl Spooling {
                     break;
                 }
                 let Some((trace, remote)) = decode(record) else {
-                    tracing::warn!("an unreadable trace in the MLflow trace spool was skipped");
+                    mlflow_tracing_manager::notice::visible(|| {
+                        tracing::warn!("an unreadable trace in the MLflow trace spool was skipped")
+                    });
                     outcome.refused += 1;
                     delivered += 1;
                     continue;
@@ -193,14 +199,21 @@ impl Spooling {
                         break;
                     }
                     Err(e) => {
-                        tracing::warn!(trace_id, "a spooled trace was refused by the server: {e}");
+                        mlflow_tracing_manager::notice::visible(|| {
+                            tracing::warn!(
+                                trace_id,
+                                "a spooled trace was refused by the server: {e}"
+                            )
+                        });
                         outcome.refused += 1;
                         delivered += 1;
                     }
                 }
             }
             if let Err(e) = claim.keep_from(delivered) {
-                tracing::warn!("cannot update the MLflow trace spool: {e}");
+                mlflow_tracing_manager::notice::visible(|| {
+                    tracing::warn!("cannot update the MLflow trace spool: {e}")
+                });
                 return outcome;
             }
             if stopped {

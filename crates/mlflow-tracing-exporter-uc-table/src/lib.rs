@@ -118,9 +118,11 @@ impl UcTableExporter {
         if self.warned.swap(true, Ordering::Relaxed) {
             tracing::debug!("Unity Catalog trace export failed: {message}");
         } else {
-            tracing::warn!(
-                "Unity Catalog trace export failed: {message} (later failures are logged at debug level and counted)"
-            );
+            mlflow_tracing_manager::notice::visible(|| {
+                tracing::warn!(
+                    "Unity Catalog trace export failed: {message} (later failures are logged at debug level and counted)"
+                )
+            });
         }
     }
 

@@ -91,9 +91,11 @@ impl TracerBuilder {
             if (0.0..=1.0).contains(&ratio) {
                 b.settings.sampling_ratio = ratio;
             } else {
-                tracing::warn!(
-                    "MLFLOW_TRACE_SAMPLING_RATIO={ratio} is outside [0, 1]; sampling every trace"
-                );
+                crate::notice::visible(|| {
+                    tracing::warn!(
+                        "MLFLOW_TRACE_SAMPLING_RATIO={ratio} is outside [0, 1]; sampling every trace"
+                    )
+                });
             }
         }
         if let Some(s) = env::env_u64(get, env::MLFLOW_TRACE_BUFFER_TTL_SECONDS)? {

@@ -180,7 +180,9 @@ pub fn tracing_context_headers() -> HashMap<String, String> {
     match current_span() {
         Some(span) => span.tracing_context_headers(),
         None => {
-            tracing::warn!("no active span: no tracing context headers to send");
+            crate::notice::visible(|| {
+                tracing::warn!("no active span: no tracing context headers to send")
+            });
             HashMap::new()
         }
     }

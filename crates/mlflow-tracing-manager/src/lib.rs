@@ -45,6 +45,7 @@ mod counters;
 mod env;
 mod error;
 mod limits;
+pub mod notice;
 mod otel_values;
 pub mod process_global;
 mod stats;

@@ -95,9 +95,11 @@ impl SpanLimits {
             match raw.trim().parse::<u32>() {
                 Ok(n) => Some(n),
                 Err(_) => {
-                    tracing::warn!(
-                        "{name}={raw:?} is not a non-negative integer; using the default"
-                    );
+                    crate::notice::visible(|| {
+                        tracing::warn!(
+                            "{name}={raw:?} is not a non-negative integer; using the default"
+                        )
+                    });
                     None
                 }
             }

@@ -130,10 +130,12 @@ impl TracePolicy for InferenceTable {
     fn start(&self, root: RootStart<'_>) -> Option<(String, TraceInfo)> {
         let Some(request) = ServingRequest::current() else {
             if !self.warned_no_request_id.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    "no serving request id (X-Request-Id) for a trace of the inference table; it \
+                crate::notice::visible(|| {
+                    tracing::warn!(
+                        "no serving request id (X-Request-Id) for a trace of the inference table; it \
                      is not recorded. Attach a ServingRequest around request handling"
-                );
+                    )
+                });
             }
             return None;
         };
@@ -184,7 +186,9 @@ impl TracePolicy for UnityCatalog {
         let mlflow_id = match MlflowTraceId::v4(&uc, root.trace_id) {
             Ok(id) => id.to_string(),
             Err(e) => {
-                tracing::warn!("invalid Unity Catalog location {uc:?}: {e}");
+                crate::notice::visible(|| {
+                    tracing::warn!("invalid Unity Catalog location {uc:?}: {e}")
+                });
                 return None;
             }
         };

@@ -102,7 +102,9 @@ impl StartSpan {
         if (0.0..=1.0).contains(&ratio) {
             self.sampling_ratio = Some(ratio);
         } else {
-            tracing::warn!(ratio, "sampling_ratio must be between 0.0 and 1.0; ignored");
+            crate::notice::visible(|| {
+                tracing::warn!(ratio, "sampling_ratio must be between 0.0 and 1.0; ignored")
+            });
         }
         self
     }

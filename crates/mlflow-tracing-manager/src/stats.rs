@@ -45,10 +45,12 @@ fn warn_once(warned: &AtomicBool, what: &str, setting: &str) {
     if warned.swap(true, Ordering::Relaxed) {
         tracing::debug!("span {what} over the limit dropped");
     } else {
-        tracing::warn!(
-            "span {what} over the limit were dropped (MLflow's own attributes never are); they \
+        crate::notice::visible(|| {
+            tracing::warn!(
+                "span {what} over the limit were dropped (MLflow's own attributes never are); they \
              are counted in TracerStats. Raise {setting} to keep more. Reported once per process"
-        );
+            )
+        });
     }
 }
 
@@ -61,20 +63,24 @@ impl Stats {
     }
     pub(crate) fn trace_evicted(&self, trace_id: &str, spans: usize, why: &str) {
         add(&self.traces_evicted, 1);
-        tracing::warn!(
-            trace_id,
-            spans,
-            "MLflow trace evicted from the in-progress buffer ({why}); it will not be exported. \
+        crate::notice::visible(|| {
+            tracing::warn!(
+                trace_id,
+                spans,
+                "MLflow trace evicted from the in-progress buffer ({why}); it will not be exported. \
              Raise MLFLOW_TRACE_BUFFER_TTL_SECONDS / MLFLOW_TRACE_BUFFER_MAX_SIZE or set \
              MLFLOW_TRACE_TIMEOUT_SECONDS to export overdue traces as errors."
-        );
+            )
+        });
     }
     pub(crate) fn trace_timed_out(&self, trace_id: &str) {
         add(&self.traces_timed_out, 1);
-        tracing::warn!(
-            trace_id,
-            "MLflow trace halted after MLFLOW_TRACE_TIMEOUT_SECONDS"
-        );
+        crate::notice::visible(|| {
+            tracing::warn!(
+                trace_id,
+                "MLflow trace halted after MLFLOW_TRACE_TIMEOUT_SECONDS"
+            )
+        });
     }
     pub(crate) fn span_dropped(&self, name: &str) {
         add(&self.spans_dropped, 1);
@@ -85,18 +91,24 @@ impl Stats {
     }
     pub(crate) fn serialization_error(&self, what: &str, err: &dyn std::fmt::Display) {
         add(&self.serialization_errors, 1);
-        tracing::warn!("could not serialize {what} for an MLflow span: {err}");
+        crate::notice::visible(|| {
+            tracing::warn!("could not serialize {what} for an MLflow span: {err}")
+        });
     }
     pub(crate) fn span_processor_error(&self, message: &str) {
         add(&self.span_processor_errors, 1);
-        tracing::warn!("a user span processor panicked and was skipped: {message}");
+        crate::notice::visible(|| {
+            tracing::warn!("a user span processor panicked and was skipped: {message}")
+        });
     }
     pub(crate) fn record_exported(&self, n: u64) {
         add(&self.items_exported, n);
     }
     pub(crate) fn record_export_failed(&self, n: u64, err: &dyn std::fmt::Display) {
         add(&self.items_failed, n);
-        tracing::warn!("failed to export {n} MLflow trace item(s): {err}");
+        crate::notice::visible(|| {
+            tracing::warn!("failed to export {n} MLflow trace item(s): {err}")
+        });
     }
     /// `n` user attributes of a span were over the limit.
     pub(crate) fn attributes_dropped(&self, n: u64) {
@@ -130,6 +142,6 @@ impl Stats {
     }
     pub(crate) fn record_export_dropped(&self, n: u64, why: &str) {
         add(&self.items_dropped, n);
-        tracing::warn!("dropped {n} MLflow trace item(s): {why}");
+        crate::notice::visible(|| tracing::warn!("dropped {n} MLflow trace item(s): {why}"));
     }
 }

@@ -28,6 +28,8 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod config;
+#[cfg(feature = "signals")]
+mod signals;
 mod stats;
 mod sync;
 mod worker;
@@ -38,6 +40,8 @@ pub use config::{
     MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT, MLFLOW_ENABLE_ASYNC_TRACE_LOGGING, WorkerConfig,
     async_logging_enabled,
 };
+#[cfg(feature = "signals")]
+pub use signals::{SignalWatch, on_terminate};
 pub use stats::WorkerStats;
 pub use sync::SyncDispatch;
 pub use worker::{ExportWorker, WorkerStartError};

@@ -35,7 +35,11 @@ impl Counters {
                 let failed = items.map_or(n, |k| k.min(n));
                 self.failed.fetch_add(failed, Ordering::Relaxed);
                 self.exported.fetch_add(n - failed, Ordering::Relaxed);
-                tracing::warn!("failed to export {failed} of {n} MLflow trace item(s): {message}");
+                mlflow_tracing_manager::notice::visible(|| {
+                    tracing::warn!(
+                        "failed to export {failed} of {n} MLflow trace item(s): {message}"
+                    )
+                });
             }
         }
     }

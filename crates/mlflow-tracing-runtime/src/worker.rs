@@ -161,12 +161,14 @@ impl ExportWorker {
                 .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         {
-            tracing::warn!(
-                dropped = self.stats().dropped_queue_full,
-                "the MLflow trace export queue is full; traces are being dropped. Raise \
+            mlflow_tracing_manager::notice::visible(|| {
+                tracing::warn!(
+                    dropped = self.stats().dropped_queue_full,
+                    "the MLflow trace export queue is full; traces are being dropped. Raise \
                  MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE or \
                  MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS"
-            );
+                )
+            });
         }
     }
 
@@ -272,10 +274,12 @@ impl Dispatch for ExportWorker {
                 .counters
                 .dropped_shutdown_timeout
                 .fetch_add(unfinished, Ordering::Relaxed);
-            tracing::warn!(
-                unfinished,
-                "MLflow export worker shutdown timed out; unfinished exports may be lost"
-            );
+            mlflow_tracing_manager::notice::visible(|| {
+                tracing::warn!(
+                    unfinished,
+                    "MLflow export worker shutdown timed out; unfinished exports may be lost"
+                )
+            });
         }
         // The task may hold the tracer that holds this worker: break the cycle.
         self.inner
@@ -403,7 +407,7 @@ impl Worker {
                     match msg {
                         Control::Flush(reply) => {
                             if let Err(e) = self.exporter.force_flush().await {
-                                tracing::warn!("MLflow exporter flush failed: {e}");
+                                mlflow_tracing_manager::notice::visible(|| tracing::warn!("MLflow exporter flush failed: {e}"));
                             }
                             let _ = reply.send(());
                             if closed {
@@ -412,7 +416,7 @@ impl Worker {
                         }
                         Control::Shutdown(reply) => {
                             if let Err(e) = self.exporter.shutdown().await {
-                                tracing::warn!("MLflow exporter shutdown failed: {e}");
+                                mlflow_tracing_manager::notice::visible(|| tracing::warn!("MLflow exporter shutdown failed: {e}"));
                             }
                             let _ = reply.send(());
                             return;
@@ -441,7 +445,7 @@ impl Worker {
                     if let Some(task) = task.as_ref()
                         && std::panic::catch_unwind(std::panic::AssertUnwindSafe(task)).is_err()
                     {
-                        tracing::warn!("MLflow tracing maintenance panicked");
+                        mlflow_tracing_manager::notice::visible(|| tracing::warn!("MLflow tracing maintenance panicked"));
                     }
                 }
             }

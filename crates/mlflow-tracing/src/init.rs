@@ -9,6 +9,7 @@ use mlflow_tracing_client::ClientError;
 use mlflow_tracing_entities::is_http_uri;
 #[cfg(feature = "uc-table")]
 use mlflow_tracing_manager::TraceDestination;
+use mlflow_tracing_manager::notice::SUMMARY_TARGET;
 use mlflow_tracing_manager::{ConfigError, Dispatch, Tracer, TracerBuilder};
 use mlflow_tracing_runtime::{
     ExportWorker, SyncDispatch, WorkerConfig, WorkerStartError, WorkerStats,
@@ -80,10 +81,12 @@ pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
         _ => builder,
     };
     if !builder.has_export() {
-        tracing::warn!(
-            "mlflow_tracing::init: no exporter (set MLFLOW_TRACKING_URI to an MLflow server, or \
+        mlflow_tracing_manager::notice::visible(|| {
+            tracing::warn!(
+                "mlflow_tracing::init: no exporter (set MLFLOW_TRACKING_URI to an MLflow server, or \
              call TracerBuilder::with_exporter); finished traces go nowhere"
-        );
+            )
+        });
     }
     let config = WorkerConfig::from_env()?;
     let mut export = Export::None;
@@ -153,7 +156,9 @@ pub(crate) fn install(builder: TracerBuilder, export: Export) -> Result<InitGuar
         worker.set_maintenance(move || maintained.run_maintenance());
     }
     if let Some(previous) = mlflow_tracing_manager::set_global_tracer(tracer.clone()) {
-        tracing::warn!("mlflow_tracing::init called again; the previous tracer is replaced");
+        mlflow_tracing_manager::notice::visible(|| {
+            tracing::warn!("mlflow_tracing::init called again; the previous tracer is replaced")
+        });
         let _ = previous.shutdown(InitGuard::SHUTDOWN_TIMEOUT);
     }
     Ok(InitGuard {
@@ -185,10 +190,10 @@ pub struct InitGuard {
     shutdown_timeout: Duration,
     /// The MLflow exporter, when it has a spool.
     #[cfg(feature = "mlflow-server")]
-    pub(crate) spooling: Option<Arc<crate::server::MlflowExporter>>,
+    spooling: Option<Arc<crate::server::MlflowExporter>>,
     /// The signal thread ([`InitGuard::flush_on_signals`]).
     #[cfg(feature = "signals")]
-    pub(crate) signals: Option<crate::signals::SignalFlush>,
+    signals: Option<mlflow_tracing_runtime::SignalWatch>,
 }
 
 impl InitGuard {
@@ -223,6 +228,29 @@ impl InitGuard {
         }
     }
 
+    /// On SIGTERM or SIGINT, flushes within `timeout` (spooling what is left when a spool is
+    /// configured, see [`crate::server::MlflowExporter::with_spool`]), then lets the signal
+    /// take its usual effect (the process ends as if no handler were installed, so `Drop`s do
+    /// not run). For jobs and services stopped by a signal: without it, what is still queued is
+    /// lost. Unix only.
+    ///
+    /// # Errors
+    /// [`InitError::Signals`] when the handlers cannot be registered.
+    #[cfg(feature = "signals")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
+    pub fn flush_on_signals(mut self, timeout: Duration) -> Result<Self, InitError> {
+        let on_signal = crate::signals::OnSignal {
+            tracer: self.tracer.clone(),
+            timeout,
+            #[cfg(feature = "mlflow-server")]
+            spooling: self.spooling.clone(),
+        };
+        let watch = mlflow_tracing_runtime::on_terminate(move |signal| on_signal.flush(signal))
+            .map_err(InitError::Signals)?;
+        self.signals = Some(watch);
+        Ok(self)
+    }
+
     /// The spool's counters (spooled, replayed, dropped past its cap, corrupt) when the MLflow
     /// exporter `init` made has one (`MLFLOW_TRACING_SPOOL_DIR`).
     #[cfg(feature = "mlflow-server")]
@@ -248,32 +276,48 @@ impl Drop for InitGuard {
         let spool = self.spool_stats();
         #[cfg(not(feature = "mlflow-server"))]
         let spool: Option<()> = None;
-        match spool {
-            // With a spool, "exported" counts what the exporter took: delivered or spooled.
-            #[cfg(feature = "mlflow-server")]
-            Some(spool) => tracing::info!(
-                traces = stats.traces_finished,
-                exported,
-                failed,
-                dropped,
-                evicted = stats.traces_evicted,
-                spooled = spool.spooled,
-                replayed = spool.replayed,
-                spool_dropped = spool.dropped,
-                corrupt = spool.corrupt,
-                "MLflow tracing shut down"
-            ),
-            _ => tracing::info!(
-                traces = stats.traces_finished,
-                exported,
-                failed,
-                dropped,
-                evicted = stats.traces_evicted,
-                "MLflow tracing shut down"
-            ),
+        #[cfg(feature = "mlflow-server")]
+        let spool_waiting = spool.is_some_and(|s| s.spooled + s.dropped > s.replayed);
+        #[cfg(not(feature = "mlflow-server"))]
+        let spool_waiting = false;
+        let summary = || {
+            match spool {
+                // With a spool, "exported" counts what the exporter took: delivered or spooled.
+                #[cfg(feature = "mlflow-server")]
+                Some(spool) => tracing::info!(
+                    target: SUMMARY_TARGET,
+                    traces = stats.traces_finished,
+                    exported,
+                    failed,
+                    dropped,
+                    evicted = stats.traces_evicted,
+                    spooled = spool.spooled,
+                    replayed = spool.replayed,
+                    spool_dropped = spool.dropped,
+                    corrupt = spool.corrupt,
+                    "MLflow tracing shut down"
+                ),
+                _ => tracing::info!(
+                    target: SUMMARY_TARGET,
+                    traces = stats.traces_finished,
+                    exported,
+                    failed,
+                    dropped,
+                    evicted = stats.traces_evicted,
+                    "MLflow tracing shut down"
+                ),
+            }
+        };
+        // A summary of losses reaches stderr even when no subscriber is installed.
+        if failed + dropped + stats.traces_evicted > 0 || spool_waiting || result.is_err() {
+            mlflow_tracing_manager::notice::visible(summary);
+        } else {
+            summary();
         }
         if let Err(err) = result {
-            tracing::warn!("MLflow tracing shutdown: {err}");
+            mlflow_tracing_manager::notice::visible(|| {
+                tracing::warn!("MLflow tracing shutdown: {err}")
+            });
         }
     }
 }

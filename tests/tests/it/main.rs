@@ -38,6 +38,7 @@ mod layer_rig;
 mod live;
 mod llm_helpers;
 mod macro_ui;
+mod notice;
 mod proptests;
 mod python_readback;
 mod signals;
