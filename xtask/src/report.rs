@@ -103,7 +103,7 @@ fn chart(e2e: &E2e, bare_otel_ns: Option<f64>) -> String {
     let rss = |s: &crate::e2e::Side| (mb(s.peak_rss), format!("{:.1} MB", mb(s.peak_rss)));
     let bars = [
         ("Rust SDK", rss(&e2e.rust)),
-        ("HTTP sender", rss(&e2e.ceiling)),
+        ("pre-encoded sender", rss(&e2e.ceiling)),
         ("Python SDK", rss(&e2e.python)),
     ]
     .map(|(l, (v, s))| (l, v, s));

@@ -99,6 +99,9 @@ pub enum Auth {
     },
 }
 
+/// The default of [`ClientConfig::max_answer_bytes`].
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
+
 /// Settings of a [`crate::TrackingClient`]: MLflow's defaults, then its environment variables
 /// ([`ClientConfig::from_env`]), then whatever code sets with the `with_*` methods.
 #[derive(Clone, PartialEq)]
@@ -124,6 +127,9 @@ pub struct ClientConfig {
     pub backoff_jitter: f64,
     /// Honour `Retry-After` on 413, 429 and 503 (default true).
     pub respect_retry_after: bool,
+    /// The largest answer read (default 256 MiB); a larger one fails with
+    /// [`ClientError::Decode`] without being read further.
+    pub max_answer_bytes: usize,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -139,6 +145,7 @@ impl fmt::Debug for ClientConfig {
             .field("backoff_factor", &self.backoff_factor)
             .field("backoff_jitter", &self.backoff_jitter)
             .field("respect_retry_after", &self.respect_retry_after)
+            .field("max_answer_bytes", &self.max_answer_bytes)
             .finish()
     }
 }
@@ -170,6 +177,7 @@ impl ClientConfig {
             backoff_factor: 2.0,
             backoff_jitter: 1.0,
             respect_retry_after: true,
+            max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
         }
     }
 

@@ -156,13 +156,9 @@ impl TrackingClient {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     if response.status().is_success() {
-                        let body = response.bytes().await.map_err(|e| ClientError::Transport {
-                            method,
-                            endpoint: call.path.clone(),
-                            timeout: e.is_timeout(),
-                            message: format!("reading the answer: {}", error_chain(e)),
-                        })?;
-                        return Ok(body.to_vec());
+                        return read_bounded(response, self.config.max_answer_bytes)
+                            .await
+                            .map_err(|e| e.into_error(method, &call.path));
                     }
                     if status == 401
                         && !token_refreshed
@@ -174,7 +170,10 @@ impl TrackingClient {
                         continue;
                     }
                     if !RETRY_STATUSES.contains(&status) || retry >= max_retries {
-                        let body = response.bytes().await.unwrap_or_default();
+                        // Only the start of an error's body is kept for its message.
+                        let body = read_bounded(response, ERROR_BODY_BYTES)
+                            .await
+                            .unwrap_or_else(|e| e.partial);
                         return Err(http_error(method, &call.path, status, &body));
                     }
                     let after = (self.config.respect_retry_after
@@ -329,4 +328,77 @@ pub(crate) fn error_chain(e: reqwest::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// How much of an error answer is read for its message.
+const ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// An answer that could not be read whole.
+struct ReadError {
+    /// What was read before it stopped.
+    partial: Vec<u8>,
+    message: String,
+    timeout: bool,
+    /// Past the size limit (not a transport failure).
+    too_large: bool,
+}
+
+impl ReadError {
+    fn into_error(self, method: &'static str, path: &str) -> ClientError {
+        if self.too_large {
+            ClientError::Decode {
+                method,
+                endpoint: path.to_owned(),
+                message: self.message,
+            }
+        } else {
+            ClientError::Transport {
+                method,
+                endpoint: path.to_owned(),
+                timeout: self.timeout,
+                message: format!("reading the answer: {}", self.message),
+            }
+        }
+    }
+}
+
+/// Reads an answer's body, at most `limit` bytes (a server answering more is refused without
+/// reading the rest).
+async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, ReadError> {
+    let too_large = |partial: Vec<u8>, size: String| ReadError {
+        partial,
+        message: format!(
+            "the answer is {size} bytes, more than the {limit} read (ClientConfig::max_answer_bytes)"
+        ),
+        timeout: false,
+        too_large: true,
+    };
+    let announced = response.content_length();
+    if let Some(len) = announced
+        && len > limit as u64
+    {
+        return Err(too_large(Vec::new(), len.to_string()));
+    }
+    let mut body = Vec::with_capacity(announced.map_or(0, |l| l as usize).min(limit));
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    let room = limit - body.len();
+                    body.extend_from_slice(&chunk[..room]);
+                    return Err(too_large(body, "more than that".to_owned()));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                return Err(ReadError {
+                    partial: body,
+                    timeout: e.is_timeout(),
+                    message: error_chain(e),
+                    too_large: false,
+                });
+            }
+        }
+    }
 }

@@ -31,6 +31,7 @@ mod distributed;
 mod exporter_faults;
 mod feedback;
 mod golden;
+mod hostile;
 mod inference_table;
 mod init_env;
 mod layer;

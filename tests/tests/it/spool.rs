@@ -252,6 +252,12 @@ fn a_job_that_exits_during_an_outage_is_sent_by_the_next_process() {
     bytes[third + 40] ^= 0x20;
     std::fs::write(&segments[0], &bytes).unwrap();
 
+    // A copy of the spool as it is now, to replay it a second time below.
+    let copy = tempfile::tempdir().unwrap();
+    for segment in &segments {
+        std::fs::copy(segment, copy.path().join(segment.file_name().unwrap())).unwrap();
+    }
+
     // The server is back; the next process (one trace of its own) sends what was left.
     let server = MlflowServer::start_in_at(&dir, port).unwrap();
     let second = result(spawn_producer(
@@ -264,16 +270,39 @@ fn a_job_that_exits_during_an_outage_is_sent_by_the_next_process() {
     assert_eq!(second["corrupt"], 1, "{second}");
     assert_eq!(second["replayed"], 19, "{second}");
     assert_eq!(second["waiting_segments"], 0, "{second}");
-    let stored = stored(&server, &experiment);
+    let stored_once = stored(&server, &experiment);
     let lost: Vec<_> = expected(0..20)
         .into_iter()
-        .filter(|row| !stored.contains(row))
+        .filter(|row| !stored_once.contains(row))
         .collect();
-    assert_eq!(lost.len(), 1, "only the damaged record is lost: {stored:?}");
     assert_eq!(
-        stored.len(),
-        20,
-        "19 replayed and the second job's own: {stored:?}"
+        lost.len(),
+        1,
+        "only the damaged record is lost: {stored_once:?}"
     );
-    assert!(stored.contains(&("job-100".to_owned(), 3)));
+    assert_eq!(
+        stored_once.len(),
+        20,
+        "19 replayed and the second job's own: {stored_once:?}"
+    );
+    assert!(stored_once.contains(&("job-100".to_owned(), 3)));
+
+    // The same records replayed again (as after a replay cut short before it could record its
+    // progress): the server merges them; nothing is duplicated.
+    for segment in &segments {
+        std::fs::copy(copy.path().join(segment.file_name().unwrap()), segment).unwrap();
+    }
+    let again = result(spawn_producer(
+        &test,
+        &url,
+        &experiment,
+        spool.path(),
+        (0, 0, 0, 60),
+    ));
+    assert_eq!(again["replayed"], 19, "{again}");
+    assert_eq!(
+        stored(&server, &experiment),
+        stored_once,
+        "no duplicate trace or span"
+    );
 }
