@@ -15,6 +15,8 @@
 //!   by large traces; the end-to-end burst against a real server with its ceiling and the Python
 //!   SDK. Writes `target/bench/report.md` and `chart.svg`; fails when a target is missed.
 //!   `bench e2e` and `bench memory` run only those parts.
+//! - `fuzz [cases]`: long fuzzing campaigns (default 1,000,000 cases per parser) of every parser
+//!   that reads outside input. Not part of `ci` (which runs 256 cases per parser).
 #![expect(
     clippy::print_stderr,
     clippy::print_stdout,
@@ -28,12 +30,13 @@ mod bench;
 mod ci;
 mod demo;
 mod e2e;
+mod fuzz;
 mod notebook;
 mod report;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: cargo xtask <command>\n\ncommands:\n  ci               fmt check, clippy -D warnings, tests, docs (the README's test command)\n  bench [filter]   benchmarks and their targets (filters: a criterion group, e2e, memory)\n  demo [stop]      trace the example agent into a local MLflow server (the README's main command)\n  notebook         the notebook display in a real evcxr kernel (slow the first time: builds evcxr)"
+        "usage: cargo xtask <command>\n\ncommands:\n  ci               fmt check, clippy -D warnings, tests, docs (the README's test command)\n  bench [filter]   benchmarks and their targets (filters: a criterion group, e2e, memory)\n  demo [stop]      trace the example agent into a local MLflow server (the README's main command)\n  notebook         the notebook display in a real evcxr kernel (slow the first time: builds evcxr)\n  fuzz [cases]     long fuzzing of every parser of outside input (default 1,000,000 cases each)"
     );
     ExitCode::FAILURE
 }
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
         Some("demo") => demo::run(args.get(1).map(String::as_str)),
         Some("notebook") => notebook::run(),
+        Some("fuzz") => fuzz::run(args.get(1).map(String::as_str)),
         _ => return usage(),
     };
     match result {

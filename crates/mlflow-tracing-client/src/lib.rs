@@ -41,6 +41,8 @@ pub mod config;
 mod databricks;
 mod error;
 mod experiments;
+#[cfg(test)]
+mod fuzz;
 mod otlp_json;
 mod traces;
 mod transport;

@@ -442,6 +442,24 @@ impl FullTrace {
     }
 }
 
+/// A `GET /api/3.0/mlflow/traces/{id}` answer's info, as the client reads it (for fuzzing).
+#[cfg(test)]
+pub(crate) fn parse_trace_info_answer(body: &[u8]) -> Result<TraceInfo, String> {
+    json::parse_json_bytes::<TraceAnswer>(body)
+        .map(|a| a.trace.trace_info)
+        .map_err(|e| e.to_string())
+}
+
+/// A `GET /api/3.0/mlflow/traces/get` answer, as the client reads it (for fuzzing).
+#[cfg(test)]
+pub(crate) fn parse_full_trace_answer(body: &[u8]) -> Result<Trace, String> {
+    json::parse_json_bytes::<FullTraceAnswer>(body)
+        .map_err(|e| e.to_string())?
+        .trace
+        .into_trace("/api/3.0/mlflow/traces/get")
+        .map_err(|e| e.to_string())
+}
+
 pub(crate) fn leak_reason(e: &mlflow_tracing_entities::EntityError) -> &'static str {
     match e {
         mlflow_tracing_entities::EntityError::TooDeep { .. } => "a value is nested too deeply",

@@ -30,6 +30,7 @@ mod display_evcxr;
 mod distributed;
 mod exporter_faults;
 mod feedback;
+mod fuzz;
 mod golden;
 mod hostile;
 mod inference_table;
