@@ -22,18 +22,27 @@ use crate::python::mlflow_python;
 /// (`attached`, then deletes the data directory if told `remove`) or exits at once leaving it
 /// running (`detached`).
 const SUPERVISOR: &str = r#"
-import os, shutil, signal, subprocess, sys, time, urllib.request
+import json, os, shutil, signal, ssl, subprocess, sys, time, urllib.request
 port, data, log, mode, keep = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+options = json.loads(os.environ.pop("MLFLOW_TEST_SERVER_OPTIONS", "{}"))
 env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true",
-           MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+           MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", **options.get("env", {}))
 env.pop("MLFLOW_TRACKING_URI", None)
+scheme = "https" if options.get("https") else "http"
+context = None
+if options.get("https"):
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if options.get("cert"):
+        context.load_cert_chain(options["cert"], options["key"])
 mlflow = os.path.join(os.path.dirname(sys.executable), "mlflow")
 os.makedirs(os.path.join(data, "artifacts"), exist_ok=True)
 out = open(log, "ab")
 p = subprocess.Popen(
     [mlflow, "server", "--host", "127.0.0.1", "--port", port, "--workers", "1",
      "--backend-store-uri", "sqlite:///" + os.path.join(data, "mlflow.db"),
-     "--artifacts-destination", os.path.join(data, "artifacts")],
+     "--artifacts-destination", os.path.join(data, "artifacts")] + options.get("args", []),
     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
     start_new_session=True)
 
@@ -55,7 +64,8 @@ while time.time() < deadline:
         status = "EXITED"
         break
     try:
-        with urllib.request.urlopen("http://127.0.0.1:%s/health" % port, timeout=2) as r:
+        with urllib.request.urlopen("%s://127.0.0.1:%s/health" % (scheme, port), timeout=2,
+                                    context=context) as r:
             if r.status == 200:
                 status = "READY"
                 break
@@ -74,6 +84,38 @@ finally:
     if keep == "remove":
         shutil.rmtree(data, ignore_errors=True)
 "#;
+
+/// How to start a server beyond the defaults ([`MlflowServer::start_with`]).
+#[derive(Clone, Debug, Default)]
+pub struct ServerOptions {
+    /// More arguments of `mlflow server` (`--app-name basic-auth`, `--uvicorn-opts …`).
+    pub args: Vec<String>,
+    /// More environment of the server.
+    pub env: Vec<(String, String)>,
+    /// The Python of another venv holding `mlflow` (with extras); the pinned one by default.
+    pub python: Option<PathBuf>,
+    /// The server speaks TLS: its URL is `https://`, and the readiness probe does not check
+    /// the certificate.
+    pub https: bool,
+    /// A client certificate and key for the readiness probe (a server requiring mutual TLS).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+impl ServerOptions {
+    fn to_json(&self) -> String {
+        let env: serde_json::Map<String, serde_json::Value> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        let mut o = serde_json::json!({"args": self.args, "env": env, "https": self.https});
+        if let Some((cert, key)) = &self.client_cert {
+            o["cert"] = serde_json::json!(cert);
+            o["key"] = serde_json::json!(key);
+        }
+        o.to_string()
+    }
+}
 
 /// A running MLflow tracking server (see the module docs). Dropping it stops the server and
 /// removes its data directory (unless it was given one).
@@ -117,9 +159,14 @@ fn launch(
     mode: &str,
     keep: &str,
     port: Option<u16>,
+    options: &ServerOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(Child, Option<ChildStdin>, u32, String), String> {
-    let python = mlflow_python()?;
+    let python = match &options.python {
+        Some(p) => p.as_path(),
+        None => mlflow_python()?,
+    };
+    let scheme = if options.https { "https" } else { "http" };
     std::fs::create_dir_all(data_dir).map_err(|e| format!("create {}: {e}", data_dir.display()))?;
     let log = data_dir.join("server.log");
     let mut last_error = String::new();
@@ -146,6 +193,7 @@ fn launch(
             .arg(&log)
             .arg(mode)
             .arg(keep)
+            .env("MLFLOW_TEST_SERVER_OPTIONS", options.to_json())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -164,7 +212,7 @@ fn launch(
             words.next().and_then(|p| p.parse::<u32>().ok()),
         ) {
             (Some("READY"), Some(pid)) => {
-                return Ok((child, stdin, pid, format!("http://127.0.0.1:{port}")));
+                return Ok((child, stdin, pid, format!("{scheme}://127.0.0.1:{port}")));
             }
             _ => {
                 drop(stdin);
@@ -188,7 +236,8 @@ impl MlflowServer {
     /// Why it could not start (provisioning, or the server's log tail).
     pub fn start() -> Result<Self, String> {
         let dir = unique_dir();
-        let mut server = Self::launch_attached(&dir, "remove", None, &mut |_| {})?;
+        let mut server =
+            Self::launch_attached(&dir, "remove", None, &ServerOptions::default(), &mut |_| {})?;
         server.remove_data = true;
         Ok(server)
     }
@@ -198,7 +247,16 @@ impl MlflowServer {
     /// # Errors
     /// As [`MlflowServer::start`].
     pub fn start_in(data_dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<Self, String> {
-        Self::launch_attached(data_dir, "keep", None, progress)
+        Self::launch_attached(data_dir, "keep", None, &ServerOptions::default(), progress)
+    }
+
+    /// Starts a server with `options`, keeping its data in `data_dir` (where the options'
+    /// files, such as an auth config or certificates, can live).
+    ///
+    /// # Errors
+    /// As [`MlflowServer::start`].
+    pub fn start_with(data_dir: &Path, options: &ServerOptions) -> Result<Self, String> {
+        Self::launch_attached(data_dir, "keep", None, options, &mut |_| {})
     }
 
     /// Starts a server keeping its data in `data_dir`, on `port` (to restart a stopped one
@@ -207,7 +265,13 @@ impl MlflowServer {
     /// # Errors
     /// As [`MlflowServer::start`].
     pub fn start_in_at(data_dir: &Path, port: u16) -> Result<Self, String> {
-        Self::launch_attached(data_dir, "keep", Some(port), &mut |_| {})
+        Self::launch_attached(
+            data_dir,
+            "keep",
+            Some(port),
+            &ServerOptions::default(),
+            &mut |_| {},
+        )
     }
 
     /// The port it listens on.
@@ -223,10 +287,12 @@ impl MlflowServer {
         data_dir: &Path,
         keep: &str,
         port: Option<u16>,
+        options: &ServerOptions,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Self, String> {
         let started = Instant::now();
-        let (supervisor, stdin, pid, url) = launch(data_dir, "attached", keep, port, progress)?;
+        let (supervisor, stdin, pid, url) =
+            launch(data_dir, "attached", keep, port, options, progress)?;
         progress(&format!(
             "MLflow server ready at {url} in {:.1} s",
             started.elapsed().as_secs_f64()
@@ -250,8 +316,14 @@ impl MlflowServer {
         data_dir: &Path,
         progress: &mut dyn FnMut(&str),
     ) -> Result<(String, u32), String> {
-        let (mut supervisor, _stdin, pid, url) =
-            launch(data_dir, "detached", "keep", None, progress)?;
+        let (mut supervisor, _stdin, pid, url) = launch(
+            data_dir,
+            "detached",
+            "keep",
+            None,
+            &ServerOptions::default(),
+            progress,
+        )?;
         let _ = supervisor.wait();
         Ok((url, pid))
     }

@@ -97,6 +97,8 @@ pub struct MlflowExporter {
     span_logging: AtomicU8,
     counters: Counters,
     spooling: Option<Spooling>,
+    /// Credential (1) and permission (2) refusals already reported at ERROR.
+    auth_reported: AtomicU8,
 }
 
 impl MlflowExporter {
@@ -109,6 +111,7 @@ impl MlflowExporter {
             span_logging: AtomicU8::new(SPAN_LOGGING_UNKNOWN),
             counters: Counters::default(),
             spooling: None,
+            auth_reported: AtomicU8::new(0),
         }
     }
 
@@ -469,18 +472,43 @@ fn supports_otlp(version: &str) -> bool {
     (major, minor) >= (3, 4)
 }
 
-fn log_failure(trace_id: &str, e: &ClientError) {
-    if matches!(e.status(), Some(401 | 403)) {
-        mlflow_tracing_manager::notice::visible(|| {
-            tracing::error!(
-                trace_id,
-                "the trace was NOT saved to MLflow: the server refused the credentials ({e}); refresh them"
-            )
-        });
-    } else {
-        mlflow_tracing_manager::notice::visible(|| {
-            tracing::warn!(trace_id, "failed to send the trace to MLflow: {e}")
-        });
+impl MlflowExporter {
+    /// Logs a trace's failure: a refused credential (401) or permission (403) once at ERROR
+    /// with the setting to fix (then at DEBUG: each failed trace is counted anyway), anything
+    /// else at WARN.
+    fn log_failure(&self, trace_id: &str, experiment_id: &str, e: &ClientError) {
+        let (bit, hint) = match e.status() {
+            Some(401) => (
+                1,
+                "the server refused the credentials: check MLFLOW_TRACKING_USERNAME and \
+                 MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
+                    .to_owned(),
+            ),
+            Some(403) => (
+                2,
+                format!(
+                    "the user may not write traces to experiment {experiment_id}: grant it \
+                     EDIT on the experiment, or set MLFLOW_TRACKING_USERNAME to a user who has it"
+                ),
+            ),
+            _ => {
+                mlflow_tracing_manager::notice::visible(|| {
+                    tracing::warn!(trace_id, "failed to send the trace to MLflow: {e}")
+                });
+                return;
+            }
+        };
+        if self.auth_reported.fetch_or(bit, Ordering::AcqRel) & bit == 0 {
+            mlflow_tracing_manager::notice::visible(|| {
+                tracing::error!(
+                    trace_id,
+                    "traces are NOT saved to MLflow ({e}): {hint}. Reported once; every \
+                     trace that fails is counted (export_stats)"
+                )
+            });
+        } else {
+            tracing::debug!(trace_id, "the trace was NOT saved to MLflow: {e}");
+        }
     }
 }
 
@@ -605,7 +633,8 @@ impl TraceExporter for MlflowExporter {
                     to_spool.push((item.trace, item.remote));
                 }
                 Err(e) => {
-                    log_failure(&trace_id, &e);
+                    let experiment_id = item.trace.info.experiment_id().unwrap_or_default();
+                    self.log_failure(&trace_id, experiment_id, &e);
                     self.counters.traces_failed.fetch_add(1, Ordering::Relaxed);
                     fail(1, format!("trace {trace_id}: {e}"));
                 }

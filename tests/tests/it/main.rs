@@ -23,6 +23,7 @@ macro_rules! test_name {
     };
 }
 
+mod auth;
 mod client_faults;
 mod common;
 mod display_browser;
