@@ -183,3 +183,4 @@ pub mod http;
 pub mod notebook;
 pub mod server;
 pub mod service;
+pub mod tls;

@@ -54,6 +54,14 @@ impl TrackingClient {
             .pool_max_idle_per_host(10)
             .tcp_keepalive(Duration::from_secs(60));
         if config.insecure_tls {
+            static WARNED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    "MLFLOW_TRACKING_INSECURE_TLS is set: the tracking server's certificate is \
+                     not checked (anyone on the network path can read and change traces)"
+                );
+            }
             builder = builder.tls_danger_accept_invalid_certs(true);
         }
         if let Some(path) = &config.server_cert_path {

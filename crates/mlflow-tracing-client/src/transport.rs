@@ -187,6 +187,22 @@ impl TrackingClient {
                     if !retryable || retry >= max_retries {
                         let timeout = e.is_timeout();
                         let mut message = error_chain(e);
+                        // A server that requires a client certificate ends the TLS session of
+                        // a client without one: an alert, a close without close_notify or a
+                        // reset, depending on timing.
+                        if self.config.client_cert_path.is_none()
+                            && self.config.tracking_uri.starts_with("https")
+                            && (message.contains("CertificateRequired")
+                                || message.contains("close_notify")
+                                || message.contains("reset by peer")
+                                || message.contains("Broken pipe"))
+                        {
+                            message.push_str(
+                                " (if the tracking server requires a client certificate, set \
+                                 MLFLOW_TRACKING_CLIENT_CERT_PATH to a PEM file with the \
+                                 certificate and its key)",
+                            );
+                        }
                         if timeout {
                             message.push_str(
                                 " (the request timed out; raise MLFLOW_HTTP_REQUEST_TIMEOUT)",
@@ -327,7 +343,18 @@ pub(crate) fn error_chain(e: reqwest::Error) -> String {
         text.push_str(&s.to_string());
         source = s.source();
     }
+    text.push_str(tls_hint(&text));
     text
+}
+
+/// What to set when a TLS failure says what is missing.
+fn tls_hint(error: &str) -> &'static str {
+    if error.contains("invalid peer certificate") {
+        " (the tracking server's certificate is not trusted: set MLFLOW_TRACKING_SERVER_CERT_PATH \
+         to the PEM bundle of its CA, or MLFLOW_TRACKING_INSECURE_TLS=true to skip the check)"
+    } else {
+        ""
+    }
 }
 
 /// How much of an error answer is read for its message.

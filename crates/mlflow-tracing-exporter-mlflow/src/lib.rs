@@ -45,6 +45,7 @@ pub use spooling::{
     SpoolStats,
 };
 
+mod failures;
 mod spooling;
 use spooling::Spooling;
 
@@ -320,7 +321,7 @@ impl MlflowExporter {
                     tracing::debug!("MLflow span logging failed: {e}");
                     let message = e.to_string();
                     for t in chunk {
-                        failed.push((t.info.trace_id.as_str(), same_kind(&e, &message)));
+                        failed.push((t.info.trace_id.as_str(), failures::same_kind(&e, &message)));
                     }
                 }
             }
@@ -424,42 +425,6 @@ impl MlflowExporter {
     }
 }
 
-/// A copy of an error's kind and message (errors are not `Clone`): what each trace of a
-/// failed chunk is reported with.
-fn same_kind(e: &ClientError, message: &str) -> ClientError {
-    match e {
-        ClientError::Http {
-            method,
-            endpoint,
-            status,
-            code,
-            ..
-        } => ClientError::Http {
-            method,
-            endpoint: endpoint.clone(),
-            status: *status,
-            code: code.clone(),
-            message: message.to_owned(),
-        },
-        ClientError::Transport {
-            method,
-            endpoint,
-            timeout,
-            ..
-        } => ClientError::Transport {
-            method,
-            endpoint: endpoint.clone(),
-            message: message.to_owned(),
-            timeout: *timeout,
-        },
-        _ => ClientError::Decode {
-            method: "POST",
-            endpoint: "/v1/traces".to_owned(),
-            message: message.to_owned(),
-        },
-    }
-}
-
 /// Whether a server version string is 3.4 or later.
 fn supports_otlp(version: &str) -> bool {
     let mut parts = version.trim().split('.').map(|p| {
@@ -470,46 +435,6 @@ fn supports_otlp(version: &str) -> bool {
     let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
     let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
     (major, minor) >= (3, 4)
-}
-
-impl MlflowExporter {
-    /// Logs a trace's failure: a refused credential (401) or permission (403) once at ERROR
-    /// with the setting to fix (then at DEBUG: each failed trace is counted anyway), anything
-    /// else at WARN.
-    fn log_failure(&self, trace_id: &str, experiment_id: &str, e: &ClientError) {
-        let (bit, hint) = match e.status() {
-            Some(401) => (
-                1,
-                "the server refused the credentials: check MLFLOW_TRACKING_USERNAME and \
-                 MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
-                    .to_owned(),
-            ),
-            Some(403) => (
-                2,
-                format!(
-                    "the user may not write traces to experiment {experiment_id}: grant it \
-                     EDIT on the experiment, or set MLFLOW_TRACKING_USERNAME to a user who has it"
-                ),
-            ),
-            _ => {
-                mlflow_tracing_manager::notice::visible(|| {
-                    tracing::warn!(trace_id, "failed to send the trace to MLflow: {e}")
-                });
-                return;
-            }
-        };
-        if self.auth_reported.fetch_or(bit, Ordering::AcqRel) & bit == 0 {
-            mlflow_tracing_manager::notice::visible(|| {
-                tracing::error!(
-                    trace_id,
-                    "traces are NOT saved to MLflow ({e}): {hint}. Reported once; every \
-                     trace that fails is counted (export_stats)"
-                )
-            });
-        } else {
-            tracing::debug!(trace_id, "the trace was NOT saved to MLflow: {e}");
-        }
-    }
 }
 
 #[async_trait]
@@ -561,7 +486,7 @@ impl TraceExporter for MlflowExporter {
 
         // Spans first, grouped by experiment, so the server has them before the trace info
         // (then it needs no traces.json).
-        let span_logging = self.span_logging_on().await;
+        let span_logging = !server_down() && self.span_logging_on().await;
         let mut by_experiment: BTreeMap<String, Vec<&Trace>> = BTreeMap::new();
         for item in &items {
             if let Some(id) = item.trace.info.experiment_id() {
@@ -634,7 +559,7 @@ impl TraceExporter for MlflowExporter {
                 }
                 Err(e) => {
                     let experiment_id = item.trace.info.experiment_id().unwrap_or_default();
-                    self.log_failure(&trace_id, experiment_id, &e);
+                    failures::log_failure(&self.auth_reported, &trace_id, experiment_id, &e);
                     self.counters.traces_failed.fetch_add(1, Ordering::Relaxed);
                     fail(1, format!("trace {trace_id}: {e}"));
                 }
@@ -659,6 +584,11 @@ impl TraceExporter for MlflowExporter {
                 Err(ExportError::new(message).with_failed_items(failed))
             }
         }
+    }
+
+    /// While the server is down and a spool takes the traces.
+    fn exports_locally(&self) -> bool {
+        self.spooling.as_ref().is_some_and(Spooling::server_down)
     }
 
     /// Replays the spool (whatever the backoff says), within a few seconds.

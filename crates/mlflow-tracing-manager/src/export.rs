@@ -27,6 +27,13 @@ pub trait TraceExporter: Send + Sync + fmt::Debug + 'static {
         false
     }
 
+    /// Whether an export would now complete without the network (a destination writing to a
+    /// local spool while its server is down): the export runtime then runs it without waiting
+    /// for a free export slot, so a queue stuck behind a hung server still drains.
+    fn exports_locally(&self) -> bool {
+        false
+    }
+
     /// Exports whatever the exporter itself still buffers.
     async fn force_flush(&self) -> Result<(), ExportError> {
         Ok(())

@@ -521,17 +521,22 @@ impl Worker {
         running: &mut Running,
     ) {
         // Waiting for a permit bounds concurrency; results of finished exports are recorded
-        // meanwhile so the set stays small.
+        // meanwhile so the set stays small. An exporter that now exports locally (its spool)
+        // needs no slot: checked again every 50 ms while the slots are held.
         let permit = loop {
             if let Ok(p) = permits.clone().try_acquire_owned() {
-                break p;
+                break Some(p);
             }
-            match running.join_next().await {
-                Some(done) => self.record(done),
-                None => match permits.clone().acquire_owned().await {
-                    Ok(p) => break p,
+            if self.exporter.exports_locally() {
+                break None;
+            }
+            match tokio::time::timeout(Duration::from_millis(50), running.join_next()).await {
+                Ok(Some(done)) => self.record(done),
+                Ok(None) => match permits.clone().acquire_owned().await {
+                    Ok(p) => break Some(p),
                     Err(_) => return,
                 },
+                Err(_) => {}
             }
         };
         let exporter = self.exporter.clone();

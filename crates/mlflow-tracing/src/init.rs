@@ -140,6 +140,9 @@ impl mlflow_tracing_manager::TraceExporter for SharedMlflowExporter {
     fn wants_spans(&self) -> bool {
         self.0.wants_spans()
     }
+    fn exports_locally(&self) -> bool {
+        self.0.exports_locally()
+    }
     async fn force_flush(&self) -> Result<(), mlflow_tracing_manager::ExportError> {
         self.0.force_flush().await
     }
@@ -262,6 +265,20 @@ impl InitGuard {
 impl Drop for InitGuard {
     fn drop(&mut self) {
         mlflow_tracing_manager::uninstall_global_tracer(&self.tracer);
+        #[cfg(feature = "mlflow-server")]
+        let result = match &self.spooling {
+            // With a spool: half the time to deliver; what is still queued then goes to the
+            // spool instead of being dropped when the time runs out.
+            Some(exporter) => {
+                let half = self.shutdown_timeout / 2;
+                if self.tracer.force_flush(half).is_err() {
+                    exporter.spool_remaining();
+                }
+                self.tracer.shutdown(self.shutdown_timeout - half)
+            }
+            None => self.tracer.shutdown(self.shutdown_timeout),
+        };
+        #[cfg(not(feature = "mlflow-server"))]
         let result = self.tracer.shutdown(self.shutdown_timeout);
         let stats = self.tracer.stats();
         let worker = self.export_stats().unwrap_or_default();

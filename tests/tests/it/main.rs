@@ -50,6 +50,7 @@ mod span_limits;
 mod spool;
 mod streams;
 mod tidy;
+mod tls;
 mod trace_context;
 mod tracking_server;
 mod uc_table;

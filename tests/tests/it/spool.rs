@@ -55,6 +55,11 @@ fn produce() {
         job(i);
         std::thread::sleep(Duration::from_millis(pause as u64));
     }
+    if let Ok(ms) = std::env::var("SPOOL_TEST_SHUTDOWN_MS") {
+        // Shut down at once, within this time (the summary line reports the spool).
+        drop(guard.with_shutdown_timeout(Duration::from_millis(ms.parse().unwrap())));
+        return;
+    }
     let deadline = Instant::now() + Duration::from_secs(env_num("SPOOL_TEST_DRAIN_S") as u64);
     loop {
         let _ = guard.tracer().force_flush(Duration::from_secs(30));
@@ -305,4 +310,60 @@ fn a_job_that_exits_during_an_outage_is_sent_by_the_next_process() {
         stored_once,
         "no duplicate trace or span"
     );
+}
+
+#[test]
+fn what_is_queued_when_shutdown_time_runs_out_goes_to_the_spool() {
+    if std::env::var_os(CHILD).is_some() {
+        return produce();
+    }
+    let test = test_name!("what_is_queued_when_shutdown_time_runs_out_goes_to_the_spool");
+    let spool = tempfile::tempdir().unwrap();
+    // A server that answers everything after 20 s: the first export holds the only slot.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (url, _) = runtime.block_on(mlflow_tracing_tests::fake_server::routed(|_, _| {
+        let mut answer = mlflow_tracing_tests::fake_server::answer(503, "{}");
+        answer.delay = Duration::from_secs(20);
+        answer
+    }));
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([test.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .env("MLFLOW_TRACKING_URI", &url)
+        .env("MLFLOW_EXPERIMENT_ID", "1")
+        .env("MLFLOW_TRACING_SPOOL_DIR", spool.path())
+        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        .env("MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS", "1")
+        .env("MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE", "1")
+        .env("MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS", "10")
+        .env("SPOOL_TEST_FIRST", "0")
+        .env("SPOOL_TEST_TRACES", "20")
+        .env("SPOOL_TEST_PAUSE_MS", "0")
+        .env("SPOOL_TEST_DRAIN_S", "0")
+        .env("SPOOL_TEST_SHUTDOWN_MS", "2000")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary = stderr
+        .lines()
+        .find(|l| l.contains("MLflow tracing shut down"))
+        .unwrap_or_else(|| panic!("no summary on stderr:\n{stderr}"));
+    let spooled: u64 = summary
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("spooled="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{summary}"));
+    // All but the one (or two) held by the export stuck on the server.
+    assert!(spooled >= 18, "{summary}");
+    let records: usize = std::fs::read_dir(spool.path())
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .map(|bytes| bytes.windows(4).filter(|w| *w == b"MLSP").count())
+        .sum();
+    assert_eq!(records as u64, spooled, "{summary}");
 }

@@ -1,0 +1,178 @@
+//! The real MLflow server behind TLS (uvicorn's own TLS options) with a CA made at test time:
+//! the default client refuses the unknown CA with an error naming the setting to use; the CA
+//! bundle (`MLFLOW_TRACKING_SERVER_CERT_PATH`) makes it work end to end; insecure mode works and
+//! warns once; a server requiring client certificates (mutual TLS) works with one
+//! (`MLFLOW_TRACKING_CLIENT_CERT_PATH`) and fails clearly without.
+#![allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mlflow_tracing::export::{Dispatch, SyncDispatch};
+use mlflow_tracing::server::{ClientConfig, MlflowExporter, TrackingClient};
+use mlflow_tracing::{Tracer, start_span};
+use mlflow_tracing_tests::server::{MlflowServer, ServerOptions};
+use mlflow_tracing_tests::tls::{Pki, make_pki};
+
+use crate::live::block_on;
+
+const CHILD: &str = "MLFLOW_TRACING_TEST_CHILD";
+
+fn tls_server(data: &Path, pki: &Pki, mutual: bool) -> MlflowServer {
+    let mut uvicorn = format!(
+        "--ssl-keyfile {} --ssl-certfile {}",
+        pki.server_key.display(),
+        pki.server_cert.display()
+    );
+    if mutual {
+        uvicorn.push_str(&format!(
+            " --ssl-ca-certs {} --ssl-cert-reqs 2",
+            pki.ca.display()
+        ));
+    }
+    MlflowServer::start_with(
+        data,
+        &ServerOptions {
+            args: vec!["--uvicorn-opts".into(), uvicorn],
+            https: true,
+            client_cert: mutual.then(|| (pki.client_cert.clone(), pki.client_key.clone())),
+            ..ServerOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+fn client(config: ClientConfig) -> TrackingClient {
+    TrackingClient::new(config.with_retries(0, 0.0, 0.0)).unwrap()
+}
+
+/// A trace exported through `client` into a new experiment, then read back through it.
+fn round_trip(client: &TrackingClient, name: &str) -> Result<usize, String> {
+    let experiment = block_on(client.create_experiment(&format!("{name}-{}", std::process::id())))
+        .map_err(|e| e.to_string())?;
+    // A client of its own for the synchronous exporter: its connections belong to the
+    // exporter's runtime, which only runs during an export.
+    let exporter = Arc::new(MlflowExporter::new(
+        TrackingClient::new(client.config().clone()).map_err(|e| e.to_string())?,
+    ));
+    let dispatch: Arc<dyn Dispatch> =
+        Arc::new(SyncDispatch::new(exporter.clone(), Duration::from_secs(30)).unwrap());
+    let tracer = Tracer::builder()
+        .with_environment_metadata(false)
+        .with_experiment_id(&experiment)
+        .with_dispatch(dispatch)
+        .build()
+        .unwrap();
+    tracer.in_scope(|| {
+        let root = start_span("over-tls").start();
+        let _in = root.enter();
+        drop(start_span("child").start());
+    });
+    let stats = exporter.stats();
+    if stats.traces_logged != 1 {
+        return Err(format!("not logged: {stats:?}"));
+    }
+    let page = block_on(client.search_traces(
+        &mlflow_tracing::server::SearchTraces::in_experiment(&experiment),
+    ))
+    .map_err(|e| e.to_string())?;
+    let trace_id = &page.traces.first().ok_or("no trace found")?.trace_id;
+    let trace = block_on(client.get_trace(trace_id)).map_err(|e| e.to_string())?;
+    Ok(trace.data.spans.len())
+}
+
+/// In the child: two insecure clients ask the server its version, with a subscriber printing
+/// warnings on stdout.
+#[expect(
+    clippy::print_stdout,
+    reason = "the child reports to its parent on stdout"
+)]
+fn insecure_child() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stdout)
+        .with_ansi(false)
+        .init();
+    let url = std::env::var("TLS_TEST_URL").unwrap();
+    for _ in 0..2 {
+        let c = client(ClientConfig::new(url.as_str()).with_insecure_tls(true));
+        println!("VERSION {}", block_on(c.version()).unwrap());
+    }
+}
+
+#[test]
+fn tls_unknown_ca_ca_bundle_insecure_mode_and_client_certificates() {
+    if std::env::var_os(CHILD).is_some() {
+        return insecure_child();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("pki")).unwrap();
+    let pki = make_pki(&dir.path().join("pki")).unwrap();
+
+    let server = tls_server(&dir.path().join("tls"), &pki, false);
+    let url = server.url().to_owned();
+    assert!(url.starts_with("https://"));
+
+    // The default client does not know the CA: a clear error naming the settings.
+    let err = block_on(client(ClientConfig::new(url.as_str())).version())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("MLFLOW_TRACKING_SERVER_CERT_PATH")
+            && err.contains("MLFLOW_TRACKING_INSECURE_TLS"),
+        "{err}"
+    );
+
+    // With the CA bundle: a trace exported, searched and read back over TLS.
+    let trusted = client(ClientConfig::new(url.as_str()).with_server_cert_path(&pki.ca));
+    assert_eq!(round_trip(&trusted, "tls-ca"), Ok(2));
+    // Python's client with the same setting reads the server too.
+    let out = mlflow_tracing_tests::python::run_script_with(
+        "import json, mlflow\nprint(json.dumps(len(mlflow.search_experiments())))",
+        &[],
+        &[
+            ("MLFLOW_TRACKING_URI", url.as_str()),
+            ("MLFLOW_TRACKING_SERVER_CERT_PATH", pki.ca.to_str().unwrap()),
+        ],
+    )
+    .unwrap();
+    assert!(out.trim().parse::<u32>().unwrap() >= 2, "{out}");
+
+    // Insecure mode works and warns once per process.
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            test_name!("tls_unknown_ca_ca_bundle_insecure_mode_and_client_certificates").as_str(),
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .env("TLS_TEST_URL", &url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert_eq!(stdout.matches("VERSION 3.17.2").count(), 2, "{stdout}");
+    assert_eq!(
+        stdout
+            .matches("MLFLOW_TRACKING_INSECURE_TLS is set")
+            .count(),
+        1,
+        "{stdout}"
+    );
+    drop(server);
+
+    // Mutual TLS: with the client certificate it works; without, a clear error.
+    let server = tls_server(&dir.path().join("mtls"), &pki, true);
+    let url = server.url().to_owned();
+    let with_cert = client(
+        ClientConfig::new(url.as_str())
+            .with_server_cert_path(&pki.ca)
+            .with_client_cert_path(&pki.client_pem),
+    );
+    assert_eq!(round_trip(&with_cert, "mtls"), Ok(2));
+    let without = client(ClientConfig::new(url.as_str()).with_server_cert_path(&pki.ca));
+    let err = block_on(without.version()).unwrap_err().to_string();
+    assert!(err.contains("MLFLOW_TRACKING_CLIENT_CERT_PATH"), "{err}");
+}
