@@ -181,6 +181,7 @@ pub mod browser;
 pub mod fake_server;
 pub mod http;
 pub mod notebook;
+pub mod postgres;
 pub mod server;
 pub mod service;
 pub mod tls;

@@ -53,4 +53,11 @@ mod tidy;
 mod tls;
 mod trace_context;
 mod tracking_server;
+// The same suite against a PostgreSQL-backed server with four workers.
+#[path = "tracking_server.rs"]
+#[expect(
+    clippy::duplicate_mod,
+    reason = "the same suite, compiled again against the second backend"
+)]
+mod tracking_server_postgres;
 mod uc_table;

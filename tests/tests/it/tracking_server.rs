@@ -22,8 +22,16 @@ use mlflow_tracing::{
 use mlflow_tracing_tests::server::MlflowServer;
 use serde_json::{Value, json};
 
+/// The server this suite runs against: the shared sqlite server with one worker, or, where
+/// this file is compiled again as the module `tracking_server_postgres`, the shared server on
+/// PostgreSQL with four workers, so backend differences show up as failures.
 fn server() -> &'static MlflowServer {
-    MlflowServer::shared().unwrap_or_else(|e| panic!("the MLflow server must run: {e}"))
+    let shared = if module_path!().ends_with("_postgres") {
+        mlflow_tracing_tests::postgres::shared_postgres_server()
+    } else {
+        MlflowServer::shared()
+    };
+    shared.unwrap_or_else(|e| panic!("the MLflow server must run: {e}"))
 }
 
 fn config(url: &str) -> ClientConfig {
