@@ -15,6 +15,8 @@
 //!   by large traces; the end-to-end burst against a real server with its ceiling and the Python
 //!   SDK. Writes `target/bench/report.md` and `chart.svg`; fails when a target is missed.
 //!   `bench e2e` and `bench memory` run only those parts.
+//! - `compat`: the SDK against real MLflow servers of several versions (newest, 3.17.2, 3.4.0,
+//!   3.1.4, 2.22), each from PyPI in a cached venv; prints a table. Not part of `ci`.
 //! - `fuzz [cases]`: long fuzzing campaigns (default 1,000,000 cases per parser) of every parser
 //!   that reads outside input. Not part of `ci` (which runs 256 cases per parser).
 #![expect(
@@ -28,6 +30,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 mod bench;
 mod ci;
+mod compat;
 mod demo;
 mod e2e;
 mod fuzz;
@@ -36,7 +39,7 @@ mod report;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: cargo xtask <command>\n\ncommands:\n  ci               fmt check, clippy -D warnings, tests, docs (the README's test command)\n  bench [filter]   benchmarks and their targets (filters: a criterion group, e2e, memory)\n  demo [stop]      trace the example agent into a local MLflow server (the README's main command)\n  notebook         the notebook display in a real evcxr kernel (slow the first time: builds evcxr)\n  fuzz [cases]     long fuzzing of every parser of outside input (default 1,000,000 cases each)"
+        "usage: cargo xtask <command>\n\ncommands:\n  ci               fmt check, clippy -D warnings, tests, docs (the README's test command)\n  bench [filter]   benchmarks and their targets (filters: a criterion group, e2e, memory)\n  demo [stop]      trace the example agent into a local MLflow server (the README's main command)\n  notebook         the notebook display in a real evcxr kernel (slow the first time: builds evcxr)\n  fuzz [cases]     long fuzzing of every parser of outside input (default 1,000,000 cases each)\n  compat           the SDK against real MLflow servers from 2.22 to the newest release"
     );
     ExitCode::FAILURE
 }
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Some("demo") => demo::run(args.get(1).map(String::as_str)),
         Some("notebook") => notebook::run(),
         Some("fuzz") => fuzz::run(args.get(1).map(String::as_str)),
+        Some("compat") => compat::run(),
         _ => return usage(),
     };
     match result {

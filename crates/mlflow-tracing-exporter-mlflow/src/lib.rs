@@ -100,6 +100,8 @@ pub struct MlflowExporter {
     spooling: Option<Spooling>,
     /// Credential (1) and permission (2) refusals already reported at ERROR.
     auth_reported: AtomicU8,
+    /// The server's version, when it is too old to store traces (before 3.2: no StartTraceV3).
+    too_old: std::sync::OnceLock<String>,
 }
 
 impl MlflowExporter {
@@ -113,6 +115,7 @@ impl MlflowExporter {
             counters: Counters::default(),
             spooling: None,
             auth_reported: AtomicU8::new(0),
+            too_old: std::sync::OnceLock::new(),
         }
     }
 
@@ -243,6 +246,17 @@ impl MlflowExporter {
         }
         match self.client.version().await {
             Ok(version) => {
+                if !at_least(&version, (3, 2)) && self.too_old.set(version.clone()).is_ok() {
+                    mlflow_tracing_manager::notice::visible(|| {
+                        tracing::error!(
+                            server_version = %version,
+                            "the MLflow server is version {version}: it cannot store traces \
+                             from this SDK, which needs MLflow 3.2 or later (the first with \
+                             StartTraceV3). Traces are NOT saved and are counted as failed; \
+                             upgrade the tracking server"
+                        )
+                    });
+                }
                 let supported = supports_otlp(&version);
                 if !supported {
                     tracing::info!(
@@ -427,6 +441,11 @@ impl MlflowExporter {
 
 /// Whether a server version string is 3.4 or later.
 fn supports_otlp(version: &str) -> bool {
+    at_least(version, (3, 4))
+}
+
+/// Whether a server version string is at least `(major, minor)` (garbage is not).
+fn at_least(version: &str, wanted: (u32, u32)) -> bool {
     let mut parts = version.trim().split('.').map(|p| {
         p.chars()
             .take_while(char::is_ascii_digit)
@@ -434,7 +453,7 @@ fn supports_otlp(version: &str) -> bool {
     });
     let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
     let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    (major, minor) >= (3, 4)
+    (major, minor) >= wanted
 }
 
 #[async_trait]
@@ -487,6 +506,14 @@ impl TraceExporter for MlflowExporter {
         // Spans first, grouped by experiment, so the server has them before the trace info
         // (then it needs no traces.json).
         let span_logging = !server_down() && self.span_logging_on().await;
+        if let Some(version) = self.too_old.get() {
+            let n = items.len() as u64;
+            self.counters.traces_failed.fetch_add(n, Ordering::Relaxed);
+            return Err(ExportError::new(format!(
+                "the MLflow server {version} cannot store traces (MLflow 3.2 or later needed)"
+            ))
+            .with_failed_items(n));
+        }
         let mut by_experiment: BTreeMap<String, Vec<&Trace>> = BTreeMap::new();
         for item in &items {
             if let Some(id) = item.trace.info.experiment_id() {
@@ -616,7 +643,20 @@ impl TraceExporter for MlflowExporter {
 
 #[cfg(test)]
 mod tests {
-    use super::supports_otlp;
+    use super::{at_least, supports_otlp};
+
+    #[test]
+    fn traces_need_a_server_with_start_trace_v3() {
+        for (v, ok) in [
+            ("3.2.0", true),
+            ("3.17.2", true),
+            ("3.1.4", false),
+            ("2.22.5", false),
+            ("garbage", false),
+        ] {
+            assert_eq!(at_least(v, (3, 2)), ok, "{v}");
+        }
+    }
 
     #[test]
     fn otlp_needs_server_3_4() {
