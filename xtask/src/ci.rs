@@ -30,6 +30,8 @@ pub(crate) fn run() -> Result<(), String> {
         "uc-table",
         "display",
         "tracing-layer",
+        "otlp",
+        "signals",
         "testing",
     ] {
         let mut args = vec![

@@ -28,6 +28,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod config;
+mod fanout;
 #[cfg(feature = "signals")]
 mod signals;
 mod stats;
@@ -40,6 +41,7 @@ pub use config::{
     MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT, MLFLOW_ENABLE_ASYNC_TRACE_LOGGING, WorkerConfig,
     async_logging_enabled,
 };
+pub use fanout::FanOut;
 #[cfg(feature = "signals")]
 pub use signals::{SignalWatch, on_terminate};
 pub use stats::WorkerStats;

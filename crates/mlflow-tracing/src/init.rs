@@ -25,6 +25,11 @@ pub enum InitError {
     /// The export worker thread could not start.
     #[error(transparent)]
     Worker(#[from] WorkerStartError),
+    /// An OTLP setting cannot be used (`OTEL_EXPORTER_OTLP_*`).
+    #[cfg(feature = "otlp")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+    #[error(transparent)]
+    Otlp(#[from] mlflow_tracing_exporter_otlp::OtlpConfigError),
     /// The MLflow tracking-server (or Databricks) client could not be set up from the
     /// environment.
     #[cfg(any(feature = "mlflow-server", feature = "uc-table"))]
@@ -61,6 +66,13 @@ pub enum InitError {
 pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
     #[cfg(feature = "mlflow-server")]
     let mut spooling = None;
+    #[cfg(feature = "otlp")]
+    let otlp = crate::otlp::plan(builder.has_export())?;
+    // OTLP alone (no dual export) replaces the tracking server, as in MLflow.
+    #[cfg(feature = "otlp")]
+    let otlp_only = otlp.as_ref().is_some_and(|p| !p.dual);
+    #[cfg(not(feature = "otlp"))]
+    let otlp_only = false;
     #[cfg(feature = "uc-table")]
     let builder = if !builder.has_export()
         && matches!(builder.destination(), TraceDestination::UnityCatalog(_))
@@ -71,7 +83,7 @@ pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
     };
     #[cfg(feature = "mlflow-server")]
     let builder = match std::env::var("MLFLOW_TRACKING_URI") {
-        Ok(uri) if !builder.has_export() && is_http_uri(&uri) => {
+        Ok(uri) if !builder.has_export() && !otlp_only && is_http_uri(&uri) => {
             let exporter = Arc::new(crate::server::MlflowExporter::from_env()?);
             if exporter.spool_stats().is_some() {
                 spooling = Some(exporter.clone());
@@ -80,7 +92,18 @@ pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
         }
         _ => builder,
     };
-    if !builder.has_export() {
+    // OTLP alone is the exporter; with dual export it is a second destination.
+    #[cfg(feature = "otlp")]
+    let otlp_exporter = otlp.as_ref().map(|p| p.exporter.clone());
+    #[cfg(feature = "otlp")]
+    let (builder, mut second) = match otlp {
+        Some(plan) if !builder.has_export() => {
+            (builder.with_exporter(SharedOtlp(plan.exporter)), None)
+        }
+        Some(plan) => (builder, Some(plan.exporter)),
+        None => (builder, None),
+    };
+    if !otlp_only && !builder.has_export() {
         mlflow_tracing_manager::notice::visible(|| {
             tracing::warn!(
                 "mlflow_tracing::init: no exporter (set MLFLOW_TRACKING_URI to an MLflow server, or \
@@ -90,19 +113,36 @@ pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
     }
     let config = WorkerConfig::from_env()?;
     let mut export = Export::None;
-    let builder = if mlflow_tracing_runtime::async_logging_enabled()? {
-        builder.map_exporter(|exporter| {
+    let asynchronous = mlflow_tracing_runtime::async_logging_enabled()?;
+    #[cfg_attr(
+        not(feature = "otlp"),
+        expect(
+            unused_variables,
+            reason = "the second destination needs the OTLP exporter"
+        )
+    )]
+    let second_config = config.clone();
+    let builder = builder.map_exporter(|exporter| {
+        let main: Arc<dyn Dispatch> = if asynchronous {
             let w = ExportWorker::start_arc(exporter, config)?;
             export = Export::Worker(w.clone());
-            Ok::<_, InitError>(Arc::new(w) as Arc<dyn Dispatch>)
-        })?
-    } else {
-        builder.map_exporter(|exporter| {
+            Arc::new(w)
+        } else {
             let sync = Arc::new(SyncDispatch::new(exporter, config.export_timeout)?);
             export = Export::Sync(sync.clone());
-            Ok::<_, InitError>(sync as Arc<dyn Dispatch>)
-        })?
-    };
+            sync
+        };
+        #[cfg(feature = "otlp")]
+        if let Some(otlp) = second.take() {
+            return Ok(crate::otlp::fan_out(
+                main,
+                otlp,
+                asynchronous,
+                second_config,
+            )?);
+        }
+        Ok::<_, InitError>(main)
+    })?;
     #[cfg(feature = "display")]
     let builder = if crate::display::in_evcxr() {
         // In an evcxr notebook, finished traces are shown in the cell that produced them (one
@@ -112,15 +152,35 @@ pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
         builder
     };
     #[cfg_attr(
-        not(feature = "mlflow-server"),
-        expect(unused_mut, reason = "set only with the MLflow exporter")
+        not(any(feature = "mlflow-server", feature = "otlp")),
+        expect(unused_mut, reason = "set only with the MLflow or OTLP exporter")
     )]
     let mut guard = install(builder, export)?;
     #[cfg(feature = "mlflow-server")]
     {
         guard.spooling = spooling;
     }
+    #[cfg(feature = "otlp")]
+    {
+        guard.otlp = otlp_exporter;
+    }
     Ok(guard)
+}
+
+/// The OTLP exporter `init` makes.
+#[cfg(feature = "otlp")]
+#[derive(Debug)]
+struct SharedOtlp(Arc<mlflow_tracing_exporter_otlp::OtlpExporter>);
+
+#[cfg(feature = "otlp")]
+#[mlflow_tracing_manager::async_trait]
+impl mlflow_tracing_manager::TraceExporter for SharedOtlp {
+    async fn export(
+        &self,
+        batch: Vec<mlflow_tracing_manager::ExportItem>,
+    ) -> Result<(), mlflow_tracing_manager::ExportError> {
+        self.0.export(batch).await
+    }
 }
 
 /// The exporter `init` makes, shared with the guard (which reports its spool's counters).
@@ -172,6 +232,8 @@ pub(crate) fn install(builder: TracerBuilder, export: Export) -> Result<InitGuar
         spooling: None,
         #[cfg(feature = "signals")]
         signals: None,
+        #[cfg(feature = "otlp")]
+        otlp: None,
     })
 }
 
@@ -197,6 +259,9 @@ pub struct InitGuard {
     /// The signal thread ([`InitGuard::flush_on_signals`]).
     #[cfg(feature = "signals")]
     signals: Option<mlflow_tracing_runtime::SignalWatch>,
+    /// The OTLP exporter, when the environment configured one.
+    #[cfg(feature = "otlp")]
+    otlp: Option<Arc<mlflow_tracing_exporter_otlp::OtlpExporter>>,
 }
 
 impl InitGuard {
@@ -252,6 +317,14 @@ impl InitGuard {
             .map_err(InitError::Signals)?;
         self.signals = Some(watch);
         Ok(self)
+    }
+
+    /// The OTLP exporter's counters, when the environment configured one
+    /// (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, …).
+    #[cfg(feature = "otlp")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+    pub fn otlp_stats(&self) -> Option<crate::export::OtlpExporterStats> {
+        self.otlp.as_ref().map(|e| e.stats())
     }
 
     /// The spool's counters (spooled, replayed, dropped past its cap, corrupt) when the MLflow

@@ -81,6 +81,8 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod init;
+#[cfg(feature = "otlp")]
+mod otlp;
 pub mod serving;
 #[cfg(feature = "signals")]
 mod signals;
@@ -143,10 +145,16 @@ pub mod distributed {
 /// of your own), the export worker behind a bounded queue, synchronous export, and their
 /// counters and errors.
 pub mod export {
+    /// OTLP export to a collector (feature `otlp`): `init` configures it from
+    /// `OTEL_EXPORTER_OTLP_*` as MLflow does.
+    #[cfg(feature = "otlp")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+    pub use crate::otlp::{OtlpConfigError, OtlpExporter, OtlpExporterStats};
     pub use mlflow_tracing_manager::{
         Dispatch, ExportError, ExportItem, LifecycleError, PendingTrace, SpanItem, TraceExporter,
         TraceItem, async_trait, panic_message,
     };
+    pub use mlflow_tracing_runtime::FanOut;
     pub use mlflow_tracing_runtime::{
         ExportWorker, MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS,
         MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE, MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE,

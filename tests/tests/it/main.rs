@@ -42,6 +42,7 @@ mod live;
 mod llm_helpers;
 mod macro_ui;
 mod notice;
+mod otlp;
 mod proptests;
 mod python_readback;
 mod signals;

@@ -1,0 +1,68 @@
+//! [`FanOut`]: one tracer, several independent destinations (MLflow's OTLP dual export): each
+//! finished trace goes to every dispatch, each with its own queue and worker, so a destination
+//! that is down or slow never holds up another.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mlflow_tracing_manager::{Dispatch, ExportItem, LifecycleError};
+
+/// Hands every item to each of its dispatches. A completed trace is finalized once, on the
+/// thread that completed it (the trait's default), then each destination gets a copy.
+#[derive(Debug)]
+pub struct FanOut {
+    targets: Vec<Arc<dyn Dispatch>>,
+}
+
+impl FanOut {
+    /// A fan-out to `targets`, in order.
+    pub fn new(targets: Vec<Arc<dyn Dispatch>>) -> Self {
+        FanOut { targets }
+    }
+
+    /// Runs `f` on each target within `timeout` overall; the first error.
+    fn each(
+        &self,
+        timeout: Duration,
+        f: impl Fn(&dyn Dispatch, Duration) -> Result<(), LifecycleError>,
+    ) -> Result<(), LifecycleError> {
+        let deadline = Instant::now() + timeout;
+        let mut first = Ok(());
+        for t in &self.targets {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Err(e) = f(t.as_ref(), left)
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
+    }
+}
+
+impl Dispatch for FanOut {
+    fn dispatch(&self, item: ExportItem) {
+        if let Some((last, rest)) = self.targets.split_last() {
+            for t in rest {
+                if !matches!(item, ExportItem::Span(_)) || t.wants_spans() {
+                    t.dispatch(item.clone());
+                }
+            }
+            if !matches!(item, ExportItem::Span(_)) || last.wants_spans() {
+                last.dispatch(item);
+            }
+        }
+    }
+
+    fn wants_spans(&self) -> bool {
+        self.targets.iter().any(|t| t.wants_spans())
+    }
+
+    fn force_flush(&self, timeout: Duration) -> Result<(), LifecycleError> {
+        self.each(timeout, |t, left| t.force_flush(left))
+    }
+
+    fn shutdown(&self, timeout: Duration) -> Result<(), LifecycleError> {
+        self.each(timeout, |t, left| t.shutdown(left))
+    }
+}
