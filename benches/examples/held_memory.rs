@@ -43,6 +43,25 @@ struct Held {
     finished: i64,
 }
 
+/// The figures of the capture's last trace, from the heap counted while it was made
+/// (`building`) and while it ended (`ending`).
+fn held(
+    capture: &Capture,
+    building: &allocation_counter::AllocationInfo,
+    ending: &allocation_counter::AllocationInfo,
+) -> Result<Held, Error> {
+    let traces = capture.traces();
+    let trace = traces.last().ok_or("no trace")?;
+    Ok(Held {
+        encoded: encoded_len(trace),
+        in_progress: building.bytes_current,
+        peak: building
+            .bytes_max
+            .max(building.bytes_current.max(0) as u64 + ending.bytes_max),
+        finished: building.bytes_current + ending.bytes_current,
+    })
+}
+
 fn many_spans(capture: &Capture, spans: usize) -> Result<Held, Error> {
     let payload = "x".repeat(1024);
     let mut root = None;
@@ -64,16 +83,7 @@ fn many_spans(capture: &Capture, spans: usize) -> Result<Held, Error> {
             r.end();
         }
     });
-    let traces = capture.traces();
-    let trace = traces.last().ok_or("no trace")?;
-    Ok(Held {
-        encoded: encoded_len(trace),
-        in_progress: building.bytes_current,
-        peak: building
-            .bytes_max
-            .max(building.bytes_current.max(0) as u64 + ending.bytes_max),
-        finished: building.bytes_current + ending.bytes_current,
-    })
+    held(capture, &building, &ending)
 }
 
 fn big_output(capture: &Capture, bytes: usize) -> Result<Held, Error> {
@@ -91,16 +101,7 @@ fn big_output(capture: &Capture, bytes: usize) -> Result<Held, Error> {
             s.end();
         }
     });
-    let traces = capture.traces();
-    let trace = traces.last().ok_or("no trace")?;
-    Ok(Held {
-        encoded: encoded_len(trace),
-        in_progress: building.bytes_current,
-        peak: building
-            .bytes_max
-            .max(building.bytes_current.max(0) as u64 + ending.bytes_max),
-        finished: building.bytes_current + ending.bytes_current,
-    })
+    held(capture, &building, &ending)
 }
 
 fn main() -> Result<(), Error> {

@@ -45,6 +45,31 @@ pub trait TraceExporter: Send + Sync + fmt::Debug + 'static {
     }
 }
 
+/// A shared exporter is an exporter (so one can be kept for its counters while the runtime
+/// runs it).
+#[async_trait::async_trait]
+impl<T: TraceExporter + ?Sized> TraceExporter for Arc<T> {
+    async fn export(&self, batch: Vec<ExportItem>) -> Result<(), ExportError> {
+        (**self).export(batch).await
+    }
+
+    fn wants_spans(&self) -> bool {
+        (**self).wants_spans()
+    }
+
+    fn exports_locally(&self) -> bool {
+        (**self).exports_locally()
+    }
+
+    async fn force_flush(&self) -> Result<(), ExportError> {
+        (**self).force_flush().await
+    }
+
+    async fn shutdown(&self) -> Result<(), ExportError> {
+        (**self).shutdown().await
+    }
+}
+
 /// Where the span processor hands finished items: the seam between the trace manager and the
 /// export runtime. Implementations must never block the caller of [`Dispatch::dispatch`]; a full
 /// queue drops and counts.

@@ -88,7 +88,7 @@ pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
             if exporter.spool_stats().is_some() {
                 spooling = Some(exporter.clone());
             }
-            builder.with_exporter(SharedMlflowExporter(exporter))
+            builder.with_exporter(exporter)
         }
         _ => builder,
     };
@@ -97,9 +97,7 @@ pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
     let otlp_exporter = otlp.as_ref().map(|p| p.exporter.clone());
     #[cfg(feature = "otlp")]
     let (builder, mut second) = match otlp {
-        Some(plan) if !builder.has_export() => {
-            (builder.with_exporter(SharedOtlp(plan.exporter)), None)
-        }
+        Some(plan) if !builder.has_export() => (builder.with_exporter(plan.exporter), None),
         Some(plan) => (builder, Some(plan.exporter)),
         None => (builder, None),
     };
@@ -165,50 +163,6 @@ pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
         guard.otlp = otlp_exporter;
     }
     Ok(guard)
-}
-
-/// The OTLP exporter `init` makes.
-#[cfg(feature = "otlp")]
-#[derive(Debug)]
-struct SharedOtlp(Arc<mlflow_tracing_exporter_otlp::OtlpExporter>);
-
-#[cfg(feature = "otlp")]
-#[mlflow_tracing_manager::async_trait]
-impl mlflow_tracing_manager::TraceExporter for SharedOtlp {
-    async fn export(
-        &self,
-        batch: Vec<mlflow_tracing_manager::ExportItem>,
-    ) -> Result<(), mlflow_tracing_manager::ExportError> {
-        self.0.export(batch).await
-    }
-}
-
-/// The exporter `init` makes, shared with the guard (which reports its spool's counters).
-#[cfg(feature = "mlflow-server")]
-#[derive(Debug)]
-struct SharedMlflowExporter(Arc<crate::server::MlflowExporter>);
-
-#[cfg(feature = "mlflow-server")]
-#[mlflow_tracing_manager::async_trait]
-impl mlflow_tracing_manager::TraceExporter for SharedMlflowExporter {
-    async fn export(
-        &self,
-        batch: Vec<mlflow_tracing_manager::ExportItem>,
-    ) -> Result<(), mlflow_tracing_manager::ExportError> {
-        self.0.export(batch).await
-    }
-    fn wants_spans(&self) -> bool {
-        self.0.wants_spans()
-    }
-    fn exports_locally(&self) -> bool {
-        self.0.exports_locally()
-    }
-    async fn force_flush(&self) -> Result<(), mlflow_tracing_manager::ExportError> {
-        self.0.force_flush().await
-    }
-    async fn shutdown(&self) -> Result<(), mlflow_tracing_manager::ExportError> {
-        self.0.shutdown().await
-    }
 }
 
 /// Builds the tracer, lets the worker (if any) run its maintenance, installs it globally.
