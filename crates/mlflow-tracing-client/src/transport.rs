@@ -156,7 +156,7 @@ impl TrackingClient {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     if response.status().is_success() {
-                        return read_bounded(response, self.config.max_answer_bytes)
+                        return read_bounded(response, self.config.max_answer_bytes, true)
                             .await
                             .map_err(|e| e.into_error(method, &call.path));
                     }
@@ -171,7 +171,7 @@ impl TrackingClient {
                     }
                     if !RETRY_STATUSES.contains(&status) || retry >= max_retries {
                         // Only the start of an error's body is kept for its message.
-                        let body = read_bounded(response, ERROR_BODY_BYTES)
+                        let body = read_bounded(response, ERROR_BODY_BYTES, false)
                             .await
                             .unwrap_or_else(|e| e.partial);
                         return Err(http_error(method, &call.path, status, &body));
@@ -390,8 +390,12 @@ impl ReadError {
 }
 
 /// Reads an answer's body, at most `limit` bytes (a server answering more is refused without
-/// reading the rest).
-async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, ReadError> {
+/// reading the rest; with `refuse_announced`, one that announces more is refused unread).
+async fn read_bounded(
+    mut response: reqwest::Response,
+    limit: usize,
+    refuse_announced: bool,
+) -> Result<Vec<u8>, ReadError> {
     let too_large = |partial: Vec<u8>, size: String| ReadError {
         partial,
         message: format!(
@@ -403,10 +407,12 @@ async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<V
     let announced = response.content_length();
     if let Some(len) = announced
         && len > limit as u64
+        && refuse_announced
     {
         return Err(too_large(Vec::new(), len.to_string()));
     }
-    let mut body = Vec::with_capacity(announced.map_or(0, |l| l as usize).min(limit));
+    // Grown as data arrives beyond the first MiB (an announced length is only a claim).
+    let mut body = Vec::with_capacity(announced.map_or(0, |l| l as usize).min(limit).min(1 << 20));
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {

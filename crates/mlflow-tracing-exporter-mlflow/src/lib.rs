@@ -195,11 +195,18 @@ impl MlflowExporter {
     pub fn spool_remaining(&self) -> bool {
         match &self.spooling {
             Some(s) => {
-                s.mark_down();
+                s.drain();
                 true
             }
             None => false,
         }
+    }
+
+    /// Whether traces wait in the spool (this process's or an earlier one's).
+    pub fn spool_waiting(&self) -> bool {
+        self.spooling
+            .as_ref()
+            .is_some_and(|s| s.spool.has_records())
     }
 
     /// The spool's counters (spooled, replayed, dropped past the cap, corrupt), when there is
@@ -369,13 +376,26 @@ impl MlflowExporter {
         mut trace: Trace,
         remote: bool,
     ) -> Result<(), ClientError> {
+        if let Some(id) = self.named_experiment().await?
+            && trace.info.experiment_id() == Some(DEFAULT_EXPERIMENT_ID)
+        {
+            trace.info.trace_location = TraceLocation::experiment(id);
+        }
         let Some(experiment_id) = trace.info.experiment_id().map(str::to_owned) else {
             return Err(ClientError::Config(format!(
                 "trace {}: not in an MLflow experiment",
                 trace.info.trace_id
             )));
         };
-        if self.span_logging_on().await
+        let span_logging = self.span_logging_on().await;
+        if remote && !span_logging {
+            // Only its spans are ours to send, and this server cannot store them.
+            return Err(ClientError::Config(format!(
+                "trace {}: the server cannot store spans of a distributed trace",
+                trace.info.trace_id
+            )));
+        }
+        if span_logging
             && let Some((_, e)) = self
                 .log_spans(&client, &experiment_id, &[&trace])
                 .await
@@ -411,31 +431,32 @@ impl MlflowExporter {
             .fetch_add(outcome.refused, Ordering::Relaxed);
     }
 
-    /// Writes `traces` to the spool; false when it could not (they are then lost, counted
-    /// by the caller).
-    fn spool(&self, traces: &[(&Trace, bool)]) -> bool {
+    /// Writes `traces` to the spool (one batch; trace by trace if the batch fails, so one bad
+    /// trace does not cost the others); how many could not be written (lost, counted by the
+    /// caller).
+    fn spool(&self, traces: &[(&Trace, bool)]) -> u64 {
         let Some(spooling) = &self.spooling else {
-            return false;
+            return traces.len() as u64;
         };
-        let records: Vec<Vec<u8>> = traces
+        let records: Vec<Option<Vec<u8>>> = traces
             .iter()
-            .filter_map(|(t, remote)| spooling::encode(t, *remote))
+            .map(|(t, remote)| spooling::encode(t, *remote))
             .collect();
-        if records.len() != traces.len() {
-            mlflow_tracing_manager::notice::visible(|| {
-                tracing::warn!("a trace could not be encoded for the MLflow trace spool")
-            });
-            return false;
-        }
-        match spooling.write(&records) {
-            Ok(()) => true,
-            Err(e) => {
-                mlflow_tracing_manager::notice::visible(|| {
-                    tracing::error!("traces could not be written to the MLflow trace spool: {e}")
-                });
-                false
+        let good: Vec<Vec<u8>> = records.iter().flatten().cloned().collect();
+        let mut lost = (records.len() - good.len()) as u64;
+        if spooling.write(&good).is_err() {
+            for record in good {
+                if let Err(e) = spooling.write(std::slice::from_ref(&record)) {
+                    lost += 1;
+                    mlflow_tracing_manager::notice::visible(|| {
+                        tracing::error!(
+                            "a trace could not be written to the MLflow trace spool: {e}"
+                        )
+                    });
+                }
             }
         }
+        lost
     }
 }
 
@@ -485,6 +506,26 @@ impl TraceExporter for MlflowExporter {
                 }
             }
             Ok(None) => {}
+            // With a spool and a server that does not answer: spooled as they are; the
+            // experiment is resolved when they are replayed.
+            Err(e) if self.spooling.is_some() && spooling::is_transient(&e) => {
+                if let Some(s) = &self.spooling {
+                    s.mark_down();
+                }
+                let refs: Vec<(&Trace, bool)> =
+                    items.iter().map(|i| (&i.trace, i.remote)).collect();
+                let lost = self.spool(&refs);
+                if lost > 0 {
+                    self.counters
+                        .traces_failed
+                        .fetch_add(lost, Ordering::Relaxed);
+                    return Err(ExportError::new(format!(
+                        "{lost} traces could not be written to the spool"
+                    ))
+                    .with_failed_items(lost));
+                }
+                return Ok(());
+            }
             Err(e) => {
                 let message = format!(
                     "cannot resolve the MLflow experiment {:?}: {e}",
@@ -594,10 +635,15 @@ impl TraceExporter for MlflowExporter {
         }
         if !to_spool.is_empty() {
             let refs: Vec<(&Trace, bool)> = to_spool.iter().map(|(t, r)| (t, *r)).collect();
-            if !self.spool(&refs) {
-                let n = to_spool.len() as u64;
-                self.counters.traces_failed.fetch_add(n, Ordering::Relaxed);
-                fail(n, format!("{n} traces could not be written to the spool"));
+            let lost = self.spool(&refs);
+            if lost > 0 {
+                self.counters
+                    .traces_failed
+                    .fetch_add(lost, Ordering::Relaxed);
+                fail(
+                    lost,
+                    format!("{lost} traces could not be written to the spool"),
+                );
             }
         }
         match first_error {
@@ -642,34 +688,4 @@ impl TraceExporter for MlflowExporter {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::{at_least, supports_otlp};
-
-    #[test]
-    fn traces_need_a_server_with_start_trace_v3() {
-        for (v, ok) in [
-            ("3.2.0", true),
-            ("3.17.2", true),
-            ("3.1.4", false),
-            ("2.22.5", false),
-            ("garbage", false),
-        ] {
-            assert_eq!(at_least(v, (3, 2)), ok, "{v}");
-        }
-    }
-
-    #[test]
-    fn otlp_needs_server_3_4() {
-        for (v, ok) in [
-            ("3.17.2", true),
-            ("3.4.0", true),
-            ("3.4.0.dev0", true),
-            ("4.0", true),
-            ("3.3.2", false),
-            ("2.22.1", false),
-            ("garbage", false),
-        ] {
-            assert_eq!(supports_otlp(v), ok, "{v}");
-        }
-    }
-}
+mod tests;

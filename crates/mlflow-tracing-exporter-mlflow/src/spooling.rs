@@ -70,6 +70,8 @@ pub(crate) struct Spooling {
     probe: TrackingClient,
     /// The server did not answer: new traces go to the spool until a replay succeeds.
     down: AtomicBool,
+    /// The process is ending: everything goes to the spool, no replay is tried.
+    draining: AtomicBool,
     /// When the next replay may start, and the backoff after it.
     schedule: Mutex<(Instant, Duration)>,
     /// One replay at a time.
@@ -97,6 +99,7 @@ impl Spooling {
             spool: Spool::open(dir, max_bytes)?,
             probe,
             down: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             schedule: Mutex::new((Instant::now(), FIRST_BACKOFF)),
             replaying: tokio::sync::Mutex::new(()),
         })
@@ -123,6 +126,9 @@ impl Spooling {
     }
 
     fn mark_up(&self) {
+        if self.draining.load(Ordering::Acquire) {
+            return;
+        }
         if self.down.swap(false, Ordering::AcqRel) {
             tracing::info!("the MLflow server answers again: spooled traces are being sent");
         }
@@ -135,9 +141,19 @@ impl Spooling {
         self.spool.append(records.iter().map(Vec::as_slice))
     }
 
+    /// The process is ending: from now on everything goes to the spool and nothing waits on
+    /// the network (no replay either).
+    pub(crate) fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.down.store(true, Ordering::Release);
+    }
+
     /// Whether a replay is due (spooled records wait and the backoff has passed); `force`
-    /// ignores the backoff (flush and shutdown).
+    /// ignores the backoff (flush and shutdown). Never while draining.
     pub(crate) fn replay_due(&self, force: bool) -> bool {
+        if self.draining.load(Ordering::Acquire) {
+            return false;
+        }
         let due = force
             || Instant::now()
                 >= self

@@ -3,7 +3,7 @@
 //! that is down or slow never holds up another.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mlflow_tracing_manager::{Dispatch, ExportItem, LifecycleError};
 
@@ -20,23 +20,35 @@ impl FanOut {
         FanOut { targets }
     }
 
-    /// Runs `f` on each target within `timeout` overall; the first error.
+    /// Runs `f` on every target at once, each with the whole `timeout` (a destination that
+    /// hangs does not eat another's time); the first error.
     fn each(
         &self,
         timeout: Duration,
-        f: impl Fn(&dyn Dispatch, Duration) -> Result<(), LifecycleError>,
+        f: impl Fn(&dyn Dispatch, Duration) -> Result<(), LifecycleError> + Sync,
     ) -> Result<(), LifecycleError> {
-        let deadline = Instant::now() + timeout;
-        let mut first = Ok(());
-        for t in &self.targets {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if let Err(e) = f(t.as_ref(), left)
-                && first.is_ok()
-            {
-                first = Err(e);
+        let f = &f;
+        std::thread::scope(|scope| {
+            let running: Vec<_> = self
+                .targets
+                .iter()
+                .map(|t| scope.spawn(move || f(t.as_ref(), timeout)))
+                .collect();
+            let mut first = Ok(());
+            for handle in running {
+                let result = handle.join().unwrap_or_else(|_| {
+                    Err(LifecycleError::InternalFailure(
+                        "a destination's flush panicked".into(),
+                    ))
+                });
+                if let Err(e) = result
+                    && first.is_ok()
+                {
+                    first = Err(e);
+                }
             }
-        }
-        first
+            first
+        })
     }
 }
 

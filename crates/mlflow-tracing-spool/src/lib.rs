@@ -119,13 +119,23 @@ impl Spool {
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder.create(&dir).map_err(io_error(&dir))?;
-        std::fs::read_dir(&dir).map_err(io_error(&dir))?;
+        // Files a process died while making (no one holds their lock) are removed.
+        for entry in std::fs::read_dir(&dir).map_err(io_error(&dir))?.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) == Some("part")
+                && lock_existing(&path).is_some()
+            {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
         let max_bytes = max_bytes.max(1024);
         Ok(Spool {
             inner: Arc::new(Inner {
                 dir,
                 max_bytes,
-                segment_max: (max_bytes / 8).clamp(64 * 1024, 8 * 1024 * 1024),
+                segment_max: (max_bytes / 8)
+                    .clamp(64 * 1024, 8 * 1024 * 1024)
+                    .min(max_bytes / 2),
                 writer: Mutex::new(None),
                 counters: Counters::default(),
                 next_seq: AtomicU64::new(0),
@@ -245,6 +255,10 @@ impl Spool {
                 let _ = std::fs::remove_file(&path);
                 continue;
             }
+            if corrupt > 0 {
+                // Kept without its corrupt records, so they are counted once.
+                let _ = rewrite(&path, &records);
+            }
             return Ok(Some(Claim {
                 _file: file,
                 path,
@@ -339,11 +353,38 @@ fn create_owner_only(path: &Path) -> Result<File, SpoolError> {
     options.open(path).map_err(io_error(path))
 }
 
-/// Opens and locks an existing segment; `None` when it is gone or someone holds it.
+/// Opens and locks an existing segment; `None` when it is gone, someone holds it, or it was
+/// replaced or removed between the open and the lock (another replayer finished with it).
 fn lock_existing(path: &Path) -> Option<File> {
     let file = OpenOptions::new().read(true).write(true).open(path).ok()?;
     file.try_lock().ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let held = file.metadata().ok()?;
+        let named = std::fs::metadata(path).ok()?;
+        if held.nlink() == 0 || held.ino() != named.ino() || held.dev() != named.dev() {
+            return None;
+        }
+    }
     Some(file)
+}
+
+/// Replaces the file at `path` by one holding `records` (written aside, locked, then renamed
+/// over it).
+fn rewrite(path: &Path, records: &[Vec<u8>]) -> Result<(), SpoolError> {
+    let mut bytes = Vec::new();
+    for r in records {
+        record::encode(r, &mut bytes);
+    }
+    let part = path.with_extension("part");
+    let _ = std::fs::remove_file(&part);
+    let mut file = create_owner_only(&part)?;
+    file.lock().map_err(io_error(&part))?;
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_data())
+        .map_err(io_error(&part))?;
+    std::fs::rename(&part, path).map_err(io_error(path))
 }
 
 /// A segment held by this replayer: its good records, in order. Dropped without
@@ -389,17 +430,7 @@ impl Claim {
         if index == self.records.len() {
             return self.done();
         }
-        let mut bytes = Vec::new();
-        for r in &self.records[index..] {
-            record::encode(r, &mut bytes);
-        }
-        let part = self.path.with_extension("part");
-        let _ = std::fs::remove_file(&part);
-        let mut file = create_owner_only(&part)?;
-        file.write_all(&bytes)
-            .and_then(|()| file.sync_data())
-            .map_err(io_error(&part))?;
-        std::fs::rename(&part, &self.path).map_err(io_error(&self.path))?;
+        rewrite(&self.path, &self.records[index..])?;
         self.spool
             .counters
             .replayed

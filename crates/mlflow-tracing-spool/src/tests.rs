@@ -112,3 +112,60 @@ fn files_are_owner_only() {
     let (segment, _) = spool.segments().unwrap().remove(0);
     assert_eq!(mode(&segment), 0o600);
 }
+
+#[test]
+fn corrupt_records_are_counted_once_however_often_the_segment_is_claimed() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+    spool.append([&b"good"[..], b"bad"]).unwrap();
+    drop(spool.claim().unwrap());
+    let (path, _) = spool.segments().unwrap().remove(0);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&path, bytes).unwrap();
+    for _ in 0..3 {
+        let claim = spool.claim().unwrap().unwrap();
+        assert_eq!(records(&claim), [b"good"]);
+        drop(claim); // a replay that could not deliver
+    }
+    assert_eq!(spool.stats().corrupt, 1);
+}
+
+#[test]
+fn a_segment_finished_by_another_replayer_is_not_taken_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+    spool.append([&b"a"[..], b"b"]).unwrap();
+    drop(spool.claim().unwrap());
+    let (path, _) = spool.segments().unwrap().remove(0);
+    // Another process opened the segment, then the replayer that held it finished.
+    let late = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    spool.claim().unwrap().unwrap().keep_from(1).unwrap();
+    late.try_lock().unwrap();
+    // What `lock_existing` checks: the late handle's file is no longer the one named there.
+    assert!(lock_existing(&path).is_some());
+    use std::os::unix::fs::MetadataExt as _;
+    assert_ne!(
+        late.metadata().unwrap().ino(),
+        std::fs::metadata(&path).unwrap().ino()
+    );
+}
+
+#[test]
+fn a_small_cap_is_kept_and_stale_part_files_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("0-1-0.part"), b"half made").unwrap();
+    let spool = Spool::open(dir.path(), 16 * 1024).unwrap();
+    assert!(!dir.path().join("0-1-0.part").exists());
+    for _ in 0..50 {
+        spool.append([vec![1u8; 1000].as_slice()]).unwrap();
+    }
+    let total: u64 = spool.segments().unwrap().iter().map(|(_, s)| s).sum();
+    assert!(total <= 16 * 1024, "{total}");
+    assert!(spool.stats().dropped > 0);
+}

@@ -66,13 +66,6 @@ pub enum InitError {
 pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
     #[cfg(feature = "mlflow-server")]
     let mut spooling = None;
-    #[cfg(feature = "otlp")]
-    let otlp = crate::otlp::plan(builder.has_export())?;
-    // OTLP alone (no dual export) replaces the tracking server, as in MLflow.
-    #[cfg(feature = "otlp")]
-    let otlp_only = otlp.as_ref().is_some_and(|p| !p.dual);
-    #[cfg(not(feature = "otlp"))]
-    let otlp_only = false;
     #[cfg(feature = "uc-table")]
     let builder = if !builder.has_export()
         && matches!(builder.destination(), TraceDestination::UnityCatalog(_))
@@ -81,6 +74,14 @@ pub fn init(builder: TracerBuilder) -> Result<InitGuard, InitError> {
     } else {
         builder
     };
+    // Planned once the builder's own destination (or Unity Catalog) is known: those win.
+    #[cfg(feature = "otlp")]
+    let otlp = crate::otlp::plan(builder.has_export())?;
+    // OTLP alone (no dual export) replaces the tracking server, as in MLflow.
+    #[cfg(feature = "otlp")]
+    let otlp_only = otlp.as_ref().is_some_and(|p| !p.dual);
+    #[cfg(not(feature = "otlp"))]
+    let otlp_only = false;
     #[cfg(feature = "mlflow-server")]
     let builder = match std::env::var("MLFLOW_TRACKING_URI") {
         Ok(uri) if !builder.has_export() && !otlp_only && is_http_uri(&uri) => {
@@ -321,7 +322,8 @@ impl Drop for InitGuard {
         #[cfg(not(feature = "mlflow-server"))]
         let spool: Option<()> = None;
         #[cfg(feature = "mlflow-server")]
-        let spool_waiting = spool.is_some_and(|s| s.spooled + s.dropped > s.replayed);
+        let spool_waiting = spool.is_some_and(|s| s.corrupt + s.dropped > 0)
+            || self.spooling.as_ref().is_some_and(|e| e.spool_waiting());
         #[cfg(not(feature = "mlflow-server"))]
         let spool_waiting = false;
         let summary = || {
