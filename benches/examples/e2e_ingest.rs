@@ -1,8 +1,11 @@
 //! The Rust side of `cargo xtask bench e2e`, into the MLflow server at `MLFLOW_TRACKING_URI`,
 //! experiment `MLFLOW_EXPERIMENT_ID`. Arguments: mode, traces, spans per trace, payload bytes.
 //!
-//! - `sdk`: a burst of traces through `#[trace]` and the SDK's default async path. Prints one
-//!   JSON line: caller time, time until everything was flushed, the export counters, peak RSS.
+//! - `sdk`: a burst of traces through `#[trace]` and the SDK's default async path, from
+//!   `threads` threads (argument 5, default 1; `traces` each), every `sample`-th trace of each
+//!   thread (argument 6; 0: none) timed from its root's end until the server has it (polled with
+//!   `GetTraceInfo`). Prints one JSON line: caller time, time until everything was flushed, the
+//!   export counters, peak RSS, the sampled latencies in ms.
 //! - `ceiling`: the same traces made by the SDK into memory, encoded beforehand into exactly
 //!   the requests the SDK's exporter sends (one OTLP protobuf request per batch of traces, then
 //!   one StartTraceV3 per trace), then sent with a plain HTTP client at the exporter's
@@ -41,12 +44,58 @@ fn step<'a>(q: &'a str) -> Answer<'a> {
     Answer { a: q }
 }
 
+thread_local! {
+    /// Whether `root` keeps its trace id in [`LAST_ROOT`] (only while latency is sampled).
+    static KEEP_ID: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static LAST_ROOT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
 #[trace(name = "root", span_type = "AGENT")]
 fn root<'a>(q: &'a str, spans: usize) -> Answer<'a> {
+    if KEEP_ID.get() {
+        let id = mlflow_tracing::context::current_span().and_then(|s| s.mlflow_trace_id());
+        LAST_ROOT.with_borrow_mut(|last| *last = id);
+    }
     for _ in 1..spans {
         std::hint::black_box(step(q));
     }
     Answer { a: q }
+}
+
+/// Polls the server for each sampled trace until it is stored; the latencies (ms) from the
+/// root's end.
+fn poll_stored(samples: std::sync::mpsc::Receiver<(String, Instant)>) -> Result<Vec<f64>, Error> {
+    let client = mlflow_tracing::server::TrackingClient::from_env()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut pending: Vec<(String, Instant)> = Vec::new();
+    let mut latencies = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut open = true;
+    while (open || !pending.is_empty()) && Instant::now() < deadline {
+        loop {
+            match samples.try_recv() {
+                Ok(sample) => pending.push(sample),
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        let mut still = Vec::new();
+        for (id, ended) in pending.drain(..) {
+            if runtime.block_on(client.get_trace_info(&id)).is_ok() {
+                latencies.push(ended.elapsed().as_secs_f64() * 1000.0);
+            } else {
+                still.push((id, ended));
+            }
+        }
+        pending = still;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(latencies)
 }
 
 /// The process's peak resident set (`VmHWM`), in bytes.
@@ -61,26 +110,52 @@ fn peak_rss() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-fn sdk(traces: usize, spans: usize, payload: &str) -> Result<(), Error> {
+fn sdk(
+    traces: usize,
+    spans: usize,
+    payload: &str,
+    threads: usize,
+    sample: usize,
+) -> Result<(), Error> {
     let guard = mlflow_tracing::init(TracerBuilder::from_env()?)?;
+    let (samples, sampled) = std::sync::mpsc::channel::<(String, Instant)>();
+    let poller = (sample > 0).then(|| std::thread::spawn(move || poll_stored(sampled)));
     let started = Instant::now();
-    for _ in 0..traces {
-        std::hint::black_box(root(payload, spans));
-    }
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            let samples = samples.clone();
+            scope.spawn(move || {
+                for i in 0..traces {
+                    let keep = sample > 0 && i % sample == 0;
+                    KEEP_ID.set(keep);
+                    std::hint::black_box(root(payload, spans));
+                    if keep && let Some(id) = LAST_ROOT.with_borrow_mut(Option::take) {
+                        let _ = samples.send((id, Instant::now()));
+                    }
+                }
+            });
+        }
+    });
+    drop(samples);
     let caller = started.elapsed();
     guard.tracer().force_flush(Duration::from_secs(600))?;
     let flushed = started.elapsed();
     let stats = guard.export_stats().unwrap_or_default();
     drop(guard);
+    let latencies = match poller {
+        Some(p) => p.join().map_err(|_| "the poller panicked")??,
+        None => Vec::new(),
+    };
     println!(
         "{}",
         json!({
             "caller_s": caller.as_secs_f64(),
             "flushed_s": flushed.as_secs_f64(),
-            "spans": traces * spans,
+            "spans": traces * spans * threads.max(1),
             "traces_failed": stats.failed,
             "traces_dropped": stats.dropped_queue_full,
             "peak_rss": peak_rss(),
+            "latencies_ms": latencies,
         })
     );
     Ok(())
@@ -193,7 +268,7 @@ fn main() -> Result<(), Error> {
     let (traces, spans, size) = (arg(2, 300), arg(3, 10), arg(4, 1024));
     let payload = "x".repeat(size);
     match mode.as_str() {
-        "sdk" => sdk(traces, spans, &payload),
+        "sdk" => sdk(traces, spans, &payload, arg(5, 1), arg(6, 0)),
         "ceiling" => ceiling(traces, spans, &payload),
         other => Err(format!("unknown mode {other:?} (sdk or ceiling)").into()),
     }

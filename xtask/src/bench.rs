@@ -128,6 +128,14 @@ pub(crate) fn run(filter: Option<&str>) -> Result<(), String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .ok_or("no workspace root")?;
+    if filter == Some("scale") {
+        let missed = crate::scale::run()?;
+        return if missed.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("benchmark targets missed: {}", missed.join("; ")))
+        };
+    }
     let mut missed = Vec::new();
     let mut micro = None;
     if filter != Some("e2e") && filter != Some("memory") {

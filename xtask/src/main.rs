@@ -14,7 +14,8 @@
 //!   OpenTelemetry counterpart from the same run, with the ratio and its target; the memory held
 //!   by large traces; the end-to-end burst against a real server with its ceiling and the Python
 //!   SDK. Writes `target/bench/report.md` and `chart.svg`; fails when a target is missed.
-//!   `bench e2e` and `bench memory` run only those parts.
+//!   `bench e2e` and `bench memory` run only those parts; `bench scale` (not part of the full
+//!   run: it needs PostgreSQL) runs many producers into a PostgreSQL-backed server.
 //! - `compat`: the SDK against real MLflow servers of several versions (newest, 3.17.2, 3.4.0,
 //!   3.1.4, 2.22), each from PyPI in a cached venv; prints a table. Not part of `ci`.
 //! - `fuzz [cases]`: long fuzzing campaigns (default 1,000,000 cases per parser) of every parser
@@ -36,10 +37,11 @@ mod e2e;
 mod fuzz;
 mod notebook;
 mod report;
+mod scale;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: cargo xtask <command>\n\ncommands:\n  ci               fmt check, clippy -D warnings, tests, docs (the README's test command)\n  bench [filter]   benchmarks and their targets (filters: a criterion group, e2e, memory)\n  demo [stop]      trace the example agent into a local MLflow server (the README's main command)\n  notebook         the notebook display in a real evcxr kernel (slow the first time: builds evcxr)\n  fuzz [cases]     long fuzzing of every parser of outside input (default 1,000,000 cases each)\n  compat           the SDK against real MLflow servers from 2.22 to the newest release"
+        "usage: cargo xtask <command>\n\ncommands:\n  ci               fmt check, clippy -D warnings, tests, docs (the README's test command)\n  bench [filter]   benchmarks and their targets (filters: a criterion group, e2e, memory, scale)\n  demo [stop]      trace the example agent into a local MLflow server (the README's main command)\n  notebook         the notebook display in a real evcxr kernel (slow the first time: builds evcxr)\n  fuzz [cases]     long fuzzing of every parser of outside input (default 1,000,000 cases each)\n  compat           the SDK against real MLflow servers from 2.22 to the newest release"
     );
     ExitCode::FAILURE
 }
