@@ -1,5 +1,6 @@
-//! A throwaway PKI for TLS tests, made with Debian's `openssl` at test time: a CA, a
-//! certificate for `127.0.0.1`/`localhost` signed by it, and a client certificate signed by it.
+//! A throwaway PKI for TLS tests, made with Debian's `openssl` at test time (installed with
+//! `apt-get` when missing): a CA, a certificate for `127.0.0.1`/`localhost` signed by it, and a
+//! client certificate signed by it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -39,11 +40,33 @@ fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Makes the CA, server and client certificates in `dir`.
+/// Installs Debian's `openssl` when the command is missing.
+fn ensure_openssl() -> Result<(), String> {
+    if Command::new("openssl").arg("version").output().is_ok() {
+        return Ok(());
+    }
+    let _ = Command::new("apt-get").args(["update", "-q"]).output();
+    let out = Command::new("apt-get")
+        .args(["install", "-y", "-q", "openssl"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output()
+        .map_err(|e| format!("cannot run apt-get to install openssl: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "apt-get install openssl failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Makes the CA, server and client certificates in `dir` (installing `openssl` if needed).
 ///
 /// # Errors
-/// When `openssl` is missing or fails.
+/// When `openssl` is missing and cannot be installed, or fails.
 pub fn make_pki(dir: &Path) -> Result<Pki, String> {
+    ensure_openssl()?;
     let days = ["-days", "2"];
     openssl(
         dir,
