@@ -107,6 +107,12 @@ impl Visit for Line {
 }
 
 impl Subscriber for Stderr {
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        // The summary is INFO; nothing finer is ever shown (so registering this subscriber
+        // does not raise the process's level filter).
+        Some(tracing::level_filters::LevelFilter::INFO)
+    }
+
     fn enabled(&self, meta: &Metadata<'_>) -> bool {
         meta.is_event() && (*meta.level() <= Level::WARN || meta.target() == SUMMARY_TARGET)
     }
@@ -142,11 +148,21 @@ impl Subscriber for Stderr {
         } else {
             " (shown on stderr because no tracing subscriber is installed; MLFLOW_TRACING_QUIET=1 silences it)"
         };
+        // Text from a server may hold line breaks and terminal escapes: one line, escaped.
+        let text: String = format!("{}{}", line.message, line.fields)
+            .chars()
+            .flat_map(|c| {
+                let escaped: Vec<char> = if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    vec![c]
+                };
+                escaped
+            })
+            .collect();
         let _ = writeln!(
             std::io::stderr().lock(),
-            "mlflow-tracing {level}: {}{}{held}{hint}",
-            line.message,
-            line.fields
+            "mlflow-tracing {level}: {text}{held}{hint}"
         );
     }
 
