@@ -156,7 +156,8 @@ pub(crate) fn mb(bytes: f64) -> f64 {
     bytes / (1024.0 * 1024.0)
 }
 
-fn json_line(text: &str) -> Result<serde_json::Value, String> {
+/// The last line of `text` that is JSON.
+pub(crate) fn json_line(text: &str) -> Result<serde_json::Value, String> {
     text.lines()
         .rev()
         .find_map(|l| serde_json::from_str(l).ok())

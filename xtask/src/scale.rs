@@ -12,6 +12,8 @@ use std::time::Instant;
 use mlflow_tracing_tests::postgres::postgres_server;
 use mlflow_tracing_tests::python;
 
+use crate::e2e::json_line;
+
 const PROCESSES: usize = 4;
 const THREADS: usize = 8;
 const TRACES_PER_THREAD: usize = 20;
@@ -52,13 +54,6 @@ import json, sys, mlflow
 found = mlflow.search_traces(locations=[sys.argv[1]], return_type="list", max_results=100000)
 print(json.dumps(sum(len(t.data.spans) for t in found)))
 "#;
-
-fn json_line(text: &str) -> Result<serde_json::Value, String> {
-    text.lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .ok_or_else(|| format!("no JSON result in:\n{text}"))
-}
 
 /// Runs `PROCESSES` copies of a command at once; each one's JSON line.
 fn all_at_once(make: impl Fn() -> Command) -> Result<Vec<serde_json::Value>, String> {
