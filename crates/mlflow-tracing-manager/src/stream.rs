@@ -98,6 +98,41 @@ impl<T> Recorder<T> {
         }));
     }
 
+    /// Runs `next` (the wrapped stream's poll or iterator's `next`) with the span current,
+    /// while it is recording.
+    fn current<R>(&self, next: impl FnOnce() -> R) -> R {
+        if self.done {
+            return next();
+        }
+        let _current = self.cx.clone().attach();
+        next()
+    }
+
+    /// What the wrapped stream or iterator gave: an item, or its end.
+    fn saw(&mut self, next: Option<&T>)
+    where
+        T: Serialize,
+    {
+        match next {
+            _ if self.done => {}
+            Some(item) => self.item(item),
+            None => self.finish(),
+        }
+    }
+
+    /// As [`Recorder::saw`], for a stream or iterator of `Result`s: the first `Err` ends it.
+    fn saw_result<E: fmt::Display + fmt::Debug>(&mut self, next: Option<&Result<T, E>>)
+    where
+        T: Serialize,
+    {
+        match next {
+            _ if self.done => {}
+            Some(Ok(item)) => self.item(item),
+            Some(Err(e)) => self.fail(e),
+            None => self.finish(),
+        }
+    }
+
     /// One item: its chunk event and its place in the outputs.
     fn item(&mut self, item: &T)
     where
@@ -267,17 +302,10 @@ where
 
     fn poll_next(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<Option<S::Item>> {
         let this = self.project();
-        if this.recorder.done {
-            return this.inner.poll_next(task);
-        }
-        let polled = {
-            let _current = this.recorder.cx.clone().attach();
-            this.inner.poll_next(task)
-        };
-        match &polled {
-            Poll::Ready(Some(item)) => this.recorder.item(item),
-            Poll::Ready(None) => this.recorder.finish(),
-            Poll::Pending => {}
+        let inner = this.inner;
+        let polled = this.recorder.current(|| inner.poll_next(task));
+        if let Poll::Ready(next) = &polled {
+            this.recorder.saw(next.as_ref());
         }
         polled
     }
@@ -321,18 +349,10 @@ where
 
     fn poll_next(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let this = self.project();
-        if this.recorder.done {
-            return this.inner.poll_next(task);
-        }
-        let polled = {
-            let _current = this.recorder.cx.clone().attach();
-            this.inner.poll_next(task)
-        };
-        match &polled {
-            Poll::Ready(Some(Ok(item))) => this.recorder.item(item),
-            Poll::Ready(Some(Err(e))) => this.recorder.fail(e),
-            Poll::Ready(None) => this.recorder.finish(),
-            Poll::Pending => {}
+        let inner = this.inner;
+        let polled = this.recorder.current(|| inner.poll_next(task));
+        if let Poll::Ready(next) = &polled {
+            this.recorder.saw_result(next.as_ref());
         }
         polled
     }
@@ -368,17 +388,9 @@ where
     type Item = I::Item;
 
     fn next(&mut self) -> Option<I::Item> {
-        if self.recorder.done {
-            return self.inner.next();
-        }
-        let next = {
-            let _current = self.recorder.cx.clone().attach();
-            self.inner.next()
-        };
-        match &next {
-            Some(item) => self.recorder.item(item),
-            None => self.recorder.finish(),
-        }
+        let inner = &mut self.inner;
+        let next = self.recorder.current(|| inner.next());
+        self.recorder.saw(next.as_ref());
         next
     }
 
@@ -423,18 +435,9 @@ where
     type Item = Result<T, E>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.recorder.done {
-            return self.inner.next();
-        }
-        let next = {
-            let _current = self.recorder.cx.clone().attach();
-            self.inner.next()
-        };
-        match &next {
-            Some(Ok(item)) => self.recorder.item(item),
-            Some(Err(e)) => self.recorder.fail(e),
-            None => self.recorder.finish(),
-        }
+        let inner = &mut self.inner;
+        let next = self.recorder.current(|| inner.next());
+        self.recorder.saw_result(next.as_ref());
         next
     }
 
