@@ -170,45 +170,11 @@ fn num(v: &serde_json::Value, key: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("e2e: no {key:?} in {v}"))
 }
 
-/// Runs the Rust example in `mode` against the server; its JSON line.
-fn rust_example(mode: &str, url: &str, experiment: &str) -> Result<serde_json::Value, String> {
-    let sizes = [TRACES.to_string(), SPANS.to_string(), PAYLOAD.to_string()];
-    let mut args = vec![
-        "run",
-        "--release",
-        "--quiet",
-        "-p",
-        "mlflow-tracing-benches",
-        "--example",
-        "e2e_ingest",
-        "--",
-        mode,
-    ];
-    args.extend(sizes.iter().map(String::as_str));
-    let out = crate::cargo_command(
-        &format!("e2e: {mode}"),
-        &args,
-        &[
-            ("MLFLOW_TRACKING_URI", url),
-            ("MLFLOW_EXPERIMENT_ID", experiment),
-        ],
-    )?
-    .output()
-    .map_err(|e| format!("e2e: cannot run cargo: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "e2e: {mode} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    json_line(&String::from_utf8_lossy(&out.stdout))
-}
-
-/// Runs the burst on a fresh server.
-pub(crate) fn run() -> Result<E2e, String> {
-    // Built before the server starts, so no compilation competes with it.
+/// Builds a benches example in release mode (before a server starts, so no compilation
+/// competes with it); its path.
+pub(crate) fn build_example(step: &str, name: &str) -> Result<std::path::PathBuf, String> {
     crate::cargo(
-        "e2e: build",
+        step,
         &[
             "build",
             "--release",
@@ -216,10 +182,57 @@ pub(crate) fn run() -> Result<E2e, String> {
             "-p",
             "mlflow-tracing-benches",
             "--example",
-            "e2e_ingest",
+            name,
         ],
         &[],
     )?;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("no workspace root")?;
+    Ok(root.join("target/release/examples").join(name))
+}
+
+/// Builds and runs a benches example with `args` and `env`; its JSON line.
+fn run_example(
+    step: &str,
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<serde_json::Value, String> {
+    let example = build_example(step, name)?;
+    let out = std::process::Command::new(&example)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .map_err(|e| format!("{step}: cannot run {}: {e}", example.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{step} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    json_line(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Runs the Rust example in `mode` against the server; its JSON line.
+fn rust_example(mode: &str, url: &str, experiment: &str) -> Result<serde_json::Value, String> {
+    let sizes = [TRACES.to_string(), SPANS.to_string(), PAYLOAD.to_string()];
+    let mut args = vec![mode];
+    args.extend(sizes.iter().map(String::as_str));
+    run_example(
+        &format!("e2e: {mode}"),
+        "e2e_ingest",
+        &args,
+        &[
+            ("MLFLOW_TRACKING_URI", url),
+            ("MLFLOW_EXPERIMENT_ID", experiment),
+        ],
+    )
+}
+
+/// Runs the burst on a fresh server.
+pub(crate) fn run() -> Result<E2e, String> {
+    build_example("e2e: build", "e2e_ingest")?;
     let server = MlflowServer::start().map_err(|e| format!("e2e: {e}"))?;
     let url = server.url().to_owned();
     let env = [("MLFLOW_TRACKING_URI", url.as_str())];
@@ -283,28 +296,7 @@ const HELD_TARGET: f64 = 1.5;
 /// `held_memory`: the heap a 10,000-span trace and a 50 MB output take, next to their encoded
 /// size; the table (Markdown) and the targets missed.
 pub(crate) fn held_memory() -> Result<(String, Vec<String>), String> {
-    let out = crate::cargo_command(
-        "held memory",
-        &[
-            "run",
-            "--release",
-            "--quiet",
-            "-p",
-            "mlflow-tracing-benches",
-            "--example",
-            "held_memory",
-        ],
-        &[],
-    )?
-    .output()
-    .map_err(|e| format!("held memory: cannot run cargo: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "held memory failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let run = json_line(&String::from_utf8_lossy(&out.stdout))?;
+    let run = run_example("held memory", "held_memory", &[], &[])?;
     let mut table = String::from(
         "| trace | encoded (OTLP) | held in progress | held finished | × encoded | peak (counted) |\n|---|---|---|---|---|---|\n",
     );

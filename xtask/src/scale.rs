@@ -95,23 +95,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub(crate) fn run() -> Result<Vec<String>, String> {
-    crate::cargo(
-        "scale: build",
-        &[
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "mlflow-tracing-benches",
-            "--example",
-            "e2e_ingest",
-        ],
-        &[],
-    )?;
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .ok_or("no workspace root")?;
-    let example = root.join("target/release/examples/e2e_ingest");
+    let example = crate::e2e::build_example("scale: build", "e2e_ingest")?;
     eprintln!("==> scale: PostgreSQL and an MLflow server with four workers");
     let (server, _db) = postgres_server()?;
     let url = server.url().to_owned();
