@@ -78,3 +78,42 @@ impl Dispatch for FanOut {
         self.each(timeout, |t, left| t.shutdown(left))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A destination whose flush uses all the time it is given, and says how much that was.
+    #[derive(Debug, Default)]
+    struct Slow(Mutex<Vec<Duration>>);
+
+    impl Dispatch for Slow {
+        fn dispatch(&self, _: ExportItem) {}
+        fn wants_spans(&self) -> bool {
+            false
+        }
+        fn force_flush(&self, timeout: Duration) -> Result<(), LifecycleError> {
+            self.0.lock().unwrap().push(timeout);
+            std::thread::sleep(timeout);
+            Err(LifecycleError::Timeout(timeout))
+        }
+        fn shutdown(&self, timeout: Duration) -> Result<(), LifecycleError> {
+            self.force_flush(timeout)
+        }
+    }
+
+    #[test]
+    fn a_destination_that_hangs_does_not_eat_the_others_time() {
+        let (a, b) = (Arc::new(Slow::default()), Arc::new(Slow::default()));
+        let fan = FanOut::new(vec![a.clone(), b.clone()]);
+        let timeout = Duration::from_millis(200);
+        assert!(fan.force_flush(timeout).is_err());
+        // Each got the whole time (one after the other, the second would get none).
+        assert_eq!(*a.0.lock().unwrap(), [timeout]);
+        assert_eq!(*b.0.lock().unwrap(), [timeout]);
+    }
+}

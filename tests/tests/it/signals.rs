@@ -22,7 +22,7 @@ const CHILD: &str = "MLFLOW_TRACING_TEST_CHILD";
 )]
 fn child() {
     let guard = mlflow_tracing::init(TracerBuilder::from_env().unwrap()).unwrap();
-    let _guard = if std::env::var_os("SIGNALS_TEST_FLUSH").is_some() {
+    let guard = if std::env::var_os("SIGNALS_TEST_FLUSH").is_some() {
         guard.flush_on_signals(Duration::from_secs(20)).unwrap()
     } else {
         guard
@@ -30,6 +30,10 @@ fn child() {
     for i in 0..25 {
         let span = mlflow_tracing::start_span(format!("killed-job-{i}")).start();
         span.set_outputs(&i);
+    }
+    if std::env::var_os("SIGNALS_TEST_DROP").is_some() {
+        // Tracing is over but the program goes on: signals must keep their usual effect.
+        drop(guard);
     }
     println!("READY");
     loop {
@@ -77,6 +81,10 @@ fn run_child(
     if let Some(dir) = spool {
         command.env("MLFLOW_TRACING_SPOOL_DIR", dir);
     }
+    if signal.ends_with("-after-drop") {
+        command.env("SIGNALS_TEST_DROP", "1");
+    }
+    let signal = signal.trim_end_matches("-after-drop");
     let mut child = command.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let ready = BufReader::new(stdout)
@@ -88,7 +96,19 @@ fn run_child(
         .status()
         .unwrap();
     assert!(killed.success());
-    child.wait().unwrap().signal()
+    // A child that ignores the signal is killed after 30 s (and the test fails on its status).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.signal();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Runs the child against the shared server; its exit signal and the traces stored.
@@ -108,6 +128,8 @@ fn sigterm_and_sigint_flush_the_queue_then_end_the_process() {
     assert_eq!(run(&test, "-INT", true), (Some(2), 25));
     // Without the opt-in, the queue dies with the process.
     assert_eq!(run(&test, "-TERM", false), (Some(15), 0));
+    // After the guard is dropped, SIGTERM still ends the process (the traces went at shutdown).
+    assert_eq!(run(&test, "-TERM-after-drop", true), (Some(15), 25));
 
     // The server unreachable and a spool configured: the signal's flush spools the queue, and
     // the next process sends it.
