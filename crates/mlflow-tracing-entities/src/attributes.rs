@@ -40,6 +40,11 @@ impl SpanAttributes {
         SpanAttributes(entries)
     }
 
+    /// Room for `additional` more attributes.
+    pub fn reserve(&mut self, additional: usize) {
+        self.0.reserve(additional);
+    }
+
     /// The stored value of `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)

@@ -17,6 +17,7 @@
 use std::borrow::Cow;
 use std::io;
 
+use compact_str::CompactString;
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::ser::{CharEscape, Formatter};
@@ -331,10 +332,24 @@ pub fn to_attribute_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
     write_with(value, PyFormatter::utf8())
 }
 
+/// Whether `text` is written in JSON as it is, between quotes: JSON escapes only quotes,
+/// backslashes and control characters (MLflow keeps other characters as they are).
+fn needs_no_escape(text: &str) -> bool {
+    !text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
 /// `json.dumps(text, ensure_ascii=False)` of a single string, which cannot fail: a lone string
 /// is written the same by `serde_json` and by Python (quotes, backslashes and control characters
 /// escaped, everything else kept).
 pub fn string_attribute_json(text: &str) -> String {
+    // Most strings need no escape: quoted as they are.
+    if needs_no_escape(text) {
+        let mut out = String::with_capacity(text.len() + 2);
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+        return out;
+    }
     // serde_json writes a string as Python does (no need to go through a `Value`), here into a
     // buffer of the size it usually needs (`to_string` starts at 128 bytes, which a stored
     // attribute would keep).
@@ -347,8 +362,9 @@ pub fn string_attribute_json(text: &str) -> String {
 
 /// A span attribute value as MLflow stores it: JSON text (`json.dumps` of the value). Made
 /// only from values or from text checked to be JSON, so setting it needs no further check.
+/// Short values (a number, a model name) are kept inline, with no allocation of their own.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AttributeJson(String);
+pub struct AttributeJson(CompactString);
 
 impl AttributeJson {
     /// `json.dumps(value)`.
@@ -356,7 +372,7 @@ impl AttributeJson {
     /// # Errors
     /// As [`to_attribute_json`].
     pub fn of<T: Serialize + ?Sized>(value: &T) -> Result<Self> {
-        to_attribute_json(value).map(AttributeJson)
+        to_attribute_json(value).map(|json| AttributeJson(json.into()))
     }
 
     /// `json.dumps(value)` with Python's default ASCII escapes ([`to_python_json`]), for values
@@ -365,23 +381,30 @@ impl AttributeJson {
     /// # Errors
     /// As [`to_python_json`].
     pub fn of_ascii<T: Serialize + ?Sized>(value: &T) -> Result<Self> {
-        to_python_json(value).map(AttributeJson)
+        to_python_json(value).map(|json| AttributeJson(json.into()))
     }
 
     /// `json.dumps(text)`: a JSON string.
     pub fn string(text: &str) -> Self {
-        AttributeJson(string_attribute_json(text))
+        if needs_no_escape(text) {
+            let mut out = CompactString::with_capacity(text.len() + 2);
+            out.push('"');
+            out.push_str(text);
+            out.push('"');
+            return AttributeJson(out);
+        }
+        AttributeJson(string_attribute_json(text).into())
     }
 
     /// A float as Python writes it (`2.0`, `1e-07`); a non-finite one as `null`, as
     /// [`to_attribute_json`] does.
     pub fn float(value: f64) -> Self {
-        AttributeJson(python_float_repr(value))
+        AttributeJson(python_float_repr(value).into())
     }
 
     /// `json.dumps` of a dict of integers (token counts), written directly.
     pub fn int_object<'a>(entries: impl IntoIterator<Item = (&'a str, i64)>) -> Self {
-        use std::fmt::Write as _;
+        let mut digits = itoa::Buffer::new();
         let mut out = String::with_capacity(112);
         out.push('{');
         for (key, value) in entries {
@@ -395,10 +418,11 @@ impl AttributeJson {
             } else {
                 out.push_str(&string_attribute_json(key));
             }
-            let _ = write!(out, ": {value}");
+            out.push_str(": ");
+            out.push_str(digits.format(value));
         }
         out.push('}');
-        AttributeJson(out)
+        AttributeJson(out.into())
     }
 
     /// `text` as it is, when it is JSON.
@@ -407,7 +431,7 @@ impl AttributeJson {
     /// [`EntityError::Json`] (with the text back) when it is not JSON.
     pub fn parse(text: String) -> std::result::Result<Self, (String, EntityError)> {
         match serde_json::from_str::<serde::de::IgnoredAny>(&text) {
-            Ok(_) => Ok(AttributeJson(text)),
+            Ok(_) => Ok(AttributeJson(text.into())),
             Err(e) => Err((text, map_parse_error(e))),
         }
     }
@@ -419,25 +443,36 @@ impl AttributeJson {
 
     /// The JSON text, owned.
     pub fn into_string(self) -> String {
-        self.0
+        self.0.into_string()
+    }
+}
+
+/// The JSON text as a compact string, without a copy (how a live span keeps it).
+impl From<AttributeJson> for CompactString {
+    fn from(json: AttributeJson) -> Self {
+        json.0
     }
 }
 
 impl From<i64> for AttributeJson {
     fn from(value: i64) -> Self {
-        AttributeJson(value.to_string())
+        AttributeJson(CompactString::new(itoa::Buffer::new().format(value)))
     }
 }
 
 impl From<u64> for AttributeJson {
     fn from(value: u64) -> Self {
-        AttributeJson(value.to_string())
+        AttributeJson(CompactString::new(itoa::Buffer::new().format(value)))
     }
 }
 
 impl From<bool> for AttributeJson {
     fn from(value: bool) -> Self {
-        AttributeJson(if value { "true" } else { "false" }.to_owned())
+        AttributeJson(CompactString::const_new(if value {
+            "true"
+        } else {
+            "false"
+        }))
     }
 }
 

@@ -168,12 +168,17 @@ impl Span {
     /// `mlflow.chat.tokenUsage`, if present and well formed.
     pub fn token_usage(&self) -> Option<TokenUsage> {
         let stored = self.attributes.get(keys::span::CHAT_USAGE)?;
-        // Fast path: the stored JSON object read straight into the struct (no `Value`).
+        // Fast paths: the flat object the SDKs write, read without a parser; else the stored
+        // JSON object read straight into the struct (no `Value`).
         if let Value::String(text) = stored
             && text.trim_start().starts_with('{')
-            && let Ok(usage) = serde_json::from_str::<TokenUsage>(text.as_str())
         {
-            return Some(usage);
+            if let Some(usage) = TokenUsage::from_flat_json(text) {
+                return Some(usage);
+            }
+            if let Ok(usage) = serde_json::from_str::<TokenUsage>(text.as_str()) {
+                return Some(usage);
+            }
         }
         TokenUsage::from_value(&decode_attribute(stored)?)
     }
@@ -245,6 +250,10 @@ impl Span {
     /// Stores an attribute value exactly as given (no JSON encoding).
     pub fn set_raw_attribute(&mut self, key: impl Into<Cow<'static, str>>, value: Value) {
         self.attributes.insert(key, value);
+    }
+    /// Room for `additional` more attributes.
+    pub fn reserve_attributes(&mut self, additional: usize) {
+        self.attributes.reserve(additional);
     }
     /// Removes an attribute, keeping the order of the others; returns the stored value.
     pub fn remove_attribute(&mut self, key: &str) -> Option<Value> {

@@ -1,6 +1,7 @@
 //! What a span is made of besides its attributes: its type, log level, status, events and
 //! links.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -50,23 +51,29 @@ pub enum SpanType {
 }
 
 impl SpanType {
+    /// The known types with their stored JSON (`json.dumps` of the name).
     const KNOWN: [(&'static str, SpanType); 15] = [
-        ("LLM", SpanType::Llm),
-        ("CHAIN", SpanType::Chain),
-        ("AGENT", SpanType::Agent),
-        ("TOOL", SpanType::Tool),
-        ("CHAT_MODEL", SpanType::ChatModel),
-        ("RETRIEVER", SpanType::Retriever),
-        ("PARSER", SpanType::Parser),
-        ("EMBEDDING", SpanType::Embedding),
-        ("RERANKER", SpanType::Reranker),
-        ("MEMORY", SpanType::Memory),
-        ("UNKNOWN", SpanType::Unknown),
-        ("WORKFLOW", SpanType::Workflow),
-        ("TASK", SpanType::Task),
-        ("GUARDRAIL", SpanType::Guardrail),
-        ("EVALUATOR", SpanType::Evaluator),
+        ("\"LLM\"", SpanType::Llm),
+        ("\"CHAIN\"", SpanType::Chain),
+        ("\"AGENT\"", SpanType::Agent),
+        ("\"TOOL\"", SpanType::Tool),
+        ("\"CHAT_MODEL\"", SpanType::ChatModel),
+        ("\"RETRIEVER\"", SpanType::Retriever),
+        ("\"PARSER\"", SpanType::Parser),
+        ("\"EMBEDDING\"", SpanType::Embedding),
+        ("\"RERANKER\"", SpanType::Reranker),
+        ("\"MEMORY\"", SpanType::Memory),
+        ("\"UNKNOWN\"", SpanType::Unknown),
+        ("\"WORKFLOW\"", SpanType::Workflow),
+        ("\"TASK\"", SpanType::Task),
+        ("\"GUARDRAIL\"", SpanType::Guardrail),
+        ("\"EVALUATOR\"", SpanType::Evaluator),
     ];
+
+    /// The name in a known type's stored JSON.
+    fn unquote(json: &'static str) -> &'static str {
+        json.get(1..json.len() - 1).unwrap_or_default()
+    }
 
     /// The string MLflow stores (`"LLM"`, `"CHAT_MODEL"`, or the custom string).
     pub fn as_str(&self) -> &str {
@@ -75,7 +82,21 @@ impl SpanType {
             known => Self::KNOWN
                 .iter()
                 .find(|(_, t)| t == known)
-                .map_or("UNKNOWN", |(s, _)| s),
+                .map_or("UNKNOWN", |(json, _)| Self::unquote(json)),
+        }
+    }
+
+    /// `mlflow.spanType` as stored: the JSON of [`SpanType::as_str`] (borrowed for a known
+    /// type, so setting it allocates nothing).
+    pub fn attribute_json(&self) -> Cow<'static, str> {
+        match self {
+            SpanType::Custom(s) => Cow::Owned(crate::json::string_attribute_json(s)),
+            known => Cow::Borrowed(
+                Self::KNOWN
+                    .iter()
+                    .find(|(_, t)| t == known)
+                    .map_or("\"UNKNOWN\"", |(json, _)| json),
+            ),
         }
     }
 
@@ -99,7 +120,7 @@ impl From<&str> for SpanType {
     fn from(s: &str) -> Self {
         Self::KNOWN
             .iter()
-            .find(|(name, _)| *name == s)
+            .find(|(json, _)| Self::unquote(json) == s)
             .map_or_else(|| SpanType::Custom(s.to_owned()), |(_, t)| t.clone())
     }
 }
@@ -124,9 +145,7 @@ impl Serialize for SpanType {
 
 impl<'de> Deserialize<'de> for SpanType {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Ok(SpanType::from(
-            <std::borrow::Cow<'de, str>>::deserialize(d)?.as_ref(),
-        ))
+        Ok(SpanType::from(<Cow<'de, str>>::deserialize(d)?.as_ref()))
     }
 }
 
@@ -359,5 +378,24 @@ impl Link {
             Ok(id) => Ok(id.otel_trace_id()),
             Err(_) => TraceId::from_hex(&self.trace_id),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::string_attribute_json;
+
+    #[test]
+    fn span_types_keep_their_names_and_stored_json() {
+        for (json, t) in SpanType::KNOWN {
+            assert_eq!(SpanType::from(t.as_str()), t);
+            assert_eq!(t.attribute_json(), string_attribute_json(t.as_str()));
+            assert_eq!(t.attribute_json(), json);
+        }
+        assert_eq!(SpanType::ChatModel.as_str(), "CHAT_MODEL");
+        let custom = SpanType::from("my \"type\"");
+        assert_eq!(custom, SpanType::Custom("my \"type\"".into()));
+        assert_eq!(custom.attribute_json(), r#""my \"type\"""#);
     }
 }

@@ -60,6 +60,40 @@ impl TokenUsage {
         TokenUsage::deserialize(value).ok()
     }
 
+    /// Reads the flat object of integers the SDKs write (`{"input_tokens": 5, …}`) without a
+    /// JSON parser; `None` for anything else (an unknown key, a key with escapes, a number that
+    /// is not a plain integer, nesting), which the caller reads with serde instead.
+    pub(crate) fn from_flat_json(text: &str) -> Option<TokenUsage> {
+        let mut usage = TokenUsage::default();
+        let mut r = Reader(text.as_bytes());
+        r.expect(b'{')?;
+        if r.eat(b'}') {
+            return r.at_end().then_some(usage);
+        }
+        loop {
+            r.expect(b'"')?;
+            let key = r.take_while(|b| b != b'"' && b != b'\\');
+            r.expect(b'"')?;
+            r.expect(b':')?;
+            let value = r.integer()?;
+            match key {
+                b"input_tokens" => usage.input_tokens = value,
+                b"output_tokens" => usage.output_tokens = value,
+                b"total_tokens" => usage.total_tokens = value,
+                b"cache_read_input_tokens" => usage.cache_read_input_tokens = Some(value),
+                b"cache_creation_input_tokens" => usage.cache_creation_input_tokens = Some(value),
+                b"cache_creation_input_tokens_above_1hr" => {
+                    usage.cache_creation_input_tokens_above_1hr = Some(value);
+                }
+                _ => return None,
+            }
+            if r.eat(b'}') {
+                return r.at_end().then_some(usage);
+            }
+            r.expect(b',')?;
+        }
+    }
+
     pub(crate) fn add(&mut self, other: &TokenUsage) {
         fn add_opt(a: &mut Option<i64>, b: Option<i64>) {
             if let Some(b) = b {
@@ -81,5 +115,119 @@ impl TokenUsage {
             &mut self.cache_creation_input_tokens_above_1hr,
             other.cache_creation_input_tokens_above_1hr,
         );
+    }
+}
+
+/// A cursor over JSON text for [`TokenUsage::from_flat_json`]; whitespace before each token
+/// is skipped.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn skip_whitespace(&mut self) {
+        while let [b' ' | b'\t' | b'\n' | b'\r', rest @ ..] = self.0 {
+            self.0 = rest;
+        }
+    }
+
+    /// Consumes `byte` when it comes next.
+    fn eat(&mut self, byte: u8) -> bool {
+        self.skip_whitespace();
+        match self.0 {
+            [b, rest @ ..] if *b == byte => {
+                self.0 = rest;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        self.eat(byte).then_some(())
+    }
+
+    /// The bytes up to the first one `keep` refuses (not consumed).
+    fn take_while(&mut self, keep: impl Fn(u8) -> bool) -> &'a [u8] {
+        let n = self
+            .0
+            .iter()
+            .position(|&b| !keep(b))
+            .unwrap_or(self.0.len());
+        let (taken, rest) = self.0.split_at(n);
+        self.0 = rest;
+        taken
+    }
+
+    /// A JSON integer: an optional minus, then digits with no leading zero (a lone zero aside).
+    fn integer(&mut self) -> Option<i64> {
+        self.skip_whitespace();
+        let negative = self.eat(b'-');
+        let digits = self.take_while(|b| b.is_ascii_digit());
+        if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') {
+            return None;
+        }
+        if matches!(self.0.first(), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        let mut value: i64 = 0;
+        for &d in digits {
+            value = value.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
+        }
+        if negative {
+            Some(value)
+        } else {
+            value.checked_neg()
+        }
+    }
+
+    fn at_end(&mut self) -> bool {
+        self.skip_whitespace();
+        self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What serde reads from `text`, for comparison.
+    fn with_serde(text: &str) -> Option<TokenUsage> {
+        serde_json::from_str(text).ok()
+    }
+
+    #[test]
+    fn the_flat_reader_agrees_with_serde_and_declines_the_rest() {
+        for text in [
+            r#"{"input_tokens": 52, "output_tokens": 17, "total_tokens": 69}"#,
+            r#"{"input_tokens":1,"output_tokens":2,"total_tokens":3,"cache_read_input_tokens":0}"#,
+            r#" { "total_tokens" : -4 , "cache_creation_input_tokens": 9,
+                "cache_creation_input_tokens_above_1hr": 1 } "#,
+            "{}",
+            " { } ",
+            r#"{"input_tokens": -9223372036854775808, "output_tokens": 0}"#,
+        ] {
+            let fast = TokenUsage::from_flat_json(text);
+            assert!(fast.is_some(), "{text}");
+            assert_eq!(fast, with_serde(text), "{text}");
+        }
+        // Left to serde: an unknown key, escapes, non-integers, nesting, bad JSON.
+        for text in [
+            r#"{"input_tokens": 1, "extra": 2}"#,
+            r#"{"input\u005ftokens": 1}"#,
+            r#"{"input_tokens": 1.0}"#,
+            r#"{"input_tokens": 01}"#,
+            r#"{"input_tokens": +1}"#,
+            r#"{"input_tokens": "1"}"#,
+            r#"{"input_tokens": {"a": 1}}"#,
+            r#"{"input_tokens": 99999999999999999999}"#,
+            r#"{"input_tokens": 1,}"#,
+            "[1]",
+            "{} x",
+            r#"{"input_tokens": - 1}"#,
+            r#"{"input_tokens": 1e3}"#,
+            r#"{"input_tokens": 1 "output_tokens": 2}"#,
+            r#"{"input_tokens": 9223372036854775808}"#,
+        ] {
+            assert_eq!(TokenUsage::from_flat_json(text), None, "{text}");
+        }
     }
 }

@@ -1,42 +1,90 @@
 //! The token usage of a whole trace: the spans' usage summed without counting a parent's
 //! roll-up twice.
 
-use std::collections::HashMap;
-
 use crate::ids::SpanId;
 use crate::span::Span;
 use crate::token_usage::TokenUsage;
 
+/// What is known of a span's ancestors while the trace is walked.
+#[derive(Clone, Copy, PartialEq)]
+enum Above {
+    Unknown,
+    /// On the path being walked.
+    Visiting,
+    /// Reached from a root; whether an ancestor has usage.
+    Root {
+        has_usage: bool,
+    },
+    /// Part of (or below) a cycle of parents: no root above it.
+    Cycle,
+}
+
 impl TokenUsage {
     /// Sums usage over a trace's spans without counting a parent's roll-up twice: a span's usage
-    /// counts only when no ancestor has usage. Spans whose parent is not in `spans` are roots.
-    /// Iterative (no recursion), so 10,000-deep span trees are fine. `None` if no span has usage.
+    /// counts only when no ancestor has usage. Spans whose parent is not in `spans` are roots;
+    /// spans under a cycle of parents have no root and do not count. Iterative (no recursion),
+    /// so 10,000-deep span trees are fine. `None` if no span counts.
     pub fn aggregate<'a>(spans: impl IntoIterator<Item = &'a Span>) -> Option<TokenUsage> {
         let spans: Vec<&Span> = spans.into_iter().collect();
         let usages: Vec<Option<TokenUsage>> = spans.iter().map(|s| s.token_usage()).collect();
         if usages.iter().all(Option::is_none) {
             return None;
         }
-        let ids: std::collections::HashSet<SpanId> = spans.iter().map(|s| s.span_id()).collect();
-        let mut children: HashMap<SpanId, Vec<usize>> = HashMap::new();
-        let mut stack: Vec<(usize, bool)> = Vec::new();
-        for (i, span) in spans.iter().enumerate() {
-            match span.parent_id() {
-                Some(p) if ids.contains(&p) => children.entry(p).or_default().push(i),
-                _ => stack.push((i, false)),
-            }
-        }
+        // Parents by binary search over the sorted ids (no hashing).
+        let mut ids: Vec<(SpanId, usize)> = spans
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.span_id(), i))
+            .collect();
+        ids.sort_unstable_by_key(|(id, _)| *id);
+        let parent_of: Vec<Option<usize>> = spans
+            .iter()
+            .map(|s| {
+                let p = s.parent_id()?;
+                let k = ids.binary_search_by_key(&p, |(id, _)| *id).ok()?;
+                Some(ids[k].1)
+            })
+            .collect();
+        let mut above = vec![Above::Unknown; spans.len()];
+        let mut path = Vec::new();
         let mut total = TokenUsage::default();
         let mut found = false;
-        while let Some((i, ancestor_has)) = stack.pop() {
-            let usage = &usages[i];
-            if let (Some(u), false) = (usage, ancestor_has) {
+        for i in 0..spans.len() {
+            // Up from `i` to the first span whose ancestors are known (or a root, or a cycle)...
+            let mut j = i;
+            let mut top = loop {
+                match above[j] {
+                    Above::Unknown => {
+                        above[j] = Above::Visiting;
+                        path.push(j);
+                        match parent_of[j] {
+                            Some(p) => j = p,
+                            None => break Above::Root { has_usage: false },
+                        }
+                    }
+                    Above::Visiting => break Above::Cycle,
+                    Above::Root { has_usage } => {
+                        break Above::Root {
+                            has_usage: has_usage || usages[j].is_some(),
+                        };
+                    }
+                    Above::Cycle => break Above::Cycle,
+                }
+            };
+            // ...then back down the path.
+            while let Some(k) = path.pop() {
+                above[k] = top;
+                if let Above::Root { has_usage } = top {
+                    top = Above::Root {
+                        has_usage: has_usage || usages[k].is_some(),
+                    };
+                }
+            }
+        }
+        for (usage, above) in usages.iter().zip(&above) {
+            if let (Some(u), Above::Root { has_usage: false }) = (usage, above) {
                 total.add(u);
                 found = true;
-            }
-            let has = ancestor_has || usage.is_some();
-            if let Some(kids) = children.get(&spans[i].span_id()) {
-                stack.extend(kids.iter().map(|&k| (k, has)));
             }
         }
         found.then_some(total)

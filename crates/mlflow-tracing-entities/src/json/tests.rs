@@ -168,3 +168,24 @@ fn decode_attribute_follows_mlflow() {
     assert_eq!(decode_attribute(&json!("")), None);
     assert_eq!(decode_attribute(&json!(3)), Some(json!(3)));
 }
+
+#[test]
+fn strings_are_written_as_serde_json_writes_them() {
+    for text in [
+        "",
+        "chat",
+        "gpt-4o-mini",
+        "é ✓ 🦀",
+        "\u{7f} is kept",
+        "a\"b",
+        "back\\slash",
+        "line\nbreak\ttab\r\u{1}\u{1f}",
+        "</script>",
+    ] {
+        assert_eq!(
+            string_attribute_json(text),
+            serde_json::to_string(text).unwrap(),
+            "{text:?}"
+        );
+    }
+}
