@@ -2,38 +2,40 @@
 //! MLflow 3.17.2's server translates spans it receives over OTLP
 //! (`mlflow/tracing/otel/translation`: the GenAI translator, with the Traceloop keys and the
 //! LiveKit fallbacks that apply to `gen_ai.*` attributes), but on the client, so the trace info
-//! (previews, `mlflow.traceInputs`, token usage totals) is computed from them.
+//! (previews, `mlflow.traceInputs`, token usage totals) is computed from them. The span type is
+//! set when the span closes ([`span_type_of_fields`]); the rest ([`finish`]) when its trace is
+//! finalized, on the export worker with `init`, so the thread that records the span does not
+//! wait for it.
 
 use std::borrow::Cow;
 
-use mlflow_tracing_entities::SpanType;
 use mlflow_tracing_entities::json::AttributeJson;
+use mlflow_tracing_entities::{Span, SpanType, keys};
 use serde_json::{Map, Value};
 
 use crate::fields::FieldValue;
 
 /// A GenAI message event (`gen_ai.user.message`, `gen_ai.choice`, …) and its fields.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct MessageEvent {
-    pub(crate) name: String,
-    pub(crate) role: Option<Value>,
-    pub(crate) content: Option<Value>,
+pub(crate) struct MessageEvent<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) role: Option<&'a Value>,
+    pub(crate) content: Option<&'a Value>,
 }
 
-/// What the translation adds to a span.
+/// The most attributes the translation adds to a span (the fields of [`Translated`]).
+pub(crate) const MAX_TRANSLATED: usize = 6;
+
+/// What the translation adds to a span: attribute values as JSON text.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Translated {
-    pub(crate) span_type: Option<SpanType>,
-    pub(crate) inputs: Option<AttributeJson>,
-    pub(crate) outputs: Option<AttributeJson>,
-    pub(crate) token_usage: Option<AttributeJson>,
-    pub(crate) model: Option<AttributeJson>,
-    pub(crate) provider: Option<AttributeJson>,
-    pub(crate) tools: Option<AttributeJson>,
+    pub(crate) inputs: Option<String>,
+    pub(crate) outputs: Option<String>,
+    pub(crate) token_usage: Option<String>,
+    pub(crate) model: Option<String>,
+    pub(crate) provider: Option<String>,
+    pub(crate) tools: Option<String>,
 }
-
-/// A span's attributes as the translation reads them: `(key, stored JSON)`.
-pub(crate) type Attrs = [(&'static str, AttributeJson)];
 
 /// MLflow's `gen_ai.operation.name` → span type table.
 pub(crate) fn span_type_of_operation(op: &str) -> Option<SpanType> {
@@ -47,60 +49,44 @@ pub(crate) fn span_type_of_operation(op: &str) -> Option<SpanType> {
     })
 }
 
-/// The span type of a span's GenAI attributes: the operation's (exact), else `LLM` when it has
-/// a request model, else the operation's in lower case (MLflow's GenAI, then LiveKit, rules).
-pub(crate) fn span_type(attrs: &Attrs) -> Option<SpanType> {
-    let op = get(attrs, "gen_ai.operation.name").and_then(as_text);
+/// The span type of a span's fields (the last value of a key wins): the operation's (exact),
+/// else `LLM` when there is a request model, else the operation's in lower case (MLflow's
+/// GenAI, then LiveKit, rules).
+pub(crate) fn span_type_of_fields(fields: &[(&'static str, FieldValue)]) -> Option<SpanType> {
+    let op = fields.iter().rev().find_map(|(k, v)| match v {
+        FieldValue::Text(t) if *k == "gen_ai.operation.name" => Some(Cow::Borrowed(t.as_str())),
+        FieldValue::Json(j) if *k == "gen_ai.operation.name" => as_text(j.as_str()),
+        _ => None,
+    });
+    span_type(op, fields.iter().any(|(k, _)| *k == "gen_ai.request.model"))
+}
+
+/// The span type of an operation name and whether there is a request model.
+fn span_type(op: Option<Cow<'_, str>>, request_model: bool) -> Option<SpanType> {
     if let Some(t) = op.as_deref().and_then(span_type_of_operation) {
         return Some(t);
     }
-    if get(attrs, "gen_ai.request.model").is_some() {
+    if request_model {
         return Some(SpanType::Llm);
     }
     op.and_then(|o| span_type_of_operation(&o.to_ascii_lowercase()))
-}
-
-/// The span type from the fields a span was created with, when they name the operation or the
-/// request model.
-pub(crate) fn span_type_at_start(fields: &[(&'static str, FieldValue)]) -> Option<SpanType> {
-    let text = |key: &str| {
-        fields.iter().find_map(|(k, v)| match v {
-            FieldValue::Text(t) if *k == key => Some(Cow::Borrowed(t.as_str())),
-            FieldValue::Json(j) if *k == key => as_text(j),
-            _ => None,
-        })
-    };
-    let op = text("gen_ai.operation.name");
-    let op = op.as_deref();
-    if let Some(t) = op.and_then(span_type_of_operation) {
-        return Some(t);
-    }
-    if fields.iter().any(|(k, _)| *k == "gen_ai.request.model") {
-        return Some(SpanType::Llm);
-    }
-    op.and_then(|o| span_type_of_operation(&o.to_ascii_lowercase()))
-}
-
-fn get<'a>(attrs: &'a Attrs, key: &str) -> Option<&'a AttributeJson> {
-    attrs.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| v)
 }
 
 /// The text of a JSON string value.
-fn as_text(json: &AttributeJson) -> Option<Cow<'_, str>> {
-    let s = json.as_str();
-    if !s.starts_with('"') {
+fn as_text(json: &str) -> Option<Cow<'_, str>> {
+    if !json.starts_with('"') {
         return None;
     }
-    match s.get(1..s.len() - 1) {
+    match json.get(1..json.len() - 1) {
         // Most strings have no escapes: no parsing.
         Some(inner) if !inner.contains(['\\', '"']) => Some(Cow::Borrowed(inner)),
-        _ => serde_json::from_str::<String>(s).ok().map(Cow::Owned),
+        _ => serde_json::from_str::<String>(json).ok().map(Cow::Owned),
     }
 }
 
 /// Python's truthiness of a JSON value, read from its (valid) text without parsing it.
-fn truthy(json: &AttributeJson) -> bool {
-    let s = json.as_str().trim();
+fn truthy(json: &str) -> bool {
+    let s = json.trim();
     let after_open = || s[1..].trim_start();
     match s.as_bytes().first() {
         None | Some(b'n' | b'f') => false,
@@ -112,28 +98,113 @@ fn truthy(json: &AttributeJson) -> bool {
     }
 }
 
-/// A key pattern: `prefix<n>suffix`, or `prefix<n>.tool_calls.<m>suffix`.
-type Pattern = (&'static str, &'static str, bool);
+/// The attributes the translation reads (JSON text), found in one pass over a span's
+/// attributes (the last value of a key wins, as in the attribute dict MLflow translates).
+#[derive(Default)]
+struct Found<'a> {
+    /// Whether any key is a `gen_ai.*` or `llm.*` one.
+    any: bool,
+    operation: Option<&'a str>,
+    request_model: Option<&'a str>,
+    response_model: Option<&'a str>,
+    provider_name: Option<&'a str>,
+    system: Option<&'a str>,
+    tool_definitions: Option<&'a str>,
+    input_messages: Option<&'a str>,
+    output_messages: Option<&'a str>,
+    tool_call_arguments: Option<&'a str>,
+    tool_call_result: Option<&'a str>,
+    prompt: Option<&'a str>,
+    completion: Option<&'a str>,
+    input_tokens: Option<&'a str>,
+    output_tokens: Option<&'a str>,
+    cache_read_tokens: Option<&'a str>,
+    cache_write_tokens: Option<&'a str>,
+    cache_creation_tokens: Option<&'a str>,
+    prompt_tokens: Option<&'a str>,
+    completion_tokens: Option<&'a str>,
+    total_tokens: Option<&'a str>,
+    /// The first truthy `gen_ai.prompt.<n>.content` (Traceloop's indexed keys), and so on.
+    prompt_content: Option<&'a str>,
+    completion_content: Option<&'a str>,
+    /// The first truthy `gen_ai.completion.<n>.tool_calls.<m>.arguments`.
+    completion_arguments: Option<&'a str>,
+}
 
-/// The first of `keys` whose value is truthy, then the first key matching a pattern, in order.
-fn first_truthy(attrs: &Attrs, keys: &[&str], patterns: &[Pattern]) -> Option<AttributeJson> {
-    for key in keys {
-        if let Some(v) = get(attrs, key).filter(|v| truthy(v)) {
-            return Some(v.clone());
+impl<'a> Found<'a> {
+    fn of<'k>(attrs: impl IntoIterator<Item = (&'k str, &'a str)>) -> Self {
+        let mut f = Found::default();
+        for (key, value) in attrs {
+            if let Some(rest) = key.strip_prefix("gen_ai.") {
+                f.any = true;
+                let slot = match rest {
+                    "operation.name" => &mut f.operation,
+                    "request.model" => &mut f.request_model,
+                    "response.model" => &mut f.response_model,
+                    "provider.name" => &mut f.provider_name,
+                    "system" => &mut f.system,
+                    "tool.definitions" => &mut f.tool_definitions,
+                    "input.messages" => &mut f.input_messages,
+                    "output.messages" => &mut f.output_messages,
+                    "tool.call.arguments" => &mut f.tool_call_arguments,
+                    "tool.call.result" => &mut f.tool_call_result,
+                    "prompt" => &mut f.prompt,
+                    "completion" => &mut f.completion,
+                    "usage.input_tokens" => &mut f.input_tokens,
+                    "usage.output_tokens" => &mut f.output_tokens,
+                    "usage.cache_read.input_tokens" => &mut f.cache_read_tokens,
+                    "usage.cache_write.input_tokens" => &mut f.cache_write_tokens,
+                    "usage.cache_creation.input_tokens" => &mut f.cache_creation_tokens,
+                    "usage.prompt_tokens" => &mut f.prompt_tokens,
+                    "usage.completion_tokens" => &mut f.completion_tokens,
+                    _ => {
+                        f.indexed_key(rest, value);
+                        continue;
+                    }
+                };
+                *slot = Some(value);
+            } else if key.starts_with("llm.") {
+                f.any = true;
+                if key == "llm.usage.total_tokens" {
+                    f.total_tokens = Some(value);
+                }
+            }
+        }
+        f
+    }
+
+    /// `prompt.<n>.content`, `completion.<n>.content` and
+    /// `completion.<n>.tool_calls.<m>.arguments` (after `gen_ai.`): the first truthy of each.
+    fn indexed_key(&mut self, rest: &str, value: &'a str) {
+        let (slot, middle, tool_calls) = if let Some(r) = rest.strip_prefix("prompt.") {
+            match r.strip_suffix(".content") {
+                Some(m) => (&mut self.prompt_content, m, false),
+                None => return,
+            }
+        } else if let Some(r) = rest.strip_prefix("completion.") {
+            if let Some(m) = r.strip_suffix(".content") {
+                (&mut self.completion_content, m, false)
+            } else if let Some(m) = r.strip_suffix(".arguments") {
+                (&mut self.completion_arguments, m, true)
+            } else {
+                return;
+            }
+        } else {
+            return;
+        };
+        if slot.is_none() && indexed(middle, tool_calls) && truthy(value) {
+            *slot = Some(value);
         }
     }
-    for (prefix, suffix, tool_calls) in patterns {
-        let found = attrs.iter().find(|(k, v)| {
-            k.strip_prefix(prefix)
-                .and_then(|rest| rest.strip_suffix(suffix))
-                .is_some_and(|middle| indexed(middle, *tool_calls))
-                && truthy(v)
-        });
-        if let Some((_, v)) = found {
-            return Some(v.clone());
-        }
-    }
-    None
+}
+
+/// The first truthy value.
+fn first_truthy(values: &[Option<&str>]) -> Option<String> {
+    values
+        .iter()
+        .flatten()
+        .find(|v| truthy(v))
+        .map(|v| (*v).to_owned())
 }
 
 /// `<digits>`, or with `tool_calls`, `<digits>.tool_calls.<digits>`.
@@ -147,7 +218,7 @@ fn indexed(middle: &str, tool_calls: bool) -> bool {
 }
 
 /// Messages from GenAI events, as `json.dumps` writes them (MLflow's LiveKit translator).
-fn messages_from_events(events: &[MessageEvent], outputs: bool) -> Option<AttributeJson> {
+fn messages_from_events(events: &[MessageEvent<'_>], outputs: bool) -> Option<String> {
     let messages: Vec<Value> = events
         .iter()
         .filter_map(|e| {
@@ -156,11 +227,11 @@ fn messages_from_events(events: &[MessageEvent], outputs: bool) -> Option<Attrib
                     return None;
                 }
                 e.role
-                    .clone()
+                    .cloned()
                     .map(decode_value)
                     .unwrap_or_else(|| Value::String("assistant".into()))
             } else {
-                let role = match e.name.as_str() {
+                let role = match e.name {
                     "gen_ai.system.message" => "system",
                     "gen_ai.user.message" => "user",
                     "gen_ai.assistant.message" => "assistant",
@@ -168,7 +239,7 @@ fn messages_from_events(events: &[MessageEvent], outputs: bool) -> Option<Attrib
                 };
                 Value::String(role.into())
             };
-            let content = e.content.clone()?;
+            let content = e.content.cloned()?;
             let mut m = Map::new();
             m.insert("role".into(), role);
             m.insert("content".into(), decode_value(content));
@@ -178,7 +249,9 @@ fn messages_from_events(events: &[MessageEvent], outputs: bool) -> Option<Attrib
     if messages.is_empty() {
         return None;
     }
-    AttributeJson::of_ascii(&messages).ok()
+    AttributeJson::of_ascii(&messages)
+        .ok()
+        .map(AttributeJson::into_string)
 }
 
 /// Python's `try_json_loads`: a string holding JSON becomes that JSON.
@@ -190,9 +263,9 @@ fn decode_value(v: Value) -> Value {
 }
 
 /// A token count: a JSON integer, or a string of one.
-fn token_count(attrs: &Attrs, key: &str) -> Option<i64> {
-    let json = get(attrs, key)?;
-    match json.as_str().parse() {
+fn token_count(json: Option<&str>) -> Option<i64> {
+    let json = json?;
+    match json.parse() {
         Ok(n) => Some(n),
         Err(_) => as_text(json)?.trim().parse().ok(),
     }
@@ -209,7 +282,7 @@ struct Usage {
 
 impl Usage {
     /// `json.dumps` of the dict of the counts that are set.
-    fn to_json(&self) -> AttributeJson {
+    fn to_json(&self) -> String {
         AttributeJson::int_object(
             [
                 ("input_tokens", self.input_tokens),
@@ -224,32 +297,27 @@ impl Usage {
             .into_iter()
             .filter_map(|(k, v)| Some((k, v?))),
         )
+        .into_string()
     }
 }
 
-fn token_usage(attrs: &Attrs) -> Option<AttributeJson> {
-    let (input, output) = (
-        token_count(attrs, "gen_ai.usage.input_tokens"),
-        token_count(attrs, "gen_ai.usage.output_tokens"),
-    );
+fn token_usage(f: &Found<'_>) -> Option<String> {
+    let (input, output) = (token_count(f.input_tokens), token_count(f.output_tokens));
     let usage = if input.is_some() || output.is_some() {
         Usage {
             input_tokens: input,
             output_tokens: output,
             total_tokens: None,
-            cache_read_input_tokens: token_count(attrs, "gen_ai.usage.cache_read.input_tokens"),
-            cache_creation_input_tokens: token_count(
-                attrs,
-                "gen_ai.usage.cache_write.input_tokens",
-            )
-            .or_else(|| token_count(attrs, "gen_ai.usage.cache_creation.input_tokens")),
+            cache_read_input_tokens: token_count(f.cache_read_tokens),
+            cache_creation_input_tokens: token_count(f.cache_write_tokens)
+                .or_else(|| token_count(f.cache_creation_tokens)),
         }
     } else {
         // Traceloop's (older) keys.
         let usage = Usage {
-            input_tokens: token_count(attrs, "gen_ai.usage.prompt_tokens"),
-            output_tokens: token_count(attrs, "gen_ai.usage.completion_tokens"),
-            total_tokens: token_count(attrs, "llm.usage.total_tokens"),
+            input_tokens: token_count(f.prompt_tokens),
+            output_tokens: token_count(f.completion_tokens),
+            total_tokens: token_count(f.total_tokens),
             cache_read_input_tokens: None,
             cache_creation_input_tokens: None,
         };
@@ -273,44 +341,80 @@ fn token_usage(attrs: &Attrs) -> Option<AttributeJson> {
     )
 }
 
-/// Translates a span's GenAI attributes (in the order recorded; the last value of a key wins)
-/// and message events.
-pub(crate) fn translate(attrs: &Attrs, events: &[MessageEvent]) -> Translated {
-    if events.is_empty()
-        && !attrs
-            .iter()
-            .any(|(k, _)| k.starts_with("gen_ai.") || k.starts_with("llm."))
-    {
+/// Translates a span's GenAI attributes (`(key, JSON text)` in the order set; the last value of
+/// a key wins) and message events.
+pub(crate) fn translate<'k, 'a>(
+    attrs: impl IntoIterator<Item = (&'k str, &'a str)>,
+    events: &[MessageEvent<'_>],
+) -> Translated {
+    let f = Found::of(attrs);
+    if !f.any && events.is_empty() {
         return Translated::default();
     }
-    let inputs = first_truthy(
-        attrs,
-        &["gen_ai.input.messages", "gen_ai.tool.call.arguments"],
-        &[
-            ("gen_ai.prompt.", ".content", false),
-            ("gen_ai.completion.", ".arguments", true),
-        ],
-    )
+    let inputs = first_truthy(&[
+        f.input_messages,
+        f.tool_call_arguments,
+        f.prompt_content,
+        f.completion_arguments,
+    ])
     .or_else(|| messages_from_events(events, false))
     // Beyond MLflow's server: the plain prompt text some frameworks (rig) record on their agent
     // span, so the trace gets its request preview.
-    .or_else(|| first_truthy(attrs, &["gen_ai.prompt"], &[]));
-    let outputs = first_truthy(
-        attrs,
-        &["gen_ai.output.messages", "gen_ai.tool.call.result"],
-        &[("gen_ai.completion.", ".content", false)],
-    )
-    .or_else(|| messages_from_events(events, true))
-    .or_else(|| first_truthy(attrs, &["gen_ai.completion"], &[]));
-    let first = |keys: &[&str]| keys.iter().find_map(|k| get(attrs, k)).cloned();
+    .or_else(|| first_truthy(&[f.prompt]));
+    let outputs = first_truthy(&[f.output_messages, f.tool_call_result, f.completion_content])
+        .or_else(|| messages_from_events(events, true))
+        .or_else(|| first_truthy(&[f.completion]));
     Translated {
-        span_type: span_type(attrs),
         inputs,
         outputs,
-        token_usage: token_usage(attrs),
-        model: first(&["gen_ai.response.model", "gen_ai.request.model"]),
-        provider: first(&["gen_ai.provider.name", "gen_ai.system"]),
-        tools: first(&["gen_ai.tool.definitions"]),
+        token_usage: token_usage(&f),
+        model: f.response_model.or(f.request_model).map(str::to_owned),
+        provider: f.provider_name.or(f.system).map(str::to_owned),
+        tools: f.tool_definitions.map(str::to_owned),
+    }
+}
+
+/// The translation of a span the layer recorded, run when its trace is finalized (the span's
+/// [`finish_with`](mlflow_tracing_manager::LiveSpan::finish_with) hook): its GenAI attributes
+/// and message events become MLflow's inputs, outputs, token usage, model, provider and tools,
+/// after its other attributes. A key the span already has (a field named after it, or set
+/// through the span API) wins.
+pub(crate) fn finish(span: &mut Span) {
+    let t = {
+        let events: Vec<MessageEvent<'_>> = span
+            .events()
+            .iter()
+            .filter(|e| e.name.starts_with("gen_ai."))
+            .map(|e| MessageEvent {
+                name: &e.name,
+                role: e.attributes.get("role"),
+                content: e.attributes.get("content"),
+            })
+            .collect();
+        let attrs = span
+            .raw_attributes()
+            .iter()
+            .filter_map(|(k, v)| Some((k, v.as_str()?)));
+        translate(attrs, &events)
+    };
+    let translated = [
+        (keys::span::INPUTS, t.inputs),
+        (keys::span::OUTPUTS, t.outputs),
+        (keys::span::CHAT_USAGE, t.token_usage),
+        (keys::span::MODEL, t.model),
+        (keys::span::MODEL_PROVIDER, t.provider),
+        (keys::span::CHAT_TOOLS, t.tools),
+    ]
+    .map(|(key, json)| {
+        Some((
+            key,
+            json.filter(|_| !span.raw_attributes().contains_key(key))?,
+        ))
+    });
+    // And one more for the log level the end rules add.
+    span.reserve_attributes(translated.iter().flatten().count() + 1);
+    for (key, json) in translated.into_iter().flatten() {
+        span.set_raw_attribute(key, Value::String(json));
     }
 }
 
@@ -323,6 +427,21 @@ mod tests {
             .iter()
             .map(|(k, v)| (*k, AttributeJson::parse((*v).to_owned()).unwrap()))
             .collect()
+    }
+
+    fn pairs<'a>(
+        attrs: &'a [(&'static str, AttributeJson)],
+    ) -> impl Iterator<Item = (&'static str, &'a str)> {
+        attrs.iter().map(|(k, v)| (*k, v.as_str()))
+    }
+
+    /// The span type of fields holding these attributes.
+    fn span_type(attrs: &[(&'static str, AttributeJson)]) -> Option<SpanType> {
+        let fields: Vec<_> = attrs
+            .iter()
+            .map(|(k, v)| (*k, FieldValue::Json(v.clone())))
+            .collect();
+        span_type_of_fields(&fields)
     }
 
     #[test]
@@ -368,65 +487,61 @@ mod tests {
             ("gen_ai.provider.name", "\"openai\""),
             ("gen_ai.tool.definitions", "[{\"name\":\"add\"}]"),
         ]);
-        let t = translate(&a, &[]);
+        let t = translate(pairs(&a), &[]);
         assert_eq!(
-            t.inputs.as_ref().map(AttributeJson::as_str),
+            t.inputs.as_deref(),
             Some("{\"x\":2}"),
             "an empty list is skipped"
         );
         assert_eq!(
-            t.outputs.as_ref().map(AttributeJson::as_str),
+            t.outputs.as_deref(),
             Some("[{\"role\":\"assistant\",\"parts\":[]}]"),
             "kept byte for byte"
         );
         assert_eq!(
-            t.token_usage.as_ref().map(AttributeJson::as_str),
+            t.token_usage.as_deref(),
             Some(
                 r#"{"input_tokens": 50, "output_tokens": 10, "total_tokens": 60, "cache_read_input_tokens": 4}"#
             )
         );
-        assert_eq!(
-            t.model.as_ref().map(AttributeJson::as_str),
-            Some("\"gpt-4o-mini-2024\"")
-        );
-        assert_eq!(
-            t.provider.as_ref().map(AttributeJson::as_str),
-            Some("\"openai\"")
-        );
-        assert_eq!(
-            t.tools.as_ref().map(AttributeJson::as_str),
-            Some("[{\"name\":\"add\"}]")
-        );
+        assert_eq!(t.model.as_deref(), Some("\"gpt-4o-mini-2024\""));
+        assert_eq!(t.provider.as_deref(), Some("\"openai\""));
+        assert_eq!(t.tools.as_deref(), Some("[{\"name\":\"add\"}]"));
     }
 
     #[test]
     fn message_events_become_inputs_and_outputs() {
+        let (sys, user, ok) = (
+            Value::String("sys".into()),
+            Value::String("[{\"type\":\"text\",\"text\":\"é\"}]".into()),
+            Value::String("ok".into()),
+        );
         let events = [
             MessageEvent {
-                name: "gen_ai.system.message".into(),
+                name: "gen_ai.system.message",
                 role: None,
-                content: Some(Value::String("sys".into())),
+                content: Some(&sys),
             },
             MessageEvent {
-                name: "gen_ai.user.message".into(),
+                name: "gen_ai.user.message",
                 role: None,
-                content: Some(Value::String("[{\"type\":\"text\",\"text\":\"é\"}]".into())),
+                content: Some(&user),
             },
             MessageEvent {
-                name: "gen_ai.choice".into(),
+                name: "gen_ai.choice",
                 role: None,
-                content: Some(Value::String("ok".into())),
+                content: Some(&ok),
             },
         ];
-        let t = translate(&[], &events);
+        let t = translate([], &events);
         assert_eq!(
-            t.inputs.as_ref().map(AttributeJson::as_str),
+            t.inputs.as_deref(),
             Some(
                 r#"[{"role": "system", "content": "sys"}, {"role": "user", "content": [{"type": "text", "text": "\u00e9"}]}]"#
             )
         );
         assert_eq!(
-            t.outputs.as_ref().map(AttributeJson::as_str),
+            t.outputs.as_deref(),
             Some(r#"[{"role": "assistant", "content": "ok"}]"#)
         );
     }
@@ -440,29 +555,20 @@ mod tests {
             ("gen_ai.usage.completion_tokens", "4"),
             ("gen_ai.system", "\"openai\""),
         ]);
-        let t = translate(&a, &[]);
-        assert_eq!(t.inputs.as_ref().map(AttributeJson::as_str), Some("\"hi\""));
+        let t = translate(pairs(&a), &[]);
+        assert_eq!(t.inputs.as_deref(), Some("\"hi\""));
+        assert_eq!(t.outputs.as_deref(), Some("\"yo\""));
         assert_eq!(
-            t.outputs.as_ref().map(AttributeJson::as_str),
-            Some("\"yo\"")
-        );
-        assert_eq!(
-            t.token_usage.as_ref().map(AttributeJson::as_str),
+            t.token_usage.as_deref(),
             Some(r#"{"input_tokens": 3, "output_tokens": 4, "total_tokens": 7}"#)
         );
-        assert_eq!(
-            t.provider.as_ref().map(AttributeJson::as_str),
-            Some("\"openai\"")
-        );
+        assert_eq!(t.provider.as_deref(), Some("\"openai\""));
         let rig = attrs(&[
             ("gen_ai.prompt", "\"What is 2 + 5?\""),
             ("gen_ai.completion", "\"7\""),
         ]);
-        let t = translate(&rig, &[]);
-        assert_eq!(
-            t.inputs.as_ref().map(AttributeJson::as_str),
-            Some("\"What is 2 + 5?\"")
-        );
-        assert_eq!(t.outputs.as_ref().map(AttributeJson::as_str), Some("\"7\""));
+        let t = translate(pairs(&rig), &[]);
+        assert_eq!(t.inputs.as_deref(), Some("\"What is 2 + 5?\""));
+        assert_eq!(t.outputs.as_deref(), Some("\"7\""));
     }
 }

@@ -3,7 +3,6 @@
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use mlflow_tracing_entities::json::AttributeJson;
 use mlflow_tracing_entities::{Link, MlflowTraceId, SpanEvent, SpanStatus, SpanType, keys};
 use mlflow_tracing_manager::{EnteredSpan, LiveSpan, current_span, start_span};
 use tracing::span::{Attributes, Id, Record};
@@ -13,7 +12,7 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 use crate::fields::{FieldValue, Fields, is_convention};
-use crate::genai::{self, MessageEvent};
+use crate::genai;
 
 /// Records `tracing` spans as MLflow spans of the current trace (see the crate docs).
 #[derive(Debug, Default)]
@@ -57,8 +56,8 @@ struct Recorded {
     /// The span's fields in the order recorded (a field recorded again moves to the end, as a
     /// key set again does in OpenTelemetry), stored on the MLflow span when it closes.
     fields: Vec<(&'static str, FieldValue)>,
-    /// GenAI message events, for the translation.
-    events: Vec<MessageEvent>,
+    /// Whether a GenAI message event was recorded (for the translation).
+    message_events: bool,
     /// `otel.status_message`, for an `otel.status_code` of ERROR.
     status_message: String,
     /// The span type given at the start.
@@ -249,40 +248,30 @@ impl Recorded {
         self.error_recorded = false;
     }
 
-    /// The fields as attributes, the GenAI translation, then the end of the MLflow span.
+    /// The span type from the GenAI fields, the fields as attributes, the GenAI translation
+    /// asked for (it runs when the trace is finalized), then the end of the MLflow span.
     fn close(self) {
-        let attrs: Vec<(&'static str, AttributeJson)> = self
-            .fields
-            .into_iter()
-            .map(|(k, v)| (k, v.into_attribute_json()))
-            .collect();
-        let t = genai::translate(&attrs, &self.events);
-        // MLflow keys set through fields win over the translation.
-        let explicit: Vec<&'static str> = attrs
-            .iter()
-            .filter(|(k, _)| k.starts_with("mlflow."))
-            .map(|(k, _)| *k)
-            .collect();
-        let unset = |key: &str| !explicit.contains(&key);
-        if t.span_type != self.start_type
-            && let Some(span_type) = t.span_type
-            && unset(keys::span::SPAN_TYPE)
+        let span_type = genai::span_type_of_fields(&self.fields);
+        // An `mlflow.spanType` field wins over the translation.
+        if span_type != self.start_type
+            && let Some(span_type) = span_type
+            && !self.fields.iter().any(|(k, _)| *k == keys::span::SPAN_TYPE)
         {
             self.live.set_span_type(span_type);
         }
-        let translated = [
-            (keys::span::INPUTS, t.inputs),
-            (keys::span::OUTPUTS, t.outputs),
-            (keys::span::CHAT_USAGE, t.token_usage),
-            (keys::span::MODEL, t.model),
-            (keys::span::MODEL_PROVIDER, t.provider),
-            (keys::span::CHAT_TOOLS, t.tools),
-        ]
-        .into_iter()
-        .filter_map(|(key, value)| Some((key, value?)))
-        .filter(|(key, _)| unset(key));
-        self.live
-            .set_attribute_values(attrs.into_iter().chain(translated));
+        let genai = self.message_events
+            || self
+                .fields
+                .iter()
+                .any(|(k, _)| k.starts_with("gen_ai.") || k.starts_with("llm."));
+        self.live.set_attribute_values(
+            self.fields
+                .into_iter()
+                .map(|(k, v)| (k, v.into_attribute_json())),
+        );
+        if genai {
+            self.live.finish_with(genai::finish);
+        }
         self.live.end();
     }
 }
@@ -312,13 +301,20 @@ where
         }
         let mut fields = Fields::of_span(metadata.fields().len());
         attrs.record(&mut fields);
-        let mut start = start_span(metadata.name());
+        // Room for the fields and what their translation adds.
+        let genai_fields = metadata
+            .fields()
+            .iter()
+            .filter(|f| f.name().starts_with("gen_ai."))
+            .count();
+        let mut start = start_span(metadata.name())
+            .attribute_capacity(metadata.fields().len() + genai_fields.min(genai::MAX_TRANSLATED));
         if let Some(parent) = &explicit_parent {
             start = start.parent(parent);
         }
         // The span type when the operation is known at creation (it keeps its place next to
         // the trace id, as MLflow's processor writes it).
-        let start_type = genai::span_type_at_start(&fields.values);
+        let start_type = genai::span_type_of_fields(&fields.values);
         if let Some(t) = start_type.clone() {
             start = start.span_type(t);
         }
@@ -342,7 +338,7 @@ where
         let mut recorded = Recorded {
             live,
             fields: values,
-            events: Vec::new(),
+            message_events: false,
             status_message: String::new(),
             start_type,
             status_error: false,
@@ -427,27 +423,13 @@ where
         } else {
             metadata.name().to_owned()
         };
-        let message_event = name.starts_with("gen_ai.").then(|| {
-            let get = |k: &str| {
-                fields
-                    .values
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.raw())
-            };
-            MessageEvent {
-                name: name.clone(),
-                role: get("role"),
-                content: get("content"),
-            }
-        });
-        // The lock only to keep the message and take the span; calls into the span after.
+        // The lock only to note a message event and take the span; calls into the span after.
         let live = {
             let mut extensions = owner.extensions_mut();
             let Some(recorded) = extensions.get_mut::<Recorded>() else {
                 return;
             };
-            recorded.events.extend(message_event);
+            recorded.message_events |= name.starts_with("gen_ai.");
             recorded.live.clone()
         };
         let mut span_event = SpanEvent::now(name);
@@ -476,8 +458,9 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
-        let live = span.extensions().get::<Recorded>().map(|r| r.live.clone());
-        if let Some(guard) = live.map(|live| live.enter()) {
+        // Entering only makes the span current (nothing that could log): done under the lock.
+        let guard = span.extensions().get::<Recorded>().map(|r| r.live.enter());
+        if let Some(guard) = guard {
             let _ = ENTERED.try_with(|e| e.borrow_mut().0.push((id.into_u64(), guard)));
         }
     }

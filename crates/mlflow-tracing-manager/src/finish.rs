@@ -9,6 +9,7 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use mlflow_tracing_entities::{
     Link, Span, SpanAttributes, SpanEvent, SpanId, SpanLogLevel, SpanParts, SpanStatus, SpanType,
     Trace, TraceId, TraceInfo, TraceLocation, TraceState, keys,
@@ -25,6 +26,11 @@ use crate::util::panic_message;
 /// logged; the span is exported as it was.
 pub type SpanProcessorFn = Arc<dyn Fn(&mut Span) + Send + Sync>;
 
+/// Work a span asks to have done on it when its trace is finalized (see
+/// [`LiveSpan::finish_with`](crate::LiveSpan::finish_with)). A panic inside is caught, counted
+/// and logged, as for span processors.
+pub type FinishHook = fn(&mut Span);
+
 /// A span the span API ended, as recorded: converted to an MLflow [`Span`] when its trace is
 /// finalized.
 #[derive(Debug)]
@@ -32,24 +38,46 @@ pub(crate) struct RawSpan {
     pub(crate) trace_id: TraceId,
     pub(crate) span_id: SpanId,
     pub(crate) parent_id: Option<SpanId>,
-    pub(crate) name: String,
+    pub(crate) name: Cow<'static, str>,
     pub(crate) start_time_ns: u64,
     pub(crate) end_time_ns: u64,
     pub(crate) status: SpanStatus,
     pub(crate) events: Vec<SpanEvent>,
     pub(crate) links: Vec<Link>,
-    /// Attribute values as MLflow stores them (JSON text), in order, keys distinct.
-    pub(crate) attributes: Vec<(Cow<'static, str>, Value)>,
+    /// `mlflow.traceRequestId`, first unless among `attributes`.
+    pub(crate) request_id: Option<Arc<str>>,
+    /// Attribute values as MLflow stores them (JSON text), in order, keys distinct. Kept as
+    /// text (half the size of a JSON value) while the span waits for its trace.
+    pub(crate) attributes: Vec<(Cow<'static, str>, CompactString)>,
+    pub(crate) finish_hook: Option<FinishHook>,
 }
 
 impl RawSpan {
     fn into_span(self) -> Span {
-        let attributes = SpanAttributes::from_distinct(self.attributes);
+        // Room for the request id and the log level the end rules add.
+        let mut attributes = Vec::with_capacity(self.attributes.len() + 2);
+        if let Some(id) = self.request_id
+            && !self
+                .attributes
+                .iter()
+                .any(|(k, _)| k == keys::span::REQUEST_ID)
+        {
+            attributes.push((
+                Cow::Borrowed(keys::span::REQUEST_ID),
+                Value::String(String::from(&*id)),
+            ));
+        }
+        attributes.extend(
+            self.attributes
+                .into_iter()
+                .map(|(k, json)| (k, Value::String(json.into_string()))),
+        );
+        let attributes = SpanAttributes::from_distinct(attributes);
         Span::from(SpanParts {
             trace_id: self.trace_id,
             span_id: self.span_id,
             parent_id: self.parent_id,
-            name: self.name,
+            name: self.name.into_owned(),
             start_time_ns: self.start_time_ns,
             end_time_ns: Some(self.end_time_ns),
             status: self.status,
@@ -117,7 +145,14 @@ impl Finisher {
         let mut span = match ended {
             Ended::Done(span) => return span,
             Ended::Span(span) => span,
-            Ended::Raw(raw) => raw.into_span(),
+            Ended::Raw(mut raw) => {
+                let hook = raw.finish_hook.take();
+                let mut span = raw.into_span();
+                if let Some(hook) = hook {
+                    self.run_guarded(hook, &mut span);
+                }
+                span
+            }
         };
         apply_log_level_rules(&mut span);
         if span.parent_id().is_none()
@@ -128,12 +163,17 @@ impl Finisher {
             }
         }
         for processor in &self.span_processors {
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| processor(&mut span))) {
-                self.stats
-                    .span_processor_error(panic_message(payload.as_ref()));
-            }
+            self.run_guarded(|span| processor(span), &mut span);
         }
         span
+    }
+
+    /// Runs `f` on the span; a panic is caught, counted and logged (the span is kept as it is).
+    fn run_guarded(&self, f: impl FnOnce(&mut Span), span: &mut Span) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(span))) {
+            self.stats
+                .span_processor_error(panic_message(payload.as_ref()));
+        }
     }
 }
 
@@ -142,7 +182,8 @@ impl Finisher {
 pub struct PendingTrace {
     finisher: Arc<Finisher>,
     info: TraceInfo,
-    spans: Vec<Ended>,
+    /// The spans in the order they started (each with its start sequence number).
+    spans: Vec<(u64, Ended)>,
     halted: bool,
     remote: bool,
 }
@@ -161,7 +202,7 @@ impl PendingTrace {
     pub(crate) fn new(
         finisher: Arc<Finisher>,
         info: TraceInfo,
-        spans: Vec<Ended>,
+        spans: Vec<(u64, Ended)>,
         halted: bool,
         remote: bool,
     ) -> Self {
@@ -197,7 +238,7 @@ impl PendingTrace {
         } = self;
         let spans: Vec<Span> = spans
             .into_iter()
-            .map(|ended| {
+            .map(|(_, ended)| {
                 let root = ended.is_root().then_some(&info);
                 finisher.finish_span(ended, root)
             })
@@ -231,7 +272,7 @@ fn apply_log_level_rules(span: &mut Span) {
         let level = span_type.default_log_level();
         span.set_raw_attribute(
             keys::span::LOG_LEVEL,
-            Value::String(level.as_i64().to_string()),
+            Value::String(itoa::Buffer::new().format(level.as_i64()).to_owned()),
         );
     }
     if span.events().iter().any(|e| e.name == SpanEvent::EXCEPTION) {

@@ -79,7 +79,8 @@ pub(crate) struct EntryState {
 /// What `finish_span` decided.
 pub(crate) struct Completed {
     pub(crate) info: TraceInfo,
-    pub(crate) spans: Vec<Ended>,
+    /// The spans in the order they started (each with its start sequence number).
+    pub(crate) spans: Vec<(u64, Ended)>,
     pub(crate) halted: bool,
 }
 
@@ -114,6 +115,12 @@ impl TraceEntry {
                 root_span: None,
             }),
         }
+    }
+
+    /// With room for `spans` finished spans.
+    pub(crate) fn with_room(self, spans: usize) -> Self {
+        self.lock().finished.reserve_exact(spans);
+        self
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, EntryState> {
@@ -196,7 +203,7 @@ impl TraceEntry {
         finished.sort_by_key(|(seq, _)| *seq);
         Some(Completed {
             info: st.info.clone(),
-            spans: finished.into_iter().map(|(_, s)| s).collect(),
+            spans: finished,
             halted: st.halted,
         })
     }

@@ -99,7 +99,7 @@ pub use env::{
 };
 pub use error::{ConfigError, ExportError, LifecycleError, SpanApiError};
 pub use export::{Dispatch, ExportItem, InlineDispatch, SpanItem, TraceExporter, TraceItem};
-pub use finish::{PendingTrace, SpanProcessorFn};
+pub use finish::{FinishHook, PendingTrace, SpanProcessorFn};
 pub use global::{global_tracer, set_global_tracer, take_global_tracer, uninstall_global_tracer};
 pub use instrument::Instrumented;
 pub use limits::{

@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use compact_str::CompactString;
 use mlflow_tracing_entities::json::{AttributeJson, string_attribute_json, to_attribute_json};
 use mlflow_tracing_entities::{
     Link, MlflowTraceId, SpanEvent, SpanId, SpanLogLevel, SpanStatus, SpanStatusCode, SpanType,
@@ -17,7 +18,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::SpanApiError;
-use crate::finish::{Ended, RawSpan};
+use crate::finish::{Ended, FinishHook, RawSpan};
 use crate::in_progress::{HaltRoot, TraceEntry};
 use crate::instrument::Instrumented;
 use crate::manager::timeout_event;
@@ -99,7 +100,12 @@ pub(crate) struct LiveState {
     status: Option<SpanStatus>,
     /// Attribute values as MLflow stores them (JSON text), in the order they were set; setting
     /// a key again moves it to the end, as in the OpenTelemetry attribute dict MLflow uses.
-    attributes: Vec<(Cow<'static, str>, Value)>,
+    /// Values are compact strings: short ones (a number, a model name, a span type) are kept
+    /// inline, without an allocation of their own.
+    attributes: Vec<(Cow<'static, str>, CompactString)>,
+    /// `mlflow.traceRequestId` (the trace's, shared by its spans), stored first when the span
+    /// is finalized unless set explicitly.
+    request_id: Option<Arc<str>>,
     /// Distinct user (non-MLflow) attribute keys in `attributes`.
     user_attributes: u32,
     events: Vec<SpanEvent>,
@@ -108,35 +114,37 @@ pub(crate) struct LiveState {
     links: Vec<Link>,
     /// A new name (`update_name`).
     name: Option<String>,
+    /// Work to do on the span when its trace is finalized ([`LiveSpan::finish_with`]).
+    finish_hook: Option<FinishHook>,
 }
 
 impl LiveState {
     /// The state a recording span starts with: its trace id and its span type first, as
-    /// MLflow's `LiveSpan` sets them when it is made.
-    pub(crate) fn starting(request_id: Option<&str>, span_type_json: String) -> Self {
-        // Room for what a `#[trace]` span sets (id, type, function name, inputs, outputs);
-        // spans that set more grow once. Each slot is 96 bytes that a queued span keeps.
-        let mut attributes = Vec::with_capacity(6);
-        if let Some(id) = request_id {
-            attributes.push((
-                Cow::Borrowed(keys::span::REQUEST_ID),
-                Value::String(id.to_owned()),
-            ));
-        }
-        attributes.push((
-            Cow::Borrowed(keys::span::SPAN_TYPE),
-            Value::String(span_type_json),
-        ));
+    /// MLflow's `LiveSpan` sets them when it is made; room for `more` attributes after those.
+    pub(crate) fn starting(
+        request_id: Option<Arc<str>>,
+        span_type_json: CompactString,
+        more: usize,
+    ) -> Self {
+        // At least room for what a `#[trace]` span sets (type, function name, inputs, outputs);
+        // spans that set more grow once. Each slot is 48 bytes that a queued span keeps.
+        let mut attributes = Vec::with_capacity((1 + more).max(5));
+        attributes.push((Cow::Borrowed(keys::span::SPAN_TYPE), span_type_json));
         LiveState {
             attributes,
+            request_id,
             ..LiveState::default()
         }
     }
 
     /// Sets `key` (moved to the end if it was set before); false when it is a new user key past
     /// `max_user` (dropped).
-    pub(crate) fn set(&mut self, key: Cow<'static, str>, json: String, max_user: u32) -> bool {
-        let json = Value::String(json);
+    pub(crate) fn set(
+        &mut self,
+        key: Cow<'static, str>,
+        json: CompactString,
+        max_user: u32,
+    ) -> bool {
         if let Some(i) = self.attributes.iter().position(|(k, _)| *k == key) {
             self.attributes.remove(i);
             self.attributes.push((key, json));
@@ -164,12 +172,12 @@ impl LiveSpanInner {
         }
     }
 
-    pub(crate) fn set_json(&self, key: Cow<'static, str>, json: String) {
+    pub(crate) fn set_json(&self, key: Cow<'static, str>, json: impl Into<CompactString>) {
         if !self.recording {
             return;
         }
         let manager = self.tracer.manager();
-        let kept = lock(&self.state).set(key, json, manager.limits.max_attributes);
+        let kept = lock(&self.state).set(key, json.into(), manager.limits.max_attributes);
         if !kept {
             manager.stats.attributes_dropped(1);
         }
@@ -275,13 +283,15 @@ impl LiveSpanInner {
             trace_id: self.trace_id,
             span_id: self.span_id,
             parent_id: self.parent_id,
-            name: state.name.unwrap_or_else(|| self.name.to_string()),
+            name: state.name.map_or_else(|| self.name.clone(), Cow::Owned),
             start_time_ns: self.start_time_ns,
             end_time_ns,
             status,
             events: state.events,
             links: state.links,
+            request_id: state.request_id,
             attributes: state.attributes,
+            finish_hook: state.finish_hook,
         }
     }
 }
@@ -445,12 +455,14 @@ impl LiveSpan {
         };
         let manager = i.tracer.manager();
         let mut dropped = 0;
+        let values = values.into_iter();
         {
             let mut state = lock(&i.state);
+            state.attributes.reserve(values.size_hint().0);
             for (key, json) in values {
                 if !state.set(
                     key.into(),
-                    json.into_string(),
+                    CompactString::from(json),
                     manager.limits.max_attributes,
                 ) {
                     dropped += 1;
@@ -480,14 +492,22 @@ impl LiveSpan {
         }
     }
 
+    /// Runs `hook` on the span when its trace is finalized, before MLflow's end rules and the
+    /// span processors: on the export worker when the tracer exports through one (as `init`
+    /// sets it up), inline otherwise.
+    /// For derived attributes the thread that ends the span need not wait for (the `tracing`
+    /// layer's GenAI translation). The last hook given is the one that runs.
+    pub fn finish_with(&self, hook: FinishHook) {
+        if let Some(i) = self.recording() {
+            lock(&i.state).finish_hook = Some(hook);
+        }
+    }
+
     /// Sets `mlflow.spanType`.
     pub fn set_span_type(&self, span_type: impl Into<SpanType>) {
         if let Some(i) = self.recording() {
             let t: SpanType = span_type.into();
-            i.set_json(
-                Cow::Borrowed(keys::span::SPAN_TYPE),
-                string_attribute_json(t.as_str()),
-            );
+            i.set_json(Cow::Borrowed(keys::span::SPAN_TYPE), t.attribute_json());
         }
     }
 

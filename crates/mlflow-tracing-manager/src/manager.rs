@@ -5,7 +5,7 @@
 //! this small API with plain values.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -55,7 +55,13 @@ pub(crate) struct TraceManager {
     last_timeout_check_ms: AtomicU64,
     pub(crate) last_active_trace_id: Arc<Mutex<Option<String>>>,
     pub(crate) enabled: AtomicBool,
+    /// Spans in the last completed trace: room a new trace's span list starts with, so a
+    /// service's traces (often alike) do not grow it span by span.
+    spans_per_trace: AtomicUsize,
 }
+
+/// The most room a new trace's span list starts with.
+const MAX_SPANS_RESERVED: usize = 256;
 
 impl fmt::Debug for TraceManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -92,6 +98,7 @@ impl TraceManager {
             last_timeout_check_ms: AtomicU64::new(0),
             last_active_trace_id: parts.last_active_trace_id,
             enabled: AtomicBool::new(parts.enabled),
+            spans_per_trace: AtomicUsize::new(0),
         }
     }
 
@@ -114,7 +121,11 @@ impl TraceManager {
         })?;
         // `mlflow.tracing.context` scopes: their metadata and tags.
         TraceContext::apply_current(&mut info);
-        let entry = Arc::new(TraceEntry::new(trace_id, mlflow_id, info, false));
+        let room = self
+            .spans_per_trace
+            .load(Ordering::Relaxed)
+            .min(MAX_SPANS_RESERVED);
+        let entry = Arc::new(TraceEntry::new(trace_id, mlflow_id, info, false).with_room(room));
         self.buffer.insert(entry.clone());
         self.stats.trace_started();
         Some(entry)
@@ -205,6 +216,7 @@ impl TraceManager {
             return;
         }
         if !entry.remote {
+            self.spans_per_trace.store(spans.len(), Ordering::Relaxed);
             *lock(&self.last_active_trace_id) = Some(entry.mlflow_trace_id.clone());
             self.stats.trace_finished();
         }

@@ -41,6 +41,7 @@ pub fn start_span(name: impl Into<Cow<'static, str>>) -> StartSpan {
         log_level: None,
         sampling_ratio: None,
         serialization_errors: Vec::new(),
+        attribute_capacity: 0,
     }
 }
 
@@ -60,6 +61,7 @@ pub struct StartSpan {
     log_level: Option<SpanLogLevel>,
     sampling_ratio: Option<f64>,
     serialization_errors: Vec<String>,
+    attribute_capacity: usize,
 }
 
 impl fmt::Debug for StartSpan {
@@ -130,6 +132,13 @@ impl StartSpan {
         self
     }
 
+    /// Room for `n` attributes to be set after the start, reserved at once (a span that sets
+    /// many, such as a `tracing` span with its fields, does not grow its storage one by one).
+    pub fn attribute_capacity(mut self, n: usize) -> Self {
+        self.attribute_capacity = n;
+        self
+    }
+
     /// An explicit parent (instead of the current span).
     pub fn parent(mut self, parent: &LiveSpan) -> Self {
         self.parent = Some(parent.clone());
@@ -179,12 +188,13 @@ impl StartSpan {
         let max_user = manager.limits.max_attributes;
         let span_type = self.span_type.as_ref().unwrap_or(&SpanType::Unknown);
         let mut state = LiveState::starting(
-            entry.map(|e| &*e.request_id_attr),
-            string_attribute_json(span_type.as_str()),
+            entry.map(|e| e.request_id_attr.clone()),
+            span_type.attribute_json().into(),
+            self.attribute_capacity,
         );
         let mut dropped = 0;
         let mut set = |key: Cow<'static, str>, json: String| {
-            if !state.set(key, json, max_user) {
+            if !state.set(key, json.into(), max_user) {
                 dropped += 1;
             }
         };
@@ -247,7 +257,7 @@ impl StartSpan {
         }
         let start_time_ns = self.start_time_ns.unwrap_or_else(now_ns);
         let span_id = tracer.new_span_id();
-        let manager = tracer.manager().clone();
+        let manager = tracer.manager();
         let (trace_id, parent_id, recording, trace_state, entry) = match &parent {
             Parent::None => {
                 let trace_id = tracer.new_trace_id();
