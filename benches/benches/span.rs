@@ -9,16 +9,15 @@
 //! `cargo xtask bench` prints the ratios; the target is mlflow/1kb ≤ 2 × otel_sdk/1kb.
 #![allow(missing_docs, clippy::unwrap_used, reason = "benchmark code")]
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::Counted;
 use criterion::{Criterion, criterion_group, criterion_main};
-use mlflow_tracing::export::{
-    Dispatch, ExportError, ExportItem, ExportWorker, LifecycleError, TraceExporter, WorkerConfig,
-    async_trait,
-};
+use mlflow_tracing::export::{Dispatch, ExportItem, ExportWorker, LifecycleError, WorkerConfig};
 use mlflow_tracing::{Tracer, start_span};
 use opentelemetry::trace::{Span as _, TraceContextExt as _, Tracer as _, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
@@ -247,10 +246,7 @@ fn span_start_end(c: &mut Criterion) {
                     drop(span);
                     total += start.elapsed();
                     if i % 5 == 0 {
-                        let sent = worker.stats().enqueued;
-                        while counted.0.load(Ordering::Acquire) < sent {
-                            std::hint::spin_loop();
-                        }
+                        counted.wait_for(worker.stats().enqueued);
                     }
                 }
                 total
@@ -286,20 +282,6 @@ fn traced_len(request: &Payload) -> usize {
 #[inline(never)]
 fn untraced_len(request: &Payload) -> usize {
     request.messages.len()
-}
-
-/// Counts the traces it is given and drops them (on the worker).
-#[derive(Clone, Debug, Default)]
-struct Counted(Arc<AtomicU64>);
-
-#[async_trait]
-impl TraceExporter for Counted {
-    async fn export(&self, batch: Vec<ExportItem>) -> Result<(), ExportError> {
-        let n = batch.len() as u64;
-        drop(black_box(batch));
-        self.0.fetch_add(n, Ordering::Release);
-        Ok(())
-    }
 }
 
 criterion_group! {
