@@ -28,6 +28,19 @@ pub struct TraceId(u128);
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SpanId(u64);
 
+/// Lowercase hex digits.
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// An id's hex digits, written on the stack (no allocation, no formatting machinery).
+struct HexDigits<const N: usize>([u8; N]);
+
+impl<const N: usize> HexDigits<N> {
+    fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 macro_rules! id_impl {
     ($ty:ident, $int:ty, $bytes:literal, $hex:literal, $kind:literal) => {
         impl $ty {
@@ -73,7 +86,20 @@ macro_rules! id_impl {
 
             /// Lowercase, zero-padded hex.
             pub fn to_hex(self) -> String {
-                format!(concat!("{:0", $hex, "x}"), self.0)
+                let mut out = String::with_capacity($hex);
+                out.push_str(self.hex_digits().as_str());
+                out
+            }
+
+            /// The lowercase, zero-padded hex digits, on the stack.
+            fn hex_digits(self) -> HexDigits<$hex> {
+                let mut digits = [b'0'; $hex];
+                let mut value = self.0;
+                for d in digits.iter_mut().rev() {
+                    *d = HEX[(value & 0xf) as usize];
+                    value >>= 4;
+                }
+                HexDigits(digits)
             }
 
             /// Parses hex the way MLflow's `decode_id` does: an optional `0x`, then 1 to
@@ -139,7 +165,7 @@ macro_rules! id_impl {
 
         impl fmt::Display for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, concat!("{:0", $hex, "x}"), self.0)
+                f.write_str(self.hex_digits().as_str())
             }
         }
 
@@ -261,7 +287,10 @@ impl MlflowTraceId {
 impl fmt::Display for MlflowTraceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MlflowTraceId::V3(id) => write!(f, "{TRACE_ID_V3_PREFIX}{id}"),
+            MlflowTraceId::V3(id) => {
+                f.write_str(TRACE_ID_V3_PREFIX)?;
+                f.write_str(id.hex_digits().as_str())
+            }
             MlflowTraceId::V4 { location, trace_id } => {
                 write!(f, "{TRACE_ID_V4_PREFIX}{location}/{trace_id}")
             }

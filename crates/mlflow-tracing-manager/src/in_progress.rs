@@ -201,8 +201,17 @@ impl TraceEntry {
         }
         let mut finished = std::mem::take(&mut st.finished);
         finished.sort_by_key(|(seq, _)| *seq);
+        // Popped: nothing reads the info again (changes to a popped trace are refused), so it
+        // moves out rather than being copied.
+        let empty = TraceInfo::new(
+            String::new(),
+            TraceLocation::MlflowExperiment {
+                experiment_id: String::new(),
+            },
+            0,
+        );
         Some(Completed {
-            info: st.info.clone(),
+            info: std::mem::replace(&mut st.info, empty),
             spans: finished,
             halted: st.halted,
         })
