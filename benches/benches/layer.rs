@@ -29,10 +29,8 @@ use std::hint::black_box;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Counted;
 use criterion::{Criterion, criterion_group, criterion_main};
-use mlflow_tracing::Tracer;
-use mlflow_tracing::export::{Dispatch as _, ExportWorker, WorkerConfig};
+use mlflow_tracing::export::Dispatch as _;
 use mlflow_tracing::layer::MlflowLayer;
 use mlflow_tracing::testing::Capture;
 use opentelemetry::trace::TracerProvider as _;
@@ -133,13 +131,7 @@ fn layer(c: &mut Criterion) {
 
     // As `init` sets it up: the worker finalizes each trace on its own thread. After each full
     // batch (5 traces, the worker's wake-up), wait untimed until the worker is idle again.
-    let counted = Counted::default();
-    let worker = ExportWorker::start(counted.clone(), WorkerConfig::default()).unwrap();
-    let deferred = Tracer::builder()
-        .with_dispatch(Arc::new(worker.clone()))
-        .with_environment_metadata(false)
-        .build()
-        .unwrap();
+    let (deferred, worker, counted) = common::deferred();
     group.bench_function("mlflow_deferred", |b| {
         tracing::dispatcher::with_default(&mlflow, || {
             deferred.in_scope(|| {

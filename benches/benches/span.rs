@@ -15,9 +15,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Counted;
 use criterion::{Criterion, criterion_group, criterion_main};
-use mlflow_tracing::export::{Dispatch, ExportItem, ExportWorker, LifecycleError, WorkerConfig};
+use mlflow_tracing::export::{Dispatch, ExportItem, LifecycleError};
 use mlflow_tracing::{Tracer, start_span};
 use opentelemetry::trace::{Span as _, TraceContextExt as _, Tracer as _, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
@@ -228,13 +227,7 @@ fn span_start_end(c: &mut Criterion) {
     // about what a child's does. The caller's time only: after each full batch (5 traces, the
     // worker's wake-up), wait untimed until the worker is idle again, as between a service's
     // requests.
-    let counted = Counted::default();
-    let worker = ExportWorker::start(counted.clone(), WorkerConfig::default()).unwrap();
-    let deferred = Tracer::builder()
-        .with_dispatch(Arc::new(worker.clone()))
-        .with_environment_metadata(false)
-        .build()
-        .unwrap();
+    let (deferred, worker, counted) = common::deferred();
     group.bench_function("mlflow_deferred/1kb", |b| {
         deferred.in_scope(|| {
             b.iter_custom(|iters| {
