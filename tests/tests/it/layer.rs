@@ -415,6 +415,37 @@ fn genai_attributes_are_translated_and_feed_the_trace_info() {
 }
 
 #[test]
+fn a_value_set_through_the_span_api_wins_over_the_translation() {
+    let capture = Capture::new();
+    let subscriber = tracing_subscriber::registry().with(MlflowLayer::new());
+    tracing::subscriber::with_default(subscriber, || {
+        capture.run(|| {
+            let chat = tracing::info_span!(
+                "chat",
+                gen_ai.operation.name = "chat",
+                gen_ai.request.model = "gpt-4o-mini",
+                gen_ai.output.messages = r#"[{"role":"assistant","parts":[]}]"#,
+            );
+            let _c = chat.enter();
+            let current = mlflow_tracing::context::current_span().unwrap();
+            current.set_outputs(&json!({"answer": 7}));
+        });
+    });
+    let trace = only_trace(&capture);
+    let chat = by_name(&trace, "chat");
+    assert_eq!(chat.outputs(), Some(json!({"answer": 7})));
+    assert_eq!(
+        chat.attribute(keys::span::MODEL),
+        Some(json!("gpt-4o-mini")),
+        "the rest is translated"
+    );
+    assert_eq!(
+        trace.info.response_preview.as_deref(),
+        Some(r#"{"answer": 7}"#)
+    );
+}
+
+#[test]
 fn bad_input_never_loses_a_span() {
     let capture = Capture::new();
     let subscriber = tracing_subscriber::registry().with(MlflowLayer::new());

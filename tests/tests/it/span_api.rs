@@ -519,6 +519,33 @@ fn span_processors_redact_before_export() {
 }
 
 #[test]
+fn finish_hooks_run_when_the_trace_is_finalized_and_a_panicking_one_is_counted() {
+    fn mark(span: &mut Span) {
+        span.set_raw_attribute("hooked", json!("yes"));
+    }
+    fn explode(_: &mut Span) {
+        panic!("hook bug");
+    }
+    let capture = Capture::new();
+    capture.run(|| {
+        let root = start_span("root").start();
+        root.finish_with(mark);
+        let child = start_span("child").inputs(&"kept").start_detached();
+        child.finish_with(explode);
+        child.end();
+    });
+    let trace = &capture.traces()[0];
+    assert_eq!(
+        by_name(trace, "root").raw_attributes().get("hooked"),
+        Some(&json!("yes"))
+    );
+    let child = by_name(trace, "child");
+    assert_eq!(child.inputs(), Some(json!("kept")), "the span as it was");
+    assert_eq!(child.status().code, SpanStatusCode::Ok);
+    assert_eq!(capture.tracer().stats().span_processor_errors, 1);
+}
+
+#[test]
 fn traceparent_round_trip_between_two_services() {
     let client = Capture::new();
     let server = Capture::with_exporter(InMemoryExporter::with_spans(), |b| b).unwrap();
