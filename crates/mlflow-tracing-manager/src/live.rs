@@ -119,8 +119,9 @@ pub(crate) struct LiveState {
 }
 
 impl LiveState {
-    /// The state a recording span starts with: its trace id and its span type first, as
-    /// MLflow's `LiveSpan` sets them when it is made; room for `more` attributes after those.
+    /// The state a recording span starts with: its span type first (the trace's request id is
+    /// written before it when the span is finalized), as MLflow's `LiveSpan` sets them when it
+    /// is made; room for `more` attributes after it.
     pub(crate) fn starting(
         request_id: Option<Arc<str>>,
         span_type_json: CompactString,
@@ -494,9 +495,9 @@ impl LiveSpan {
 
     /// Runs `hook` on the span when its trace is finalized, before MLflow's end rules and the
     /// span processors: on the export worker when the tracer exports through one (as `init`
-    /// sets it up), inline otherwise.
-    /// For derived attributes the thread that ends the span need not wait for (the `tracing`
-    /// layer's GenAI translation). The last hook given is the one that runs.
+    /// sets it up), inline otherwise. For derived attributes the thread that ends the span need
+    /// not wait for (the `tracing` layer's GenAI translation). The last hook given is the one
+    /// that runs; a panic inside is caught and counted as a span processor's is.
     pub fn finish_with(&self, hook: FinishHook) {
         if let Some(i) = self.recording() {
             lock(&i.state).finish_hook = Some(hook);

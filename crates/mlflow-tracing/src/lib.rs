@@ -106,8 +106,8 @@ pub use mlflow_tracing_entities as entities;
 /// of the environment variables `TracerBuilder::from_env` reads.
 pub mod tracer {
     pub use mlflow_tracing_manager::{
-        ConfigError, DispatchWrapper, MLFLOW_EXPERIMENT_ID, MLFLOW_TRACE_BUFFER_MAX_SIZE,
-        MLFLOW_TRACE_BUFFER_TTL_SECONDS, MLFLOW_TRACE_SAMPLING_RATIO,
+        ConfigError, DispatchWrapper, FinishHook, MLFLOW_EXPERIMENT_ID,
+        MLFLOW_TRACE_BUFFER_MAX_SIZE, MLFLOW_TRACE_BUFFER_TTL_SECONDS, MLFLOW_TRACE_SAMPLING_RATIO,
         MLFLOW_TRACE_TIMEOUT_CHECK_INTERVAL_SECONDS, MLFLOW_TRACE_TIMEOUT_SECONDS,
         MLFLOW_TRACING_DESTINATION, OTEL_ATTRIBUTE_COUNT_LIMIT, OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT,
         OTEL_SPAN_EVENT_COUNT_LIMIT, OTEL_SPAN_LINK_COUNT_LIMIT, SpanLimits, SpanProcessorFn,
