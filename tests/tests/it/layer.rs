@@ -29,6 +29,14 @@ fn names(trace: &Trace) -> Vec<&str> {
     trace.data.spans.iter().map(Span::name).collect()
 }
 
+/// Runs `f` under a registry holding `MlflowLayer::new()` alone, into a fresh capture.
+fn with_layer(f: impl FnOnce()) -> Capture {
+    let capture = Capture::new();
+    let subscriber = tracing_subscriber::registry().with(MlflowLayer::new());
+    tracing::subscriber::with_default(subscriber, || capture.run(f));
+    capture
+}
+
 fn only_trace(capture: &Capture) -> Trace {
     let traces = capture.traces();
     assert_eq!(
@@ -416,20 +424,16 @@ fn genai_attributes_are_translated_and_feed_the_trace_info() {
 
 #[test]
 fn a_value_set_through_the_span_api_wins_over_the_translation() {
-    let capture = Capture::new();
-    let subscriber = tracing_subscriber::registry().with(MlflowLayer::new());
-    tracing::subscriber::with_default(subscriber, || {
-        capture.run(|| {
-            let chat = tracing::info_span!(
-                "chat",
-                gen_ai.operation.name = "chat",
-                gen_ai.request.model = "gpt-4o-mini",
-                gen_ai.output.messages = r#"[{"role":"assistant","parts":[]}]"#,
-            );
-            let _c = chat.enter();
-            let current = mlflow_tracing::context::current_span().unwrap();
-            current.set_outputs(&json!({"answer": 7}));
-        });
+    let capture = with_layer(|| {
+        let chat = tracing::info_span!(
+            "chat",
+            gen_ai.operation.name = "chat",
+            gen_ai.request.model = "gpt-4o-mini",
+            gen_ai.output.messages = r#"[{"role":"assistant","parts":[]}]"#,
+        );
+        let _c = chat.enter();
+        let current = mlflow_tracing::context::current_span().unwrap();
+        current.set_outputs(&json!({"answer": 7}));
     });
     let trace = only_trace(&capture);
     let chat = by_name(&trace, "chat");
@@ -447,18 +451,14 @@ fn a_value_set_through_the_span_api_wins_over_the_translation() {
 
 #[test]
 fn bad_input_never_loses_a_span() {
-    let capture = Capture::new();
-    let subscriber = tracing_subscriber::registry().with(MlflowLayer::new());
-    tracing::subscriber::with_default(subscriber, || {
-        capture.run(|| {
-            let chat = tracing::info_span!(
-                "chat",
-                gen_ai.operation.name = "chat",
-                gen_ai.input.messages = "[not json",
-                gen_ai.usage.input_tokens = "many",
-            );
-            drop(chat);
-        });
+    let capture = with_layer(|| {
+        let chat = tracing::info_span!(
+            "chat",
+            gen_ai.operation.name = "chat",
+            gen_ai.input.messages = "[not json",
+            gen_ai.usage.input_tokens = "many",
+        );
+        drop(chat);
     });
     let trace = only_trace(&capture);
     let chat = by_name(&trace, "chat");
