@@ -38,7 +38,11 @@ pub(crate) fn experiment(name: &str) -> String {
 
 /// A tracer that exports each trace to `experiment` before its root's end returns.
 pub(crate) fn sync_tracer(experiment: &str) -> Tracer {
-    let exporter = Arc::new(MlflowExporter::new(client()));
+    sync_tracer_with(Arc::new(MlflowExporter::new(client())), experiment)
+}
+
+/// [`sync_tracer`] through `exporter` (kept by the caller for its counters).
+pub(crate) fn sync_tracer_with(exporter: Arc<MlflowExporter>, experiment: &str) -> Tracer {
     let dispatch: Arc<dyn Dispatch> =
         Arc::new(SyncDispatch::new(exporter, Duration::from_secs(30)).unwrap());
     Tracer::builder()

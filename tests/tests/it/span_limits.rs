@@ -160,12 +160,9 @@ fn a_span_dropped_without_end_keeps_what_was_set() {
 /// by Python's `mlflow.get_trace`.
 #[test]
 fn a_span_over_its_limits_reaches_the_real_server_with_its_mlflow_attributes() {
-    use mlflow_tracing::Tracer;
-    use mlflow_tracing::export::{Dispatch, SyncDispatch};
     use mlflow_tracing::server::{ClientConfig, MlflowExporter, TrackingClient};
     use mlflow_tracing_tests::server::MlflowServer;
     use std::sync::Arc;
-    use std::time::Duration;
 
     let server =
         MlflowServer::shared().unwrap_or_else(|e| panic!("the MLflow server must run: {e}"));
@@ -179,14 +176,7 @@ fn a_span_over_its_limits_reaches_the_real_server_with_its_mlflow_attributes() {
         .block_on(client.create_experiment(&format!("limits-{}", std::process::id())))
         .unwrap();
     let exporter = Arc::new(MlflowExporter::new(client));
-    let dispatch: Arc<dyn Dispatch> =
-        Arc::new(SyncDispatch::new(exporter.clone(), Duration::from_secs(30)).unwrap());
-    let tracer = Tracer::builder()
-        .with_environment_metadata(false)
-        .with_experiment_id(&experiment)
-        .with_dispatch(dispatch)
-        .build()
-        .unwrap();
+    let tracer = crate::live::sync_tracer_with(exporter.clone(), &experiment);
     tracer.in_scope(|| {
         let s = start_span("attrs_then_outputs").span_type("LLM").start();
         s.set_inputs(&json!({"q": 1}));

@@ -8,11 +8,9 @@
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
 
-use mlflow_tracing::export::{Dispatch, SyncDispatch};
 use mlflow_tracing::server::{ClientConfig, MlflowExporter, TrackingClient};
-use mlflow_tracing::{Tracer, start_span};
+use mlflow_tracing::start_span;
 use mlflow_tracing_tests::server::{MlflowServer, ServerOptions};
 use mlflow_tracing_tests::tls::{Pki, make_pki};
 
@@ -57,14 +55,7 @@ fn round_trip(client: &TrackingClient, name: &str) -> Result<usize, String> {
     let exporter = Arc::new(MlflowExporter::new(
         TrackingClient::new(client.config().clone()).map_err(|e| e.to_string())?,
     ));
-    let dispatch: Arc<dyn Dispatch> =
-        Arc::new(SyncDispatch::new(exporter.clone(), Duration::from_secs(30)).unwrap());
-    let tracer = Tracer::builder()
-        .with_environment_metadata(false)
-        .with_experiment_id(&experiment)
-        .with_dispatch(dispatch)
-        .build()
-        .unwrap();
+    let tracer = crate::live::sync_tracer_with(exporter.clone(), &experiment);
     tracer.in_scope(|| {
         let root = start_span("over-tls").start();
         let _in = root.enter();
