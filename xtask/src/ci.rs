@@ -67,14 +67,7 @@ pub(crate) fn run() -> Result<(), String> {
     let server = MlflowServer::start().map_err(|e| format!("demo: {e}"))?;
     cargo(
         "demo (the example agent against a real MLflow server)",
-        &[
-            "run",
-            "--quiet",
-            "-p",
-            "mlflow-tracing",
-            "--example",
-            "agent",
-        ],
+        crate::RUN_AGENT,
         &[("MLFLOW_TRACKING_URI", server.url())],
     )?;
     drop(server);

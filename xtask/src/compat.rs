@@ -97,14 +97,7 @@ fn check(label: &'static str, requirements: &[&str], stores: bool) -> Result<Row
     )?;
     let out = crate::cargo_command(
         &format!("compat: the example agent into {label}"),
-        &[
-            "run",
-            "--quiet",
-            "-p",
-            "mlflow-tracing",
-            "--example",
-            "agent",
-        ],
+        crate::RUN_AGENT,
         &[
             ("MLFLOW_TRACKING_URI", server.url()),
             (

@@ -131,18 +131,7 @@ pub(crate) fn run(arg: Option<&str>) -> Result<(), String> {
         &["build", "-p", "mlflow-tracing", "--example", "agent"],
         &[],
     )?;
-    crate::cargo(
-        "demo",
-        &[
-            "run",
-            "--quiet",
-            "-p",
-            "mlflow-tracing",
-            "--example",
-            "agent",
-        ],
-        &[("MLFLOW_TRACKING_URI", &url)],
-    )?;
+    crate::cargo("demo", crate::RUN_AGENT, &[("MLFLOW_TRACKING_URI", &url)])?;
     if let Some(pid) = pid {
         println!(
             "The MLflow server keeps running at {url} (pid {pid}, data in {}).\nStop it with: cargo xtask demo stop",

@@ -66,6 +66,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// `cargo run` of the example agent (the demo's main job; CI and `compat` run it too).
+pub(crate) const RUN_AGENT: &[&str] = &[
+    "run",
+    "--quiet",
+    "-p",
+    "mlflow-tracing",
+    "--example",
+    "agent",
+];
+
 pub(crate) fn cargo_command(
     step: &str,
     args: &[&str],
