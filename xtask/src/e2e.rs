@@ -37,17 +37,18 @@ rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"caller_s": caller, "flushed_s": flushed, "spans": n_traces * n_spans, "peak_rss": rss}))
 "#;
 
-/// Creates the experiments; prints their ids.
-const PY_EXPERIMENTS: &str = r#"
-import json, time, mlflow
+/// Creates the ceiling's, Rust's and Python's experiments, named after `argv[1]`; prints their
+/// ids (`e2e` and `scale`).
+pub(crate) const PY_EXPERIMENTS: &str = r#"
+import json, sys, time, mlflow
 stamp = str(time.time_ns())
-print(json.dumps([mlflow.create_experiment(k + "-" + stamp) for k in ("e2e-ceiling", "e2e-rust", "e2e-python")]))
+print(json.dumps([mlflow.create_experiment(f"{sys.argv[1]}-{k}-{stamp}") for k in ("ceiling", "rust", "python")]))
 "#;
 
 /// What the server stored in an experiment (read with Python's client, the same for all).
-const PY_COUNT: &str = r#"
+pub(crate) const PY_COUNT: &str = r#"
 import json, sys, mlflow
-found = mlflow.search_traces(locations=[sys.argv[1]], return_type="list")
+found = mlflow.search_traces(locations=[sys.argv[1]], return_type="list", max_results=100000)
 print(json.dumps({"traces": len(found), "spans": sum(len(t.data.spans) for t in found)}))
 "#;
 
@@ -236,7 +237,7 @@ pub(crate) fn run() -> Result<E2e, String> {
     let server = MlflowServer::start().map_err(|e| format!("e2e: {e}"))?;
     let url = server.url().to_owned();
     let env = [("MLFLOW_TRACKING_URI", url.as_str())];
-    let ids = json_line(&python::run_script_with(PY_EXPERIMENTS, &[], &env)?)?;
+    let ids = json_line(&python::run_script_with(PY_EXPERIMENTS, &["e2e"], &env)?)?;
     let id = |i: usize| ids[i].as_str().unwrap_or_default().to_owned();
     let (ceiling_exp, rust_exp, py_exp) = (id(0), id(1), id(2));
     let sent = (TRACES * SPANS) as f64;

@@ -43,18 +43,6 @@ mlflow.flush_trace_async_logging()
 print(json.dumps({"flushed_s": time.perf_counter() - t0}))
 "#;
 
-const PY_EXPERIMENTS: &str = r#"
-import json, time, mlflow
-stamp = str(time.time_ns())
-print(json.dumps([mlflow.create_experiment(k + "-" + stamp) for k in ("scale-ceiling", "scale-rust", "scale-python")]))
-"#;
-
-const PY_COUNT: &str = r#"
-import json, sys, mlflow
-found = mlflow.search_traces(locations=[sys.argv[1]], return_type="list", max_results=100000)
-print(json.dumps(sum(len(t.data.spans) for t in found)))
-"#;
-
 /// Runs `PROCESSES` copies of a command at once; each one's JSON line.
 fn all_at_once(make: impl Fn() -> Command) -> Result<Vec<serde_json::Value>, String> {
     let children: Vec<_> = (0..PROCESSES)
@@ -100,7 +88,11 @@ pub(crate) fn run() -> Result<Vec<String>, String> {
     let (server, _db) = postgres_server()?;
     let url = server.url().to_owned();
     let env = [("MLFLOW_TRACKING_URI", url.as_str())];
-    let ids = json_line(&python::run_script_with(PY_EXPERIMENTS, &[], &env)?)?;
+    let ids = json_line(&python::run_script_with(
+        crate::e2e::PY_EXPERIMENTS,
+        &["scale"],
+        &env,
+    )?)?;
     let id = |i: usize| ids[i].as_str().unwrap_or_default().to_owned();
     let (ceiling_exp, rust_exp, py_exp) = (id(0), id(1), id(2));
     let per_process = THREADS * TRACES_PER_THREAD;
@@ -152,7 +144,11 @@ pub(crate) fn run() -> Result<Vec<String>, String> {
         c
     })?;
     let stored = |exp: &str| -> Result<f64, String> {
-        json_line(&python::run_script_with(PY_COUNT, &[exp], &env)?)?
+        json_line(&python::run_script_with(
+            crate::e2e::PY_COUNT,
+            &[exp],
+            &env,
+        )?)?["spans"]
             .as_f64()
             .ok_or_else(|| "no count".to_owned())
     };
