@@ -255,10 +255,13 @@ impl Spool {
                 let _ = std::fs::remove_file(&path);
                 continue;
             }
-            if corrupt > 0 {
-                // Kept without its corrupt records, so they are counted once.
-                let _ = rewrite(&path, &records);
-            }
+            // Kept without its corrupt records, so they are counted once; the lock moves to the
+            // file now named there.
+            let file = if corrupt > 0 {
+                rewrite(&path, &records).unwrap_or(file)
+            } else {
+                file
+            };
             return Ok(Some(Claim {
                 _file: file,
                 path,
@@ -371,8 +374,8 @@ fn lock_existing(path: &Path) -> Option<File> {
 }
 
 /// Replaces the file at `path` by one holding `records` (written aside, locked, then renamed
-/// over it).
-fn rewrite(path: &Path, records: &[Vec<u8>]) -> Result<(), SpoolError> {
+/// over it); the new file, still locked.
+fn rewrite(path: &Path, records: &[Vec<u8>]) -> Result<File, SpoolError> {
     let mut bytes = Vec::new();
     for r in records {
         record::encode(r, &mut bytes);
@@ -384,7 +387,8 @@ fn rewrite(path: &Path, records: &[Vec<u8>]) -> Result<(), SpoolError> {
     file.write_all(&bytes)
         .and_then(|()| file.sync_data())
         .map_err(io_error(&part))?;
-    std::fs::rename(&part, path).map_err(io_error(path))
+    std::fs::rename(&part, path).map_err(io_error(path))?;
+    Ok(file)
 }
 
 /// A segment held by this replayer: its good records, in order. Dropped without
@@ -430,7 +434,7 @@ impl Claim {
         if index == self.records.len() {
             return self.done();
         }
-        rewrite(&self.path, &self.records[index..])?;
+        drop(rewrite(&self.path, &self.records[index..])?);
         self.spool
             .counters
             .replayed

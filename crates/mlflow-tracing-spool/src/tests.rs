@@ -133,6 +133,26 @@ fn corrupt_records_are_counted_once_however_often_the_segment_is_claimed() {
 }
 
 #[test]
+fn a_segment_rewritten_without_its_corrupt_records_stays_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+    spool.append([&b"good"[..], b"bad"]).unwrap();
+    drop(spool.claim().unwrap());
+    let (path, _) = spool.segments().unwrap().remove(0);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&path, bytes).unwrap();
+    let claim = spool.claim().unwrap().unwrap();
+    assert_eq!(records(&claim), [b"good"]);
+    // Another replayer (another handle, as another process would be) finds it held.
+    let other = Spool::open(dir.path(), 1 << 20).unwrap();
+    assert!(other.claim().unwrap().is_none());
+    drop(claim);
+    assert!(other.claim().unwrap().is_some());
+}
+
+#[test]
 fn a_segment_finished_by_another_replayer_is_not_taken_again() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path(), 1 << 20).unwrap();
