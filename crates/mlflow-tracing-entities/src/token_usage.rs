@@ -66,15 +66,15 @@ impl TokenUsage {
     pub(crate) fn from_flat_json(text: &str) -> Option<TokenUsage> {
         let mut usage = TokenUsage::default();
         let mut r = Reader(text.as_bytes());
-        r.expect(b'{')?;
+        r.require(b'{')?;
         if r.eat(b'}') {
             return r.at_end().then_some(usage);
         }
         loop {
-            r.expect(b'"')?;
+            r.require(b'"')?;
             let key = r.take_while(|b| b != b'"' && b != b'\\');
-            r.expect(b'"')?;
-            r.expect(b':')?;
+            r.require(b'"')?;
+            r.require(b':')?;
             let value = r.integer()?;
             match key {
                 b"input_tokens" => usage.input_tokens = value,
@@ -90,7 +90,7 @@ impl TokenUsage {
             if r.eat(b'}') {
                 return r.at_end().then_some(usage);
             }
-            r.expect(b',')?;
+            r.require(b',')?;
         }
     }
 
@@ -141,7 +141,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn expect(&mut self, byte: u8) -> Option<()> {
+    fn require(&mut self, byte: u8) -> Option<()> {
         self.eat(byte).then_some(())
     }
 
