@@ -227,16 +227,16 @@ impl MlflowExporter {
         stats
     }
 
-    /// The named experiment's id, looked up or created once (a failure is retried at the next
-    /// export).
-    async fn named_experiment(&self) -> Result<Option<&str>, ClientError> {
+    /// The named experiment's id, looked up or created once through `client` (a failure is
+    /// retried at the next export).
+    async fn named_experiment(&self, client: &TrackingClient) -> Result<Option<&str>, ClientError> {
         let Some(name) = &self.experiment_name else {
             return Ok(None);
         };
         let id = self
             .experiment
             .get_or_try_init(|| async {
-                let id = self.client.get_or_create_experiment(name).await?;
+                let id = client.get_or_create_experiment(name).await?;
                 tracing::info!(experiment = %name, experiment_id = %id, "MLflow experiment resolved");
                 Ok::<_, ClientError>(id)
             })
@@ -244,14 +244,15 @@ impl MlflowExporter {
         Ok(Some(id.as_str()))
     }
 
-    /// Whether to log spans through OTLP: probes `GET /version` once (≥ 3.4 needed).
-    async fn span_logging_on(&self) -> bool {
+    /// Whether to log spans through OTLP: probes `GET /version` once through `client` (≥ 3.4
+    /// needed).
+    async fn span_logging_on(&self, client: &TrackingClient) -> bool {
         match self.span_logging.load(Ordering::Acquire) {
             SPAN_LOGGING_ON => return true,
             SPAN_LOGGING_OFF => return false,
             _ => {}
         }
-        match self.client.version().await {
+        match client.version().await {
             Ok(version) => {
                 if !at_least(&version, (3, 2)) && self.too_old.set(version.clone()).is_ok() {
                     mlflow_tracing_manager::notice::visible(|| {
@@ -376,7 +377,7 @@ impl MlflowExporter {
         mut trace: Trace,
         remote: bool,
     ) -> Result<(), ClientError> {
-        if let Some(id) = self.named_experiment().await?
+        if let Some(id) = self.named_experiment(&client).await?
             && trace.info.experiment_id() == Some(DEFAULT_EXPERIMENT_ID)
         {
             trace.info.trace_location = TraceLocation::experiment(id);
@@ -387,7 +388,7 @@ impl MlflowExporter {
                 trace.info.trace_id
             )));
         };
-        let span_logging = self.span_logging_on().await;
+        let span_logging = self.span_logging_on(&client).await;
         if remote && !span_logging {
             // Only its spans are ours to send, and this server cannot store them.
             return Err(ClientError::Config(format!(
@@ -497,7 +498,7 @@ impl TraceExporter for MlflowExporter {
         };
 
         // The named experiment replaces the default one.
-        match self.named_experiment().await {
+        match self.named_experiment(&self.client).await {
             Ok(Some(id)) => {
                 for item in &mut items {
                     if item.trace.info.experiment_id() == Some(DEFAULT_EXPERIMENT_ID) {
@@ -546,7 +547,7 @@ impl TraceExporter for MlflowExporter {
 
         // Spans first, grouped by experiment, so the server has them before the trace info
         // (then it needs no traces.json).
-        let span_logging = !server_down() && self.span_logging_on().await;
+        let span_logging = !server_down() && self.span_logging_on(&self.client).await;
         if let Some(version) = self.too_old.get() {
             let n = items.len() as u64;
             self.counters.traces_failed.fetch_add(n, Ordering::Relaxed);
