@@ -3,9 +3,9 @@
 //! (`mlflow/tracing/otel/translation`: the GenAI translator, with the Traceloop keys and the
 //! LiveKit fallbacks that apply to `gen_ai.*` attributes), but on the client, so the trace info
 //! (previews, `mlflow.traceInputs`, token usage totals) is computed from them. The span type is
-//! set when the span closes ([`span_type_of_fields`]); the rest ([`finish`]) when its trace is
-//! finalized, on the export worker with `init`, so the thread that records the span does not
-//! wait for it.
+//! set when the span closes ([`span_type_of_fields`]); the rest ([`finish`]) where the span is
+//! finished (see `LiveSpan::finish_with`): on the export worker with `init`, so the thread that
+//! records the span does not wait for it.
 
 use std::borrow::Cow;
 
@@ -22,9 +22,6 @@ pub(crate) struct MessageEvent<'a> {
     pub(crate) role: Option<&'a Value>,
     pub(crate) content: Option<&'a Value>,
 }
-
-/// The most attributes the translation adds to a span (the fields of [`Translated`]).
-pub(crate) const MAX_TRANSLATED: usize = 6;
 
 /// What the translation adds to a span: attribute values as JSON text.
 #[derive(Debug, Default, PartialEq)]

@@ -251,19 +251,20 @@ impl Recorded {
     /// The span type from the GenAI fields, the fields as attributes, the GenAI translation
     /// asked for (it runs when the trace is finalized), then the end of the MLflow span.
     fn close(self) {
-        let span_type = genai::span_type_of_fields(&self.fields);
+        let genai_fields = self
+            .fields
+            .iter()
+            .any(|(k, _)| k.starts_with("gen_ai.") || k.starts_with("llm."));
         // An `mlflow.spanType` field wins over the translation.
-        if span_type != self.start_type
-            && let Some(span_type) = span_type
-            && !self.fields.iter().any(|(k, _)| *k == keys::span::SPAN_TYPE)
-        {
-            self.live.set_span_type(span_type);
+        if genai_fields && !self.fields.iter().any(|(k, _)| *k == keys::span::SPAN_TYPE) {
+            let span_type = genai::span_type_of_fields(&self.fields);
+            if span_type != self.start_type
+                && let Some(span_type) = span_type
+            {
+                self.live.set_span_type(span_type);
+            }
         }
-        let genai = self.message_events
-            || self
-                .fields
-                .iter()
-                .any(|(k, _)| k.starts_with("gen_ai.") || k.starts_with("llm."));
+        let genai = genai_fields || self.message_events;
         self.live.set_attribute_values(
             self.fields
                 .into_iter()
@@ -301,14 +302,8 @@ where
         }
         let mut fields = Fields::of_span(metadata.fields().len());
         attrs.record(&mut fields);
-        // Room for the fields and what their translation adds.
-        let genai_fields = metadata
-            .fields()
-            .iter()
-            .filter(|f| f.name().starts_with("gen_ai."))
-            .count();
-        let mut start = start_span(metadata.name())
-            .attribute_capacity(metadata.fields().len() + genai_fields.min(genai::MAX_TRANSLATED));
+        // Room for the fields (the translation, at finalization, reserves its own).
+        let mut start = start_span(metadata.name()).attribute_capacity(metadata.fields().len());
         if let Some(parent) = &explicit_parent {
             start = start.parent(parent);
         }

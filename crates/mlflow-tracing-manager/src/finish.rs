@@ -26,7 +26,7 @@ use crate::util::panic_message;
 /// logged; the span is exported as it was.
 pub type SpanProcessorFn = Arc<dyn Fn(&mut Span) + Send + Sync>;
 
-/// Work a span asks to have done on it when its trace is finalized (see
+/// Work a span asks to have done on it where it is finished (see
 /// [`LiveSpan::finish_with`](crate::LiveSpan::finish_with)). A panic inside is caught, counted
 /// and logged, as for span processors.
 pub type FinishHook = fn(&mut Span);

@@ -90,6 +90,7 @@ impl TraceEntry {
         mlflow_trace_id: String,
         info: TraceInfo,
         remote: bool,
+        room: usize,
     ) -> Self {
         let request_id_attr: Arc<str> =
             mlflow_tracing_entities::json::string_attribute_json(&mlflow_trace_id).into();
@@ -105,7 +106,7 @@ impl TraceEntry {
             last_used: AtomicU64::new(tick()),
             state: Mutex::new(EntryState {
                 info,
-                finished: Vec::new(),
+                finished: Vec::with_capacity(room),
                 open: Vec::new(),
                 next_seq: 0,
                 root_span_id: None,
@@ -115,12 +116,6 @@ impl TraceEntry {
                 root_span: None,
             }),
         }
-    }
-
-    /// With room for `spans` finished spans.
-    pub(crate) fn with_room(self, spans: usize) -> Self {
-        self.lock().finished.reserve_exact(spans);
-        self
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, EntryState> {

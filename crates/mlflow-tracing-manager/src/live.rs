@@ -435,7 +435,7 @@ impl LiveSpan {
         let key = key.into();
         match AttributeJson::parse(json.into()) {
             Ok(json) => {
-                i.set_json(Cow::Owned(key), json.into_string());
+                i.set_json(Cow::Owned(key), json);
                 Ok(())
             }
             Err((_, e)) => Err(SpanApiError::InvalidJson {
@@ -493,11 +493,13 @@ impl LiveSpan {
         }
     }
 
-    /// Runs `hook` on the span when its trace is finalized, before MLflow's end rules and the
-    /// span processors: on the export worker when the tracer exports through one (as `init`
-    /// sets it up), inline otherwise. For derived attributes the thread that ends the span need
-    /// not wait for (the `tracing` layer's GenAI translation). The last hook given is the one
-    /// that runs; a panic inside is caught and counted as a span processor's is.
+    /// Runs `hook` on the span where it is finished, before MLflow's end rules and the span
+    /// processors: when its trace is finalized (on the export worker when the tracer exports
+    /// through one, as `init` sets it up), or as it ends when the tracer has span processors
+    /// or an exporter that takes each span (Unity Catalog). For derived attributes the thread
+    /// that ends the span need not wait for (the `tracing` layer's GenAI translation). A span
+    /// has one hook: the last one given runs (the layer sets its own on the spans it records).
+    /// A panic inside is caught and counted as a span processor's is.
     pub fn finish_with(&self, hook: FinishHook) {
         if let Some(i) = self.recording() {
             lock(&i.state).finish_hook = Some(hook);

@@ -60,8 +60,8 @@ pub(crate) struct TraceManager {
     spans_per_trace: AtomicUsize,
 }
 
-/// The most room a new trace's span list starts with.
-const MAX_SPANS_RESERVED: usize = 256;
+/// The most room a new trace's span list starts with (about 30 KB).
+const MAX_SPANS_RESERVED: usize = 128;
 
 impl fmt::Debug for TraceManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -125,7 +125,7 @@ impl TraceManager {
             .spans_per_trace
             .load(Ordering::Relaxed)
             .min(MAX_SPANS_RESERVED);
-        let entry = Arc::new(TraceEntry::new(trace_id, mlflow_id, info, false).with_room(room));
+        let entry = Arc::new(TraceEntry::new(trace_id, mlflow_id, info, false, room));
         self.buffer.insert(entry.clone());
         self.stats.trace_started();
         Some(entry)
@@ -138,7 +138,7 @@ impl TraceManager {
         let (entry, fresh) = self.buffer.get_or_insert(trace_id, &mut || {
             let mlflow_id = MlflowTraceId::v3(trace_id).to_string();
             let info = TraceInfo::new(mlflow_id.clone(), self.policy.remote_location(), 0);
-            Arc::new(TraceEntry::new(trace_id, mlflow_id, info, true))
+            Arc::new(TraceEntry::new(trace_id, mlflow_id, info, true, 0))
         });
         if fresh {
             return Some(entry);
