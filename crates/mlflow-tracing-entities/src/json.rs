@@ -342,22 +342,25 @@ fn needs_no_escape(text: &str) -> bool {
 /// is written the same by `serde_json` and by Python (quotes, backslashes and control characters
 /// escaped, everything else kept).
 pub fn string_attribute_json(text: &str) -> String {
-    // Most strings need no escape: quoted as they are.
+    let mut out = String::with_capacity(text.len() + 2);
+    write_string_json(text, &mut out);
+    out
+}
+
+/// [`string_attribute_json`] into `out` (a `String` or a `CompactString`).
+fn write_string_json(text: &str, out: &mut impl std::fmt::Write) {
+    // Most strings need no escape: quoted as they are. Writing to a string cannot fail.
     if needs_no_escape(text) {
-        let mut out = String::with_capacity(text.len() + 2);
-        out.push('"');
-        out.push_str(text);
-        out.push('"');
-        return out;
+        let _ = out.write_char('"');
+        let _ = out.write_str(text);
+        let _ = out.write_char('"');
+        return;
     }
-    // serde_json writes a string as Python does (no need to go through a `Value`), here into a
-    // buffer of the size it usually needs (`to_string` starts at 128 bytes, which a stored
-    // attribute would keep).
-    let mut buf = Vec::with_capacity(text.len() + 2);
-    if serde_json::to_writer(&mut buf, text).is_err() {
-        return String::new();
+    // serde_json writes a string as Python does (no need to go through a `Value`).
+    let mut buf = Vec::with_capacity(text.len() + 8);
+    if serde_json::to_writer(&mut buf, text).is_ok() {
+        let _ = out.write_str(std::str::from_utf8(&buf).unwrap_or_default());
     }
-    String::from_utf8(buf).unwrap_or_default()
 }
 
 /// A span attribute value as MLflow stores it: JSON text (`json.dumps` of the value). Made
@@ -386,14 +389,9 @@ impl AttributeJson {
 
     /// `json.dumps(text)`: a JSON string.
     pub fn string(text: &str) -> Self {
-        if needs_no_escape(text) {
-            let mut out = CompactString::with_capacity(text.len() + 2);
-            out.push('"');
-            out.push_str(text);
-            out.push('"');
-            return AttributeJson(out);
-        }
-        AttributeJson(string_attribute_json(text).into())
+        let mut out = CompactString::with_capacity(text.len() + 2);
+        write_string_json(text, &mut out);
+        AttributeJson(out)
     }
 
     /// A float as Python writes it (`2.0`, `1e-07`); a non-finite one as `null`, as

@@ -187,5 +187,9 @@ fn strings_are_written_as_serde_json_writes_them() {
             serde_json::to_string(text).unwrap(),
             "{text:?}"
         );
+        assert_eq!(
+            AttributeJson::string(text).as_str(),
+            string_attribute_json(text)
+        );
     }
 }
