@@ -52,6 +52,12 @@ pub enum InitError {
 /// [`MlflowExporter::from_env`](crate::server::MlflowExporter::from_env) (auth, TLS, retries
 /// and `MLFLOW_EXPERIMENT_NAME` from the environment too).
 ///
+/// With `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT` set (feature
+/// `otlp`, on by default), traces go to that OpenTelemetry collector instead, or to both with
+/// `MLFLOW_TRACE_ENABLE_OTLP_DUAL_EXPORT=true`, as MLflow decides; only `http/protobuf` is
+/// supported, and another protocol is an [`InitError`]. Each destination then has its own
+/// worker; in dual export a trace is finalized once, on the thread that ends its root.
+///
 /// The exporter given to [`TracerBuilder::with_exporter`] runs behind the export runtime's
 /// worker thread and bounded queue ([`ExportWorker`](crate::export::ExportWorker), settings from
 /// `MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE` / `_MAX_WORKERS`), which also halts overdue traces
@@ -224,7 +230,7 @@ impl InitGuard {
     /// exit for as long as its queue takes; a bound keeps a stuck server from hanging the
     /// program, and it is long enough for a cold server's first requests (an MLflow server's
     /// first LLM spans take it several seconds). What is still unsent then is counted as
-    /// dropped and logged.
+    /// dropped and logged (with a spool, it is spooled for the next process instead).
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
     /// Sets how long dropping the guard waits for the exporter (default
@@ -252,7 +258,7 @@ impl InitGuard {
     }
 
     /// On SIGTERM or SIGINT, flushes within `timeout` (spooling what is left when a spool is
-    /// configured, see [`crate::server::MlflowExporter::with_spool`]), then lets the signal
+    /// configured: `MlflowExporter::with_spool`, feature `mlflow-server`), then lets the signal
     /// take its usual effect (the process ends as if no handler were installed, so `Drop`s do
     /// not run). For jobs and services stopped by a signal: without it, what is still queued is
     /// lost. Unix only.
@@ -317,42 +323,34 @@ impl Drop for InitGuard {
             + worker.dropped_shutdown
             + worker.dropped_shutdown_timeout
             + stats.spans_dropped;
+        // (spooled, replayed, dropped, corrupt), with a spool.
         #[cfg(feature = "mlflow-server")]
-        let spool = self.spool_stats();
+        let spool = self
+            .spool_stats()
+            .map(|s| (s.spooled, s.replayed, s.dropped, s.corrupt));
         #[cfg(not(feature = "mlflow-server"))]
-        let spool: Option<()> = None;
+        let spool: Option<(u64, u64, u64, u64)> = None;
         #[cfg(feature = "mlflow-server")]
-        let spool_waiting = spool.is_some_and(|s| s.corrupt + s.dropped > 0)
+        let spool_waiting = spool.is_some_and(|(_, _, dropped, corrupt)| dropped + corrupt > 0)
             || self.spooling.as_ref().is_some_and(|e| e.spool_waiting());
         #[cfg(not(feature = "mlflow-server"))]
         let spool_waiting = false;
+        // With a spool, "exported" counts what the exporter took: delivered or spooled. The
+        // spool's fields are left out without one.
         let summary = || {
-            match spool {
-                // With a spool, "exported" counts what the exporter took: delivered or spooled.
-                #[cfg(feature = "mlflow-server")]
-                Some(spool) => tracing::info!(
-                    target: SUMMARY_TARGET,
-                    traces = stats.traces_finished,
-                    exported,
-                    failed,
-                    dropped,
-                    evicted = stats.traces_evicted,
-                    spooled = spool.spooled,
-                    replayed = spool.replayed,
-                    spool_dropped = spool.dropped,
-                    corrupt = spool.corrupt,
-                    "MLflow tracing shut down"
-                ),
-                _ => tracing::info!(
-                    target: SUMMARY_TARGET,
-                    traces = stats.traces_finished,
-                    exported,
-                    failed,
-                    dropped,
-                    evicted = stats.traces_evicted,
-                    "MLflow tracing shut down"
-                ),
-            }
+            tracing::info!(
+                target: SUMMARY_TARGET,
+                traces = stats.traces_finished,
+                exported,
+                failed,
+                dropped,
+                evicted = stats.traces_evicted,
+                spooled = spool.map(|s| s.0),
+                replayed = spool.map(|s| s.1),
+                spool_dropped = spool.map(|s| s.2),
+                corrupt = spool.map(|s| s.3),
+                "MLflow tracing shut down"
+            );
         };
         // A summary of losses reaches stderr even when no subscriber is installed.
         if failed + dropped + stats.traces_evicted > 0 || spool_waiting || result.is_err() {
