@@ -18,14 +18,12 @@ pub(crate) struct OnSignal {
 impl OnSignal {
     #[cfg(feature = "mlflow-server")]
     fn flush_all(&self) -> Result<(), LifecycleError> {
-        let Some(exporter) = &self.spooling else {
-            return self.tracer.force_flush(self.timeout);
-        };
-        let first = self.timeout / 2;
-        match self.tracer.force_flush(first) {
-            Err(_) if exporter.spool_remaining() => self.tracer.force_flush(self.timeout - first),
-            result => result,
-        }
+        crate::init::spool_fallback(
+            self.spooling.as_deref(),
+            &self.tracer,
+            self.timeout,
+            |rest| self.tracer.force_flush(rest),
+        )
     }
 
     #[cfg(not(feature = "mlflow-server"))]
