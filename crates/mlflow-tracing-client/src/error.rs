@@ -2,7 +2,7 @@
 
 /// What went wrong talking to the tracking server. Messages name the method and endpoint path
 /// (never a query string, a credential or the URI's user info).
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
     /// A setting or environment variable is invalid.

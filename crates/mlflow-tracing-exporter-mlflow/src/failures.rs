@@ -47,39 +47,3 @@ pub(crate) fn log_failure(
         tracing::debug!(trace_id, "the trace was NOT saved to MLflow: {e}");
     }
 }
-
-/// A copy of an error's kind and message (errors are not `Clone`): what each trace of a
-/// failed chunk is reported with.
-pub(crate) fn same_kind(e: &ClientError, message: &str) -> ClientError {
-    match e {
-        ClientError::Http {
-            method,
-            endpoint,
-            status,
-            code,
-            ..
-        } => ClientError::Http {
-            method,
-            endpoint: endpoint.clone(),
-            status: *status,
-            code: code.clone(),
-            message: message.to_owned(),
-        },
-        ClientError::Transport {
-            method,
-            endpoint,
-            timeout,
-            ..
-        } => ClientError::Transport {
-            method,
-            endpoint: endpoint.clone(),
-            message: message.to_owned(),
-            timeout: *timeout,
-        },
-        _ => ClientError::Decode {
-            method: "POST",
-            endpoint: "/v1/traces".to_owned(),
-            message: message.to_owned(),
-        },
-    }
-}

@@ -341,9 +341,8 @@ impl MlflowExporter {
                     // The trace info still goes out; without the spans-location tag the spans
                     // are uploaded as traces.json.
                     tracing::debug!("MLflow span logging failed: {e}");
-                    let message = e.to_string();
                     for t in chunk {
-                        failed.push((t.info.trace_id.as_str(), failures::same_kind(&e, &message)));
+                        failed.push((t.info.trace_id.as_str(), e.clone()));
                     }
                 }
             }
