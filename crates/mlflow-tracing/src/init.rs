@@ -300,7 +300,7 @@ impl Drop for InitGuard {
     fn drop(&mut self) {
         mlflow_tracing_manager::uninstall_global_tracer(&self.tracer);
         #[cfg(feature = "mlflow-server")]
-        let result = spool_fallback(
+        let result = crate::spool_fallback::spool_fallback(
             self.spooling.as_deref(),
             &self.tracer,
             self.shutdown_timeout,
@@ -358,24 +358,4 @@ impl Drop for InitGuard {
             });
         }
     }
-}
-
-/// With a spool, flushes for half of `timeout`, sends what is still queued to the spool instead
-/// of the server, then gives `finish` the other half; without one, `finish` gets all of it
-/// (the guard's drop and `flush_on_signals`).
-#[cfg(feature = "mlflow-server")]
-pub(crate) fn spool_fallback(
-    spooling: Option<&crate::server::MlflowExporter>,
-    tracer: &Tracer,
-    timeout: Duration,
-    finish: impl FnOnce(Duration) -> Result<(), mlflow_tracing_manager::LifecycleError>,
-) -> Result<(), mlflow_tracing_manager::LifecycleError> {
-    let Some(exporter) = spooling else {
-        return finish(timeout);
-    };
-    let half = timeout / 2;
-    if tracer.force_flush(half).is_err() {
-        exporter.spool_remaining();
-    }
-    finish(timeout - half)
 }

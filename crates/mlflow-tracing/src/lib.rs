@@ -86,6 +86,8 @@ mod otlp;
 pub mod serving;
 #[cfg(feature = "signals")]
 mod signals;
+#[cfg(feature = "mlflow-server")]
+mod spool_fallback;
 
 pub use init::{InitError, InitGuard, init};
 pub use mlflow_tracing_entities::{Span, SpanType, Trace};

@@ -18,7 +18,7 @@ pub(crate) struct OnSignal {
 impl OnSignal {
     #[cfg(feature = "mlflow-server")]
     fn flush_all(&self) -> Result<(), LifecycleError> {
-        crate::init::spool_fallback(
+        crate::spool_fallback::spool_fallback(
             self.spooling.as_deref(),
             &self.tracer,
             self.timeout,
