@@ -137,7 +137,7 @@ impl TrackingClient {
             return Ok(());
         }
         let mut call = Call::new(Method::POST, path);
-        call.body = Body::Protobuf(request.encode_to_vec());
+        call.body = Body::Protobuf(request.encode_to_vec().into());
         // Only the encoded body is kept while the request is in flight.
         drop(request);
         call.headers.push(header);
@@ -164,7 +164,7 @@ impl TrackingClient {
         })?;
         let mut call = Call::new(Method::PUT, url_path(&url));
         call.url = Some(url);
-        call.body = Body::Text(body.into_bytes());
+        call.body = Body::Text(body.into());
         self.send(call).await.map(drop)
     }
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use mlflow_tracing_entities::json;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::Method;
@@ -22,11 +23,13 @@ pub(crate) const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
 /// Statuses retried with backoff, as MLflow's `requests` session does.
 const RETRY_STATUSES: [u16; 6] = [408, 429, 500, 502, 503, 504];
 
+/// A request's body, shared (not copied) by each attempt: an OTLP request of a batch is
+/// about a megabyte, and ten of them may be in flight.
 pub(crate) enum Body {
     None,
-    Json(String),
-    Protobuf(Vec<u8>),
-    Text(Vec<u8>),
+    Json(Bytes),
+    Protobuf(Bytes),
+    Text(Bytes),
 }
 
 /// One request to send.
@@ -63,7 +66,7 @@ impl Call {
     }
 
     pub(crate) fn json(mut self, body: String) -> Self {
-        self.body = Body::Json(body);
+        self.body = Body::Json(body.into());
         self
     }
 }
