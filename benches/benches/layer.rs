@@ -129,9 +129,9 @@ fn layer(c: &mut Criterion) {
         });
     });
 
-    // As `init` sets it up: the worker finalizes each trace on its own thread. After each full
-    // batch (5 traces, the worker's wake-up), wait untimed until the worker is idle again.
-    let (deferred, worker, counted) = common::deferred();
+    // As `init` sets it up: the worker finalizes each trace on its own thread. After each batch
+    // (5 traces), wait untimed until the worker has exported them.
+    let (deferred, worker) = common::deferred();
     group.bench_function("mlflow_deferred", |b| {
         tracing::dispatcher::with_default(&mlflow, || {
             deferred.in_scope(|| {
@@ -140,7 +140,7 @@ fn layer(c: &mut Criterion) {
                     let time = in_traces(iters, || {
                         traces += 1;
                         if traces % 5 == 0 {
-                            counted.wait_for(worker.stats().enqueued);
+                            common::settle(&worker);
                         }
                     });
                     // The last, partial batch too, so it is not finalized during the next

@@ -224,10 +224,9 @@ fn span_start_end(c: &mut Criterion) {
     });
     // As `init` sets it up: the export worker queues the completed trace and finalizes it on
     // its own thread (then a counting exporter drops it), so the root's end costs the caller
-    // about what a child's does. The caller's time only: after each full batch (5 traces, the
-    // worker's wake-up), wait untimed until the worker is idle again, as between a service's
-    // requests.
-    let (deferred, worker, counted) = common::deferred();
+    // about what a child's does. The caller's time only: after each batch (5 traces), wait
+    // untimed until the worker has exported them, as between a service's requests.
+    let (deferred, worker) = common::deferred();
     group.bench_function("mlflow_deferred/1kb", |b| {
         deferred.in_scope(|| {
             b.iter_custom(|iters| {
@@ -239,7 +238,7 @@ fn span_start_end(c: &mut Criterion) {
                     drop(span);
                     total += start.elapsed();
                     if i % 5 == 0 {
-                        counted.wait_for(worker.stats().enqueued);
+                        common::settle(&worker);
                     }
                 }
                 total

@@ -22,9 +22,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Items are batched: full batches of `max_batch_size` go out as soon as they are queued, the
-//! rest every `max_batch_interval`, each split by destination (trace location); flush and
-//! shutdown drain the queue. Producers never wake the worker for a single item.
+//! Items are batched: full batches of `max_batch_size` go out as soon as the worker sees them,
+//! the rest every `max_batch_interval`, each split by destination (trace location); flush and
+//! shutdown drain the queue. Producers never wake the worker for a single item: an idle worker
+//! is woken when a full batch waits, and while traces keep coming it polls the queue every 5 ms
+//! instead, so queueing a trace makes no system call.
 #![doc(test(attr(deny(warnings))))]
 
 mod config;

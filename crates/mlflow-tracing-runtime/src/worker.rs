@@ -2,22 +2,54 @@
 //! exports, flush and shutdown.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+use std::sync::{Arc, Mutex, PoisonError, mpsc as std_mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mlflow_tracing_entities::TraceLocation;
 use mlflow_tracing_manager::{Dispatch, ExportItem, LifecycleError, PendingTrace, TraceExporter};
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use crate::config::WorkerConfig;
 use crate::stats::{Counters, Failure, WorkerStats};
 
+/// A flush or shutdown request; the worker answers on the channel when it is done.
 enum Control {
-    Flush(oneshot::Sender<()>),
-    Shutdown(oneshot::Sender<()>),
+    Flush(std_mpsc::SyncSender<()>),
+    Shutdown(std_mpsc::SyncSender<()>),
+}
+
+/// How often the worker looks at the queue itself while traces keep coming.
+const POLL: Duration = Duration::from_millis(5);
+
+/// How producers reach the worker. While traces keep coming the worker polls the queue every
+/// [`POLL`], so the thread that queues a trace makes no system call; only a worker that has
+/// gone idle (`parked`) is woken, when a full batch waits, or anyway when the queue is half
+/// full.
+struct Wake {
+    notify: Notify,
+    /// The worker waits to be woken: no poll is due.
+    parked: AtomicBool,
+    batch_size: usize,
+    /// Queued items at which the worker is woken even while it polls.
+    half_full: usize,
+}
+
+impl Wake {
+    /// After an item is queued (`queued` now waiting): wakes the worker when it has to be.
+    fn queued(&self, queued: usize) {
+        if queued < self.batch_size {
+            return;
+        }
+        // Pairs with the fence in `Worker::park`: either this thread sees `parked`, or the
+        // worker sees the item when it looks at the queue before waiting.
+        fence(Ordering::SeqCst);
+        if self.parked.load(Ordering::Relaxed) || queued >= self.half_full {
+            self.notify.notify_one();
+        }
+    }
 }
 
 /// What waits in the queue: an item, or a completed trace the worker finalizes.
@@ -48,9 +80,8 @@ struct Inner {
     last_full_warning_ms: AtomicU64,
     exporter_name: String,
     maintenance: Maintenance,
-    /// Signalled when a full batch is queued; the worker is not woken per item.
-    batch_ready: Arc<Notify>,
-    batch_size: usize,
+    /// Wakes the worker when a full batch is queued and it is idle; never per item.
+    wake: Arc<Wake>,
 }
 
 /// Work the worker runs once a second (the tracer's timeout halting and buffer expiry).
@@ -105,14 +136,19 @@ impl ExportWorker {
             .enable_all()
             .build()
             .map_err(WorkerStartError)?;
-        let batch_ready = Arc::new(Notify::new());
         let batch_size = config.max_batch_size.max(1);
+        let wake = Arc::new(Wake {
+            notify: Notify::new(),
+            parked: AtomicBool::new(true),
+            batch_size,
+            half_full: (config.max_queue_size / 2).max(batch_size),
+        });
         let worker = Worker {
             exporter: exporter.clone(),
             config,
             counters: counters.clone(),
             maintenance: maintenance.clone(),
-            batch_ready: batch_ready.clone(),
+            wake: wake.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("mlflow-tracing-export".into())
@@ -130,8 +166,7 @@ impl ExportWorker {
                 last_full_warning_ms: AtomicU64::new(0),
                 exporter_name: format!("{exporter:?}"),
                 maintenance,
-                batch_ready,
-                batch_size,
+                wake,
             }),
         })
     }
@@ -175,32 +210,21 @@ impl ExportWorker {
     /// Sends a control message and waits (on this thread) for the worker's answer.
     fn control(
         &self,
-        make: impl FnOnce(oneshot::Sender<()>) -> Control,
+        make: impl FnOnce(std_mpsc::SyncSender<()>) -> Control,
         timeout: Duration,
     ) -> Result<(), LifecycleError> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = std_mpsc::sync_channel(1);
         self.inner
             .control
             .send(make(tx))
             .map_err(|_| LifecycleError::AlreadyShutdown)?;
-        // A std channel would do as well; this waits without needing a runtime on this thread.
-        let deadline = Instant::now() + timeout;
-        let mut rx = rx;
-        loop {
-            match rx.try_recv() {
-                Ok(()) => return Ok(()),
-                Err(oneshot::error::TryRecvError::Closed) => {
-                    return Err(LifecycleError::InternalFailure(
-                        "the export worker stopped".into(),
-                    ));
-                }
-                Err(oneshot::error::TryRecvError::Empty) => {
-                    if Instant::now() >= deadline {
-                        return Err(LifecycleError::Timeout(timeout));
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
+        // A std channel: this waits without needing a runtime on this thread.
+        match rx.recv_timeout(timeout) {
+            Ok(()) => Ok(()),
+            Err(std_mpsc::RecvTimeoutError::Timeout) => Err(LifecycleError::Timeout(timeout)),
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => Err(LifecycleError::InternalFailure(
+                "the export worker stopped".into(),
+            )),
         }
     }
 }
@@ -218,10 +242,9 @@ impl ExportWorker {
         match inner.items.try_send(item) {
             Ok(()) => {
                 inner.counters.enqueued.fetch_add(1, Ordering::Relaxed);
-                let queued = inner.items.max_capacity() - inner.items.capacity();
-                if queued >= inner.batch_size {
-                    inner.batch_ready.notify_one();
-                }
+                inner
+                    .wake
+                    .queued(inner.items.max_capacity() - inner.items.capacity());
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 inner
@@ -316,7 +339,7 @@ struct Worker {
     config: WorkerConfig,
     counters: Arc<Counters>,
     maintenance: Maintenance,
-    batch_ready: Arc<Notify>,
+    wake: Arc<Wake>,
 }
 
 /// The destination of an item: the location of its trace.
@@ -392,9 +415,14 @@ impl Worker {
         let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let batch_size = self.config.max_batch_size.max(1);
-        // The queue is read with `try_recv` only, so producers never wake this thread per item:
-        // they signal `batch_ready` when a full batch waits (OpenTelemetry's BatchSpanProcessor
-        // works the same way).
+        // The queue is read with `try_recv` only, so producers never wake this thread per item
+        // (OpenTelemetry's BatchSpanProcessor works the same way). An idle worker is woken when
+        // a full batch waits; from then on it polls every `POLL` while traces keep coming, and
+        // parks again after a poll that finds none new (see `Wake`).
+        let mut poll = tokio::time::interval_at(tokio::time::Instant::now() + POLL, POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut polling = false;
+        let mut seen = 0;
         loop {
             tokio::select! {
                 biased;
@@ -409,7 +437,7 @@ impl Worker {
                             if let Err(e) = self.exporter.force_flush().await {
                                 mlflow_tracing_manager::notice::visible(|| tracing::warn!("MLflow exporter flush failed: {e}"));
                             }
-                            let _ = reply.send(());
+                            let _ = reply.try_send(());
                             if closed {
                                 return;
                             }
@@ -418,15 +446,31 @@ impl Worker {
                             if let Err(e) = self.exporter.shutdown().await {
                                 mlflow_tracing_manager::notice::visible(|| tracing::warn!("MLflow exporter shutdown failed: {e}"));
                             }
-                            let _ = reply.send(());
+                            let _ = reply.try_send(());
                             return;
                         }
                     }
                 }
-                () = self.batch_ready.notified() => {
-                    // Only full batches; the rest waits for the interval.
-                    let full = items.len() / batch_size * batch_size;
-                    self.export_queued(&mut items, full, batch_size, &permits, &mut running).await;
+                () = self.wake.notify.notified() => {
+                    if !polling {
+                        polling = true;
+                        self.wake.parked.store(false, Ordering::Relaxed);
+                        seen = self.counters.enqueued.load(Ordering::Relaxed);
+                        poll.reset();
+                    }
+                    self.export_full(&mut items, batch_size, &permits, &mut running).await;
+                }
+                _ = poll.tick(), if polling => {
+                    self.export_full(&mut items, batch_size, &permits, &mut running).await;
+                    let enqueued = self.counters.enqueued.load(Ordering::Relaxed);
+                    if enqueued == seen {
+                        if self.park(&items, batch_size) {
+                            polling = false;
+                        } else {
+                            self.export_full(&mut items, batch_size, &permits, &mut running).await;
+                        }
+                    }
+                    seen = enqueued;
                 }
                 _ = interval.tick() => {
                     if self.export_queued(&mut items, usize::MAX, batch_size, &permits, &mut running).await {
@@ -450,6 +494,34 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Exports the full batches waiting; the rest waits for the interval (or more traces).
+    async fn export_full(
+        &self,
+        items: &mut mpsc::Receiver<Queued>,
+        batch_size: usize,
+        permits: &Arc<Semaphore>,
+        running: &mut Running,
+    ) {
+        let full = items.len() / batch_size * batch_size;
+        if full > 0 {
+            self.export_queued(items, full, batch_size, permits, running)
+                .await;
+        }
+    }
+
+    /// Marks the worker parked (producers wake it from now on); false, and not parked, when a
+    /// full batch came in meanwhile.
+    fn park(&self, items: &mpsc::Receiver<Queued>, batch_size: usize) -> bool {
+        self.wake.parked.store(true, Ordering::Relaxed);
+        // Pairs with the fence in `Wake::queued`.
+        fence(Ordering::SeqCst);
+        if items.len() >= batch_size {
+            self.wake.parked.store(false, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 
     /// Takes up to `max` queued items and exports them in batches; true when the queue is

@@ -219,6 +219,33 @@ fn batches_go_out_when_full_or_when_the_interval_passes_split_by_destination() {
 }
 
 #[test]
+fn full_batches_go_out_whether_the_worker_polls_or_has_parked() {
+    // An hour-long interval: only full batches go out, found by polling while traces keep
+    // coming, or by a wake-up once the worker has parked.
+    let exporter = TestExporter::default();
+    let config = WorkerConfig::default().with_batching(2, Duration::from_secs(3600));
+    let worker = ExportWorker::start(exporter.clone(), config).unwrap();
+    let tracer = tracer_with(&worker);
+    let exported = || exporter.exported.load(Ordering::Relaxed);
+    for round in 1..=40u64 {
+        tracer.in_scope(|| {
+            drop(start_span("t").start());
+            drop(start_span("t").start());
+        });
+        assert!(
+            eventually(|| exported() == 2 * round),
+            "round {round}: {:?}",
+            worker.stats()
+        );
+        // Pauses shorter and longer than the worker's poll: some rounds find it polling,
+        // others parked again.
+        std::thread::sleep(Duration::from_millis(round % 4 * 4));
+    }
+    worker.shutdown(Duration::from_secs(5)).unwrap();
+    assert_eq!(exporter.batches.lock().unwrap().len(), 40);
+}
+
+#[test]
 fn batch_size_one_means_no_batching() {
     let exporter = TestExporter::default();
     let config = WorkerConfig::default().with_batching(1, Duration::from_secs(3600));
