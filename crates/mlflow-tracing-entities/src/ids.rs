@@ -284,6 +284,23 @@ impl MlflowTraceId {
     }
 }
 
+/// The id as text, as `to_string` writes it, in one allocation of the exact size for a V3 id
+/// (`to_string` grows its buffer twice).
+impl From<MlflowTraceId> for String {
+    fn from(id: MlflowTraceId) -> String {
+        match id {
+            MlflowTraceId::V3(id) => {
+                let hex = id.hex_digits();
+                let mut s = String::with_capacity(TRACE_ID_V3_PREFIX.len() + hex.as_str().len());
+                s.push_str(TRACE_ID_V3_PREFIX);
+                s.push_str(hex.as_str());
+                s
+            }
+            v4 => v4.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for MlflowTraceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -391,6 +408,19 @@ mod tests {
             "tr-4bf92f3577b34da6a3ce929d0e0e4736"
         );
         assert_eq!(format!("{s:?}"), "SpanId(00f067aa0ba902b7)");
+    }
+
+    #[test]
+    fn ids_as_strings_are_their_display() {
+        let t = TraceId::from_hex("00f92f3577b34da6a3ce929d0e0e4736").unwrap();
+        let v3 = MlflowTraceId::v3(t);
+        let text = String::from(v3.clone());
+        assert_eq!(text, "tr-00f92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(text.capacity(), text.len());
+        let v4: MlflowTraceId = "trace:/catalog.schema/00f92f3577b34da6a3ce929d0e0e4736"
+            .parse()
+            .unwrap();
+        assert_eq!(String::from(v4.clone()), v4.to_string());
     }
 
     #[test]

@@ -381,7 +381,7 @@ where
         let live = span.extensions().get::<Recorded>().map(|r| r.live.clone());
         if let Some(live) = live {
             live.add_link(&Link {
-                trace_id: MlflowTraceId::v3(trace_id).to_string(),
+                trace_id: String::from(MlflowTraceId::v3(trace_id)),
                 span_id,
                 attributes: None,
             });

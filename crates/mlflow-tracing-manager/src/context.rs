@@ -109,7 +109,7 @@ impl TraceUpdate {
         let mut st = entry.lock();
         if st.popped {
             return Err(SpanApiError::TraceNotInProgress(
-                entry.mlflow_trace_id.clone(),
+                entry.mlflow_trace_id.to_string(),
             ));
         }
         let info = &mut st.info;

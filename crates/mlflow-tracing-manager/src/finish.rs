@@ -44,7 +44,8 @@ pub(crate) struct RawSpan {
     pub(crate) status: SpanStatus,
     pub(crate) events: Vec<SpanEvent>,
     pub(crate) links: Vec<Link>,
-    /// `mlflow.traceRequestId`, first unless among `attributes`.
+    /// The trace's id, written as `mlflow.traceRequestId` (first, unless among `attributes`)
+    /// when the span is finalized.
     pub(crate) request_id: Option<Arc<str>>,
     /// Attribute values as MLflow stores them (JSON text), in order, keys distinct. Kept as
     /// text (half the size of a JSON value) while the span waits for its trace.
@@ -64,7 +65,7 @@ impl RawSpan {
         {
             attributes.push((
                 Cow::Borrowed(keys::span::REQUEST_ID),
-                Value::String(String::from(&*id)),
+                Value::String(mlflow_tracing_entities::json::string_attribute_json(&id)),
             ));
         }
         attributes.extend(

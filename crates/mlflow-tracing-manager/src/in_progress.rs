@@ -36,11 +36,9 @@ pub(crate) const EVICTED: u8 = 2;
 /// One in-progress trace.
 pub(crate) struct TraceEntry {
     pub(crate) otel_trace_id: TraceId,
-    /// `tr-<hex>` (or a V4 id).
-    pub(crate) mlflow_trace_id: String,
-    /// `mlflow.traceRequestId` as stored: the JSON text of the id, shared by every span.
-    pub(crate) request_id_attr: Arc<str>,
-    pub(crate) location: TraceLocation,
+    /// `tr-<hex>` (or a V4 id), shared by every span (`mlflow.traceRequestId`, written when
+    /// the span is finalized).
+    pub(crate) mlflow_trace_id: Arc<str>,
     pub(crate) registered: Instant,
     /// A placeholder for a trace continued from a remote `traceparent`.
     pub(crate) remote: bool,
@@ -92,13 +90,9 @@ impl TraceEntry {
         remote: bool,
         room: usize,
     ) -> Self {
-        let request_id_attr: Arc<str> =
-            mlflow_tracing_entities::json::string_attribute_json(&mlflow_trace_id).into();
         TraceEntry {
             otel_trace_id,
-            location: info.trace_location.clone(),
-            mlflow_trace_id,
-            request_id_attr,
+            mlflow_trace_id: mlflow_trace_id.into(),
             registered: Instant::now(),
             remote,
             fate: AtomicU8::new(LIVE),

@@ -228,7 +228,7 @@ impl LiveSpanInner {
             .map(|(k, v)| (k.clone(), normalize_raw_value(v.clone())))
             .collect();
         let link = Link {
-            trace_id: MlflowTraceId::v3(trace_id).to_string(),
+            trace_id: String::from(MlflowTraceId::v3(trace_id)),
             span_id: link.span_id,
             attributes: (!attributes.is_empty()).then_some(attributes),
         };
@@ -362,7 +362,7 @@ impl LiveSpan {
         self.inner
             .as_ref()
             .and_then(|i| i.entry.as_ref())
-            .map(|e| e.mlflow_trace_id.clone())
+            .map(|e| e.mlflow_trace_id.to_string())
     }
 
     /// The trace id (also set for sampled-out spans, which carry the decision), as

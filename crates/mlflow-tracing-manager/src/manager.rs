@@ -33,7 +33,7 @@ pub(crate) struct ManagerParts {
     pub(crate) preview_max_chars: usize,
     pub(crate) trace_timeout: Option<Duration>,
     pub(crate) timeout_check_interval: Duration,
-    pub(crate) last_active_trace_id: Arc<Mutex<Option<String>>>,
+    pub(crate) last_active_trace_id: Arc<Mutex<Option<Arc<str>>>>,
     pub(crate) enabled: bool,
 }
 
@@ -53,7 +53,7 @@ pub(crate) struct TraceManager {
     created: Instant,
     /// ms since `created` of the last timeout check.
     last_timeout_check_ms: AtomicU64,
-    pub(crate) last_active_trace_id: Arc<Mutex<Option<String>>>,
+    pub(crate) last_active_trace_id: Arc<Mutex<Option<Arc<str>>>>,
     pub(crate) enabled: AtomicBool,
     /// Spans in the last completed trace: room a new trace's span list starts with, so a
     /// service's traces (often alike) do not grow it span by span.
@@ -136,7 +136,7 @@ impl TraceManager {
     /// spans simply join it.
     pub(crate) fn start_remote_trace(&self, trace_id: TraceId) -> Option<Arc<TraceEntry>> {
         let (entry, fresh) = self.buffer.get_or_insert(trace_id, &mut || {
-            let mlflow_id = MlflowTraceId::v3(trace_id).to_string();
+            let mlflow_id = String::from(MlflowTraceId::v3(trace_id));
             let info = TraceInfo::new(mlflow_id.clone(), self.policy.remote_location(), 0);
             Arc::new(TraceEntry::new(trace_id, mlflow_id, info, true, 0))
         });
@@ -179,8 +179,8 @@ impl TraceManager {
             let item = self.wants_spans.then(|| {
                 ExportItem::Span(Box::new(SpanItem {
                     span: span.clone(),
-                    trace_id: entry.mlflow_trace_id.clone(),
-                    location: entry.location.clone(),
+                    trace_id: entry.mlflow_trace_id.to_string(),
+                    location: entry.lock().info.trace_location.clone(),
                 }))
             });
             (Ended::Done(span), item)

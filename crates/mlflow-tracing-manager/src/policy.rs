@@ -95,7 +95,7 @@ struct Experiment {
 
 impl TracePolicy for Experiment {
     fn start(&self, root: RootStart<'_>) -> Option<(String, TraceInfo)> {
-        let mlflow_id = MlflowTraceId::v3(root.trace_id).to_string();
+        let mlflow_id = String::from(MlflowTraceId::v3(root.trace_id));
         let experiment = root
             .experiment_id
             .unwrap_or_else(|| self.experiment_id.clone());
@@ -139,7 +139,7 @@ impl TracePolicy for InferenceTable {
             }
             return None;
         };
-        let mlflow_id = MlflowTraceId::v3(root.trace_id).to_string();
+        let mlflow_id = String::from(MlflowTraceId::v3(root.trace_id));
         // As MLflow: `TraceLocation.from_experiment_id(MLFLOW_EXPERIMENT_ID)`, an experiment
         // location without an id when unset.
         let location = match root.experiment_id.or_else(|| self.experiment_id.clone()) {

@@ -64,7 +64,9 @@ impl SpanProcessor for MlflowSpanProcessor {
         };
         span.set_attribute(KeyValue::new(
             keys::span::REQUEST_ID,
-            OtelValue::String(StringValue::from(entry.request_id_attr.clone())),
+            OtelValue::String(StringValue::from(
+                mlflow_tracing_entities::json::string_attribute_json(&entry.mlflow_trace_id),
+            )),
         ));
         span.set_attribute(KeyValue::new(keys::span::SPAN_TYPE, UNKNOWN_SPAN_TYPE_JSON));
         entry.span_started(span_id, !has_parent);

@@ -188,7 +188,7 @@ impl StartSpan {
         let max_user = manager.limits.max_attributes;
         let span_type = self.span_type.as_ref().unwrap_or(&SpanType::Unknown);
         let mut state = LiveState::starting(
-            entry.map(|e| e.request_id_attr.clone()),
+            entry.map(|e| e.mlflow_trace_id.clone()),
             span_type.attribute_json().into(),
             self.attribute_capacity,
         );

@@ -110,7 +110,7 @@ impl Tracer {
     pub(crate) fn from_settings(
         settings: TracerSettings,
         stats: Arc<Stats>,
-        last_active_trace_id: Arc<Mutex<Option<String>>>,
+        last_active_trace_id: Arc<Mutex<Option<Arc<str>>>>,
     ) -> Tracer {
         let recipe = crate::process_global::in_evcxr().then(|| Box::new(settings.clone()));
         let dispatch: Option<Arc<dyn Dispatch>> = match (settings.dispatch, settings.exporter) {
@@ -207,7 +207,9 @@ impl Tracer {
 
     /// The MLflow trace id of the last trace whose root span ended.
     pub fn last_active_trace_id(&self) -> Option<String> {
-        lock(&self.inner.manager.last_active_trace_id).clone()
+        lock(&self.inner.manager.last_active_trace_id)
+            .as_deref()
+            .map(str::to_owned)
     }
 
     /// Whether spans are recorded. Disabled tracers hand out no-op spans.
@@ -307,5 +309,5 @@ pub(crate) struct NotebookRecipe {
     /// The counters, shared.
     pub(crate) stats: Arc<Stats>,
     /// The last-active trace id, shared.
-    pub(crate) last_active_trace_id: Arc<Mutex<Option<String>>>,
+    pub(crate) last_active_trace_id: Arc<Mutex<Option<Arc<str>>>>,
 }
