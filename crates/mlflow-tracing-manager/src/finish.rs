@@ -183,6 +183,8 @@ impl Finisher {
 pub struct PendingTrace {
     finisher: Arc<Finisher>,
     info: TraceInfo,
+    /// The root span's name when it started (`mlflow.traceName`).
+    root_name: Cow<'static, str>,
     /// The spans in the order they started (each with its start sequence number).
     spans: Vec<(u64, Ended)>,
     halted: bool,
@@ -203,6 +205,7 @@ impl PendingTrace {
     pub(crate) fn new(
         finisher: Arc<Finisher>,
         info: TraceInfo,
+        root_name: Cow<'static, str>,
         spans: Vec<(u64, Ended)>,
         halted: bool,
         remote: bool,
@@ -210,6 +213,7 @@ impl PendingTrace {
         PendingTrace {
             finisher,
             info,
+            root_name,
             spans,
             halted,
             remote,
@@ -232,11 +236,15 @@ impl PendingTrace {
     pub fn finalize(self) -> ExportItem {
         let PendingTrace {
             finisher,
-            info,
+            mut info,
+            root_name,
             spans,
             halted,
             remote,
         } = self;
+        if !remote {
+            finisher.policy.start_defaults(&mut info, &root_name);
+        }
         let spans: Vec<Span> = spans
             .into_iter()
             .map(|(_, ended)| {

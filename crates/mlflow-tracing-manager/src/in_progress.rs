@@ -3,6 +3,7 @@
 //! trace id with MLflow's TTL and capacity limits (as its `TTLCache`). No policy lives here: the trace
 //! manager decides what happens to a trace.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -72,11 +73,14 @@ pub(crate) struct EntryState {
     /// The live root span, so the timeout can end it. Weak: the trace buffer never keeps a span
     /// alive by itself.
     pub(crate) root_span: Option<Weak<dyn HaltRoot>>,
+    /// The root span's name when it started (`mlflow.traceName`, added at finalization).
+    pub(crate) root_name: Cow<'static, str>,
 }
 
 /// What `finish_span` decided.
 pub(crate) struct Completed {
     pub(crate) info: TraceInfo,
+    pub(crate) root_name: Cow<'static, str>,
     /// The spans in the order they started (each with its start sequence number).
     pub(crate) spans: Vec<(u64, Ended)>,
     pub(crate) halted: bool,
@@ -87,6 +91,7 @@ impl TraceEntry {
         otel_trace_id: TraceId,
         mlflow_trace_id: String,
         info: TraceInfo,
+        root_name: Cow<'static, str>,
         remote: bool,
         room: usize,
     ) -> Self {
@@ -108,6 +113,7 @@ impl TraceEntry {
                 halted: false,
                 popped: false,
                 root_span: None,
+                root_name,
             }),
         }
     }
@@ -201,6 +207,7 @@ impl TraceEntry {
         );
         Some(Completed {
             info: std::mem::replace(&mut st.info, empty),
+            root_name: std::mem::take(&mut st.root_name),
             spans: finished,
             halted: st.halted,
         })

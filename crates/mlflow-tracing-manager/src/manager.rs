@@ -4,6 +4,7 @@
 //! or it is evicted. Every front door (the span API, the OpenTelemetry span processor) calls
 //! this small API with plain values.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -107,7 +108,7 @@ impl TraceManager {
     pub(crate) fn start_trace(
         &self,
         trace_id: TraceId,
-        name: &str,
+        root_name: Cow<'static, str>,
         experiment_id: Option<String>,
     ) -> Option<Arc<TraceEntry>> {
         let now_ms = SystemTime::now()
@@ -115,17 +116,18 @@ impl TraceManager {
             .map_or(0, |d| d.as_millis() as i64);
         let (mlflow_id, mut info) = self.policy.start(RootStart {
             trace_id,
-            name,
             experiment_id,
             now_ms,
         })?;
         // `mlflow.tracing.context` scopes: their metadata and tags.
-        TraceContext::apply_current(&mut info);
+        TraceContext::apply_current(&mut info, self.policy.names_traces());
         let room = self
             .spans_per_trace
             .load(Ordering::Relaxed)
             .min(MAX_SPANS_RESERVED);
-        let entry = Arc::new(TraceEntry::new(trace_id, mlflow_id, info, false, room));
+        let entry = Arc::new(TraceEntry::new(
+            trace_id, mlflow_id, info, root_name, false, room,
+        ));
         self.buffer.insert(entry.clone());
         self.stats.trace_started();
         Some(entry)
@@ -138,7 +140,14 @@ impl TraceManager {
         let (entry, fresh) = self.buffer.get_or_insert(trace_id, &mut || {
             let mlflow_id = String::from(MlflowTraceId::v3(trace_id));
             let info = TraceInfo::new(mlflow_id.clone(), self.policy.remote_location(), 0);
-            Arc::new(TraceEntry::new(trace_id, mlflow_id, info, true, 0))
+            Arc::new(TraceEntry::new(
+                trace_id,
+                mlflow_id,
+                info,
+                Cow::Borrowed(""),
+                true,
+                0,
+            ))
         });
         if fresh {
             return Some(entry);
@@ -208,6 +217,7 @@ impl TraceManager {
         self.buffer.remove(entry);
         let Completed {
             info,
+            root_name,
             spans,
             halted,
         } = completed;
@@ -220,7 +230,14 @@ impl TraceManager {
             *lock(&self.last_active_trace_id) = Some(entry.mlflow_trace_id.clone());
             self.stats.trace_finished();
         }
-        let pending = PendingTrace::new(self.finisher.clone(), info, spans, halted, entry.remote);
+        let pending = PendingTrace::new(
+            self.finisher.clone(),
+            info,
+            root_name,
+            spans,
+            halted,
+            entry.remote,
+        );
         match &self.dispatch {
             Some(d) => d.dispatch_trace(pending),
             None => self

@@ -5,16 +5,16 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use mlflow_tracing_entities::{MlflowTraceId, Trace, TraceId, TraceInfo, TraceLocation, keys};
+use mlflow_tracing_entities::{
+    MlflowTraceId, StringMap, Trace, TraceId, TraceInfo, TraceLocation, keys,
+};
 
 use crate::destination::{ServingRequest, TraceDestination};
 use crate::env;
 
 /// What a root span's start tells the policy.
-pub(crate) struct RootStart<'a> {
+pub(crate) struct RootStart {
     pub(crate) trace_id: TraceId,
-    /// The root span's name (`mlflow.traceName`).
-    pub(crate) name: &'a str,
     /// An experiment given for this trace (`start_span(..).experiment_id(..)`).
     pub(crate) experiment_id: Option<String>,
     /// Ms since the Unix epoch.
@@ -25,7 +25,19 @@ pub(crate) struct RootStart<'a> {
 pub(crate) trait TracePolicy: Send + Sync + fmt::Debug {
     /// The MLflow trace id and info of a new trace; `None` when the destination does not track
     /// it.
-    fn start(&self, root: RootStart<'_>) -> Option<(String, TraceInfo)>;
+    fn start(&self, root: RootStart) -> Option<(String, TraceInfo)>;
+
+    /// Whether the trace's start gives it an `mlflow.traceName` tag (see
+    /// [`TracePolicy::start_defaults`]), which a `TraceContext` scope's tag does not replace.
+    fn names_traces(&self) -> bool {
+        false
+    }
+
+    /// The metadata and tags every trace of this destination starts with (environment
+    /// metadata, schema version, `mlflow.traceName` from the root's start name), added when
+    /// the trace is finalized, so the thread that starts a trace copies none of them. They come
+    /// first, in MLflow's order; a key set during the trace keeps its value.
+    fn start_defaults(&self, _info: &mut TraceInfo, _root_name: &str) {}
 
     /// Where the spans this process makes in a trace continued from another process go (MLflow
     /// logs them to the experiment of the process that made them).
@@ -75,15 +87,39 @@ fn with_serving_request(mut info: TraceInfo, request: Option<ServingRequest>) ->
     info
 }
 
-/// Environment metadata and the `mlflow.traceName` tag (MLflow's basic metadata and tags).
-fn add_basic_metadata(info: &mut TraceInfo, name: &str, environment_metadata: bool) {
+/// Puts `defaults` first, in their order; a key already in `map` keeps its value (in the
+/// default's place), as when the default was set at the trace's start and changed later.
+fn put_first(map: &mut StringMap, defaults: &[(&str, &str)]) {
+    let set = std::mem::take(map);
+    let mut merged = StringMap::with_capacity(defaults.len() + set.len());
+    merged.extend(
+        defaults
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    merged.extend(set);
+    *map = merged;
+}
+
+/// MLflow's basic metadata (environment metadata when on, then the schema version) and the
+/// `mlflow.traceName` tag.
+fn add_basic_metadata(
+    info: &mut TraceInfo,
+    name: &str,
+    environment_metadata: bool,
+    schema_version: &str,
+) {
+    let mut metadata: Vec<(&str, &str)> = Vec::with_capacity(8);
     if environment_metadata {
-        for (k, v) in env::environment_metadata() {
-            info.trace_metadata.insert((*k).to_owned(), v.clone());
-        }
+        metadata.extend(
+            env::environment_metadata()
+                .iter()
+                .map(|(k, v)| (*k, v.as_str())),
+        );
     }
-    info.tags
-        .insert(keys::tag::TRACE_NAME.into(), name.to_owned());
+    metadata.push((keys::metadata::SCHEMA_VERSION, schema_version));
+    put_first(&mut info.trace_metadata, &metadata);
+    put_first(&mut info.tags, &[(keys::tag::TRACE_NAME, name)]);
 }
 
 /// An MLflow experiment: `tr-<hex>` ids, schema version "3", basic metadata and tags.
@@ -94,23 +130,28 @@ struct Experiment {
 }
 
 impl TracePolicy for Experiment {
-    fn start(&self, root: RootStart<'_>) -> Option<(String, TraceInfo)> {
+    fn start(&self, root: RootStart) -> Option<(String, TraceInfo)> {
         let mlflow_id = String::from(MlflowTraceId::v3(root.trace_id));
         let experiment = root
             .experiment_id
             .unwrap_or_else(|| self.experiment_id.clone());
-        let mut info = TraceInfo::new(
+        let info = TraceInfo::new(
             mlflow_id.clone(),
             TraceLocation::experiment(experiment),
             root.now_ms,
         );
-        add_basic_metadata(&mut info, root.name, self.environment_metadata);
-        info.trace_metadata
-            .insert(keys::metadata::SCHEMA_VERSION.into(), "3".into());
         Some((
             mlflow_id,
             with_serving_request(info, ServingRequest::current()),
         ))
+    }
+
+    fn names_traces(&self) -> bool {
+        true
+    }
+
+    fn start_defaults(&self, info: &mut TraceInfo, root_name: &str) {
+        add_basic_metadata(info, root_name, self.environment_metadata, "3");
     }
 
     fn remote_location(&self) -> TraceLocation {
@@ -127,7 +168,7 @@ struct InferenceTable {
 }
 
 impl TracePolicy for InferenceTable {
-    fn start(&self, root: RootStart<'_>) -> Option<(String, TraceInfo)> {
+    fn start(&self, root: RootStart) -> Option<(String, TraceInfo)> {
         let Some(request) = ServingRequest::current() else {
             if !self.warned_no_request_id.swap(true, Ordering::Relaxed) {
                 crate::notice::visible(|| {
@@ -181,7 +222,7 @@ struct UnityCatalog {
 }
 
 impl TracePolicy for UnityCatalog {
-    fn start(&self, root: RootStart<'_>) -> Option<(String, TraceInfo)> {
+    fn start(&self, root: RootStart) -> Option<(String, TraceInfo)> {
         let uc = self.location.uc_location().unwrap_or_default();
         let mlflow_id = match MlflowTraceId::v4(&uc, root.trace_id) {
             Ok(id) => id.to_string(),
@@ -192,14 +233,19 @@ impl TracePolicy for UnityCatalog {
                 return None;
             }
         };
-        let mut info = TraceInfo::new(mlflow_id.clone(), self.location.clone(), root.now_ms);
-        add_basic_metadata(&mut info, root.name, self.environment_metadata);
-        info.trace_metadata
-            .insert(keys::metadata::SCHEMA_VERSION.into(), "4".into());
+        let info = TraceInfo::new(mlflow_id.clone(), self.location.clone(), root.now_ms);
         Some((
             mlflow_id,
             with_serving_request(info, ServingRequest::current()),
         ))
+    }
+
+    fn names_traces(&self) -> bool {
+        true
+    }
+
+    fn start_defaults(&self, info: &mut TraceInfo, root_name: &str) {
+        add_basic_metadata(info, root_name, self.environment_metadata, "4");
     }
 
     fn remote_location(&self) -> TraceLocation {
@@ -219,5 +265,61 @@ impl TracePolicy for UnityCatalog {
             (!value.is_empty()).then(|| (to, value.clone()))
         })
         .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_defaults_come_first_and_values_set_during_the_trace_win() {
+        let policy = TraceDestination::Experiment.policy("7".into(), false);
+        let (_, mut info) = policy
+            .start(RootStart {
+                trace_id: TraceId::from_int(1),
+                experiment_id: None,
+                now_ms: 0,
+            })
+            .unwrap();
+        // Set while the trace ran: a scope's or `update_current_trace`'s values.
+        info.trace_metadata.insert("team".into(), "a".into());
+        info.trace_metadata
+            .insert(keys::metadata::SCHEMA_VERSION.into(), "custom".into());
+        info.tags
+            .insert(keys::tag::TRACE_NAME.into(), "renamed".into());
+        info.tags.insert("env".into(), "prod".into());
+        policy.start_defaults(&mut info, "root");
+        let metadata: Vec<_> = info.trace_metadata.iter().collect();
+        assert_eq!(
+            metadata,
+            [
+                (
+                    &keys::metadata::SCHEMA_VERSION.to_owned(),
+                    &"custom".to_owned()
+                ),
+                (&"team".to_owned(), &"a".to_owned()),
+            ]
+        );
+        let tags: Vec<_> = info.tags.iter().collect();
+        assert_eq!(
+            tags,
+            [
+                (&keys::tag::TRACE_NAME.to_owned(), &"renamed".to_owned()),
+                (&"env".to_owned(), &"prod".to_owned()),
+            ]
+        );
+
+        // Nothing set: the root's start name and schema version "3".
+        let (_, mut info) = policy
+            .start(RootStart {
+                trace_id: TraceId::from_int(2),
+                experiment_id: None,
+                now_ms: 0,
+            })
+            .unwrap();
+        policy.start_defaults(&mut info, "root");
+        assert_eq!(info.tags[keys::tag::TRACE_NAME], "root");
+        assert_eq!(info.trace_metadata[keys::metadata::SCHEMA_VERSION], "3");
     }
 }

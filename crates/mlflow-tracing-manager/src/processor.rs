@@ -57,7 +57,7 @@ impl SpanProcessor for MlflowSpanProcessor {
                 .exported_data()
                 .map(|d| d.name.into_owned())
                 .unwrap_or_default();
-            match manager.start_trace(trace_id, &name, None) {
+            match manager.start_trace(trace_id, name.into(), None) {
                 Some(entry) => entry,
                 None => return,
             }

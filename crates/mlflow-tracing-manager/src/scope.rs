@@ -126,7 +126,10 @@ impl TraceContext {
 
     /// Applies the current scope to a trace starting now: its metadata over the trace's (as
     /// MLflow's processor lets the caller's values win), its tags except the trace name.
-    pub(crate) fn apply_current(info: &mut TraceInfo) {
+    /// Its metadata and tags into a starting trace's `info`; `names_traces`: the destination
+    /// names the trace (`mlflow.traceName` from the root), which the scope's tag does not
+    /// replace.
+    pub(crate) fn apply_current(info: &mut TraceInfo, names_traces: bool) {
         let Some(scope) = TraceContext::current() else {
             return;
         };
@@ -134,7 +137,7 @@ impl TraceContext {
             info.trace_metadata.insert(k, v);
         }
         for (k, v) in scope.tags {
-            if k != keys::tag::TRACE_NAME || !info.tags.contains_key(&k) {
+            if k != keys::tag::TRACE_NAME || !(names_traces || info.tags.contains_key(&k)) {
                 info.tags.insert(k, v);
             }
         }

@@ -266,7 +266,9 @@ impl StartSpan {
                     None => tracer.samples(trace_id),
                 };
                 let entry = sampled
-                    .then(|| manager.start_trace(trace_id, &self.name, self.experiment_id.clone()))
+                    .then(|| {
+                        manager.start_trace(trace_id, self.name.clone(), self.experiment_id.clone())
+                    })
                     .flatten();
                 (trace_id, None, sampled, None, entry)
             }
