@@ -108,9 +108,9 @@ impl TraceUpdate {
         }
         let mut st = entry.lock();
         if st.popped {
-            return Err(SpanApiError::TraceNotInProgress(
-                entry.mlflow_trace_id.to_string(),
-            ));
+            return Err(SpanApiError::TraceNotInProgress(String::from(
+                entry.mlflow_trace_id.clone(),
+            )));
         }
         let info = &mut st.info;
         info.tags.extend(self.tags);

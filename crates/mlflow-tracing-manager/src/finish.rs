@@ -44,9 +44,6 @@ pub(crate) struct RawSpan {
     pub(crate) status: SpanStatus,
     pub(crate) events: Vec<SpanEvent>,
     pub(crate) links: Vec<Link>,
-    /// The trace's id, written as `mlflow.traceRequestId` (first, unless among `attributes`)
-    /// when the span is finalized.
-    pub(crate) request_id: Option<Arc<str>>,
     /// Attribute values as MLflow stores them (JSON text), in order, keys distinct. Kept as
     /// text (half the size of a JSON value) while the span waits for its trace.
     pub(crate) attributes: Vec<(Cow<'static, str>, CompactString)>,
@@ -54,18 +51,21 @@ pub(crate) struct RawSpan {
 }
 
 impl RawSpan {
-    fn into_span(self) -> Span {
+    /// The span, with its trace's id `request_id` as `mlflow.traceRequestId` (first, unless
+    /// among its attributes).
+    fn into_span(self, request_id: &str) -> Span {
         // Room for the request id and the log level the end rules add.
         let mut attributes = Vec::with_capacity(self.attributes.len() + 2);
-        if let Some(id) = self.request_id
-            && !self
-                .attributes
-                .iter()
-                .any(|(k, _)| k == keys::span::REQUEST_ID)
+        if !self
+            .attributes
+            .iter()
+            .any(|(k, _)| k == keys::span::REQUEST_ID)
         {
             attributes.push((
                 Cow::Borrowed(keys::span::REQUEST_ID),
-                Value::String(mlflow_tracing_entities::json::string_attribute_json(&id)),
+                Value::String(mlflow_tracing_entities::json::string_attribute_json(
+                    request_id,
+                )),
             ));
         }
         attributes.extend(
@@ -140,15 +140,20 @@ pub(crate) struct Finisher {
 }
 
 impl Finisher {
-    /// The span, through MLflow's end rules and the span processors; `root_info` is the trace
-    /// info for a root span (its destination may copy values into it).
-    pub(crate) fn finish_span(&self, ended: Ended, root_info: Option<&TraceInfo>) -> Span {
+    /// The span of trace `trace_id`, through MLflow's end rules and the span processors;
+    /// `root_info` is the trace info for a root span (its destination may copy values into it).
+    pub(crate) fn finish_span(
+        &self,
+        ended: Ended,
+        trace_id: &str,
+        root_info: Option<&TraceInfo>,
+    ) -> Span {
         let mut span = match ended {
             Ended::Done(span) => return span,
             Ended::Span(span) => span,
             Ended::Raw(mut raw) => {
                 let hook = raw.finish_hook.take();
-                let mut span = raw.into_span();
+                let mut span = raw.into_span(trace_id);
                 if let Some(hook) = hook {
                     self.run_guarded(hook, &mut span);
                 }
@@ -249,7 +254,7 @@ impl PendingTrace {
             .into_iter()
             .map(|(_, ended)| {
                 let root = ended.is_root().then_some(&info);
-                finisher.finish_span(ended, root)
+                finisher.finish_span(ended, &info.trace_id, root)
             })
             .collect();
         let mut trace = Trace::new(info, spans);

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use mlflow_tracing_entities::{SpanId, TraceId, TraceInfo, TraceLocation};
+use mlflow_tracing_entities::{MlflowTraceId, SpanId, TraceId, TraceInfo, TraceLocation};
 
 use crate::finish::Ended;
 use crate::stats::Stats;
@@ -39,7 +39,7 @@ pub(crate) struct TraceEntry {
     pub(crate) otel_trace_id: TraceId,
     /// `tr-<hex>` (or a V4 id), shared by every span (`mlflow.traceRequestId`, written when
     /// the span is finalized).
-    pub(crate) mlflow_trace_id: Arc<str>,
+    pub(crate) mlflow_trace_id: MlflowTraceId,
     pub(crate) registered: Instant,
     /// A placeholder for a trace continued from a remote `traceparent`.
     pub(crate) remote: bool,
@@ -89,7 +89,7 @@ pub(crate) struct Completed {
 impl TraceEntry {
     pub(crate) fn new(
         otel_trace_id: TraceId,
-        mlflow_trace_id: String,
+        mlflow_trace_id: MlflowTraceId,
         info: TraceInfo,
         root_name: Cow<'static, str>,
         remote: bool,
@@ -97,7 +97,7 @@ impl TraceEntry {
     ) -> Self {
         TraceEntry {
             otel_trace_id,
-            mlflow_trace_id: mlflow_trace_id.into(),
+            mlflow_trace_id,
             registered: Instant::now(),
             remote,
             fate: AtomicU8::new(LIVE),
@@ -295,7 +295,8 @@ impl TraceBuffer {
             .state
             .try_lock()
             .map_or(0, |st| st.finished.len() + st.open.len());
-        self.stats.trace_evicted(&entry.mlflow_trace_id, spans, why);
+        self.stats
+            .trace_evicted(&entry.mlflow_trace_id.to_string(), spans, why);
     }
 
     /// Adds `entry` under `key`, making room first (expired traces, then the least recently

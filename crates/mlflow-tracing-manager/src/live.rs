@@ -103,9 +103,6 @@ pub(crate) struct LiveState {
     /// Values are compact strings: short ones (a number, a model name, a span type) are kept
     /// inline, without an allocation of their own.
     attributes: Vec<(Cow<'static, str>, CompactString)>,
-    /// `mlflow.traceRequestId` (the trace's, shared by its spans), stored first when the span
-    /// is finalized unless set explicitly.
-    request_id: Option<Arc<str>>,
     /// Distinct user (non-MLflow) attribute keys in `attributes`.
     user_attributes: u32,
     events: Vec<SpanEvent>,
@@ -122,18 +119,13 @@ impl LiveState {
     /// The state a recording span starts with: its span type first (the trace's request id is
     /// written before it when the span is finalized), as MLflow's `LiveSpan` sets them when it
     /// is made; room for `more` attributes after it.
-    pub(crate) fn starting(
-        request_id: Option<Arc<str>>,
-        span_type_json: CompactString,
-        more: usize,
-    ) -> Self {
+    pub(crate) fn starting(span_type_json: CompactString, more: usize) -> Self {
         // At least room for what a `#[trace]` span sets (type, function name, inputs, outputs);
         // spans that set more grow once. Each slot is 48 bytes that a queued span keeps.
         let mut attributes = Vec::with_capacity((1 + more).max(5));
         attributes.push((Cow::Borrowed(keys::span::SPAN_TYPE), span_type_json));
         LiveState {
             attributes,
-            request_id,
             ..LiveState::default()
         }
     }
@@ -290,7 +282,6 @@ impl LiveSpanInner {
             status,
             events: state.events,
             links: state.links,
-            request_id: state.request_id,
             attributes: state.attributes,
             finish_hook: state.finish_hook,
         }
@@ -362,7 +353,7 @@ impl LiveSpan {
         self.inner
             .as_ref()
             .and_then(|i| i.entry.as_ref())
-            .map(|e| e.mlflow_trace_id.to_string())
+            .map(|e| String::from(e.mlflow_trace_id.clone()))
     }
 
     /// The trace id (also set for sampled-out spans, which carry the decision), as

@@ -34,7 +34,7 @@ pub(crate) struct ManagerParts {
     pub(crate) preview_max_chars: usize,
     pub(crate) trace_timeout: Option<Duration>,
     pub(crate) timeout_check_interval: Duration,
-    pub(crate) last_active_trace_id: Arc<Mutex<Option<Arc<str>>>>,
+    pub(crate) last_active_trace_id: Arc<Mutex<Option<MlflowTraceId>>>,
     pub(crate) enabled: bool,
 }
 
@@ -54,7 +54,7 @@ pub(crate) struct TraceManager {
     created: Instant,
     /// ms since `created` of the last timeout check.
     last_timeout_check_ms: AtomicU64,
-    pub(crate) last_active_trace_id: Arc<Mutex<Option<Arc<str>>>>,
+    pub(crate) last_active_trace_id: Arc<Mutex<Option<MlflowTraceId>>>,
     pub(crate) enabled: AtomicBool,
     /// Spans in the last completed trace: room a new trace's span list starts with, so a
     /// service's traces (often alike) do not grow it span by span.
@@ -138,8 +138,12 @@ impl TraceManager {
     /// spans simply join it.
     pub(crate) fn start_remote_trace(&self, trace_id: TraceId) -> Option<Arc<TraceEntry>> {
         let (entry, fresh) = self.buffer.get_or_insert(trace_id, &mut || {
-            let mlflow_id = String::from(MlflowTraceId::v3(trace_id));
-            let info = TraceInfo::new(mlflow_id.clone(), self.policy.remote_location(), 0);
+            let mlflow_id = MlflowTraceId::v3(trace_id);
+            let info = TraceInfo::new(
+                String::from(mlflow_id.clone()),
+                self.policy.remote_location(),
+                0,
+            );
             Arc::new(TraceEntry::new(
                 trace_id,
                 mlflow_id,
@@ -184,11 +188,14 @@ impl TraceManager {
         // it waits in its trace, finished when the trace is finalized.
         let (ended, item) = if self.wants_spans || !self.finisher.span_processors.is_empty() {
             let root_info = ended.is_root().then(|| entry.lock().info.clone());
-            let span = self.finisher.finish_span(ended, root_info.as_ref());
+            let trace_id = String::from(entry.mlflow_trace_id.clone());
+            let span = self
+                .finisher
+                .finish_span(ended, &trace_id, root_info.as_ref());
             let item = self.wants_spans.then(|| {
                 ExportItem::Span(Box::new(SpanItem {
                     span: span.clone(),
-                    trace_id: entry.mlflow_trace_id.to_string(),
+                    trace_id: String::from(entry.mlflow_trace_id.clone()),
                     location: entry.lock().info.trace_location.clone(),
                 }))
             });
@@ -295,7 +302,8 @@ impl TraceManager {
             let root = st.root_span.as_ref().and_then(std::sync::Weak::upgrade);
             (root, st.root_ended)
         };
-        self.stats.trace_timed_out(&entry.mlflow_trace_id);
+        self.stats
+            .trace_timed_out(&entry.mlflow_trace_id.to_string());
         if deferred {
             // The root ended; a background span hangs: export what there is.
             if let Some(completed) = entry.force_complete() {
@@ -341,7 +349,7 @@ impl TraceManager {
                     .try_lock()
                     .map_or(0, |st| st.finished.len() + st.open.len());
                 self.stats.trace_evicted(
-                    &entry.mlflow_trace_id,
+                    &entry.mlflow_trace_id.to_string(),
                     spans,
                     "still in progress at shutdown",
                 );

@@ -25,7 +25,7 @@ pub(crate) struct RootStart {
 pub(crate) trait TracePolicy: Send + Sync + fmt::Debug {
     /// The MLflow trace id and info of a new trace; `None` when the destination does not track
     /// it.
-    fn start(&self, root: RootStart) -> Option<(String, TraceInfo)>;
+    fn start(&self, root: RootStart) -> Option<(MlflowTraceId, TraceInfo)>;
 
     /// Whether the trace's start gives it an `mlflow.traceName` tag (see
     /// [`TracePolicy::start_defaults`]), which a `TraceContext` scope's tag does not replace.
@@ -130,13 +130,13 @@ struct Experiment {
 }
 
 impl TracePolicy for Experiment {
-    fn start(&self, root: RootStart) -> Option<(String, TraceInfo)> {
-        let mlflow_id = String::from(MlflowTraceId::v3(root.trace_id));
+    fn start(&self, root: RootStart) -> Option<(MlflowTraceId, TraceInfo)> {
+        let mlflow_id = MlflowTraceId::v3(root.trace_id);
         let experiment = root
             .experiment_id
             .unwrap_or_else(|| self.experiment_id.clone());
         let info = TraceInfo::new(
-            mlflow_id.clone(),
+            String::from(mlflow_id.clone()),
             TraceLocation::experiment(experiment),
             root.now_ms,
         );
@@ -168,7 +168,7 @@ struct InferenceTable {
 }
 
 impl TracePolicy for InferenceTable {
-    fn start(&self, root: RootStart) -> Option<(String, TraceInfo)> {
+    fn start(&self, root: RootStart) -> Option<(MlflowTraceId, TraceInfo)> {
         let Some(request) = ServingRequest::current() else {
             if !self.warned_no_request_id.swap(true, Ordering::Relaxed) {
                 crate::notice::visible(|| {
@@ -180,14 +180,14 @@ impl TracePolicy for InferenceTable {
             }
             return None;
         };
-        let mlflow_id = String::from(MlflowTraceId::v3(root.trace_id));
+        let mlflow_id = MlflowTraceId::v3(root.trace_id);
         // As MLflow: `TraceLocation.from_experiment_id(MLFLOW_EXPERIMENT_ID)`, an experiment
         // location without an id when unset.
         let location = match root.experiment_id.or_else(|| self.experiment_id.clone()) {
             Some(e) => TraceLocation::experiment(e),
             None => TraceLocation::experiment_unset(),
         };
-        let mut info = TraceInfo::new(mlflow_id.clone(), location, root.now_ms);
+        let mut info = TraceInfo::new(String::from(mlflow_id.clone()), location, root.now_ms);
         // MLflow's order: schema version, endpoint, model.
         info.trace_metadata
             .insert(keys::metadata::SCHEMA_VERSION.into(), "3".into());
@@ -222,10 +222,10 @@ struct UnityCatalog {
 }
 
 impl TracePolicy for UnityCatalog {
-    fn start(&self, root: RootStart) -> Option<(String, TraceInfo)> {
+    fn start(&self, root: RootStart) -> Option<(MlflowTraceId, TraceInfo)> {
         let uc = self.location.uc_location().unwrap_or_default();
         let mlflow_id = match MlflowTraceId::v4(&uc, root.trace_id) {
-            Ok(id) => id.to_string(),
+            Ok(id) => id,
             Err(e) => {
                 crate::notice::visible(|| {
                     tracing::warn!("invalid Unity Catalog location {uc:?}: {e}")
@@ -233,7 +233,11 @@ impl TracePolicy for UnityCatalog {
                 return None;
             }
         };
-        let info = TraceInfo::new(mlflow_id.clone(), self.location.clone(), root.now_ms);
+        let info = TraceInfo::new(
+            String::from(mlflow_id.clone()),
+            self.location.clone(),
+            root.now_ms,
+        );
         Some((
             mlflow_id,
             with_serving_request(info, ServingRequest::current()),

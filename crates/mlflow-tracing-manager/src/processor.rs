@@ -65,7 +65,9 @@ impl SpanProcessor for MlflowSpanProcessor {
         span.set_attribute(KeyValue::new(
             keys::span::REQUEST_ID,
             OtelValue::String(StringValue::from(
-                mlflow_tracing_entities::json::string_attribute_json(&entry.mlflow_trace_id),
+                mlflow_tracing_entities::json::string_attribute_json(&String::from(
+                    entry.mlflow_trace_id.clone(),
+                )),
             )),
         ));
         span.set_attribute(KeyValue::new(keys::span::SPAN_TYPE, UNKNOWN_SPAN_TYPE_JSON));

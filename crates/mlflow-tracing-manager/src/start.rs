@@ -12,7 +12,7 @@ use opentelemetry::Context;
 use serde::Serialize;
 
 use crate::global::global_tracer;
-use crate::in_progress::{HaltRoot, TraceEntry};
+use crate::in_progress::HaltRoot;
 use crate::live::{ActiveSpan, LiveSpan, LiveSpanInner, LiveState, SpanGuard};
 use crate::parent::RemoteParent;
 use crate::sampler::MlflowRatioSampler;
@@ -175,23 +175,15 @@ impl StartSpan {
     }
 
     /// The attributes the span starts with, within the limits.
-    fn initial_state(
-        mut self,
-        tracer: &Tracer,
-        is_root: bool,
-        entry: Option<&Arc<TraceEntry>>,
-    ) -> LiveState {
+    fn initial_state(mut self, tracer: &Tracer, is_root: bool) -> LiveState {
         let manager = tracer.manager();
         for e in &self.serialization_errors {
             manager.stats.serialization_error("a span value", e);
         }
         let max_user = manager.limits.max_attributes;
         let span_type = self.span_type.as_ref().unwrap_or(&SpanType::Unknown);
-        let mut state = LiveState::starting(
-            entry.map(|e| e.mlflow_trace_id.clone()),
-            span_type.attribute_json().into(),
-            self.attribute_capacity,
-        );
+        let mut state =
+            LiveState::starting(span_type.attribute_json().into(), self.attribute_capacity);
         let mut dropped = 0;
         let mut set = |key: Cow<'static, str>, json: String| {
             if !state.set(key, json.into(), max_user) {
@@ -304,7 +296,7 @@ impl StartSpan {
         }
         let name = self.name.clone();
         let state = if recording {
-            self.initial_state(&tracer, is_root, entry.as_ref())
+            self.initial_state(&tracer, is_root)
         } else {
             LiveState::default()
         };

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mlflow_tracing_entities::{SpanId, TraceId};
+use mlflow_tracing_entities::{MlflowTraceId, SpanId, TraceId};
 use opentelemetry::Context;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{
@@ -110,7 +110,7 @@ impl Tracer {
     pub(crate) fn from_settings(
         settings: TracerSettings,
         stats: Arc<Stats>,
-        last_active_trace_id: Arc<Mutex<Option<Arc<str>>>>,
+        last_active_trace_id: Arc<Mutex<Option<MlflowTraceId>>>,
     ) -> Tracer {
         let recipe = crate::process_global::in_evcxr().then(|| Box::new(settings.clone()));
         let dispatch: Option<Arc<dyn Dispatch>> = match (settings.dispatch, settings.exporter) {
@@ -208,8 +208,8 @@ impl Tracer {
     /// The MLflow trace id of the last trace whose root span ended.
     pub fn last_active_trace_id(&self) -> Option<String> {
         lock(&self.inner.manager.last_active_trace_id)
-            .as_deref()
-            .map(str::to_owned)
+            .clone()
+            .map(String::from)
     }
 
     /// Whether spans are recorded. Disabled tracers hand out no-op spans.
@@ -309,5 +309,5 @@ pub(crate) struct NotebookRecipe {
     /// The counters, shared.
     pub(crate) stats: Arc<Stats>,
     /// The last-active trace id, shared.
-    pub(crate) last_active_trace_id: Arc<Mutex<Option<Arc<str>>>>,
+    pub(crate) last_active_trace_id: Arc<Mutex<Option<MlflowTraceId>>>,
 }
