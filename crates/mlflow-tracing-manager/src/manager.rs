@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use mlflow_tracing_entities::{MlflowTraceId, SpanEvent, TraceId, TraceInfo};
 
@@ -103,21 +103,20 @@ impl TraceManager {
         }
     }
 
-    /// Registers a new trace (a root span starts); `None` when its destination does not track
-    /// it.
+    /// Registers a new trace (a root span named `root_name` starts at `start_time_ns`); `None`
+    /// when its destination does not track it. The trace's request time is the root's start,
+    /// as in MLflow.
     pub(crate) fn start_trace(
         &self,
         trace_id: TraceId,
         root_name: Cow<'static, str>,
         experiment_id: Option<String>,
+        start_time_ns: u64,
     ) -> Option<Arc<TraceEntry>> {
-        let now_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
         let (mlflow_id, mut info) = self.policy.start(RootStart {
             trace_id,
             experiment_id,
-            now_ms,
+            now_ms: i64::try_from(start_time_ns / 1_000_000).unwrap_or(i64::MAX),
         })?;
         // `mlflow.tracing.context` scopes: their metadata and tags.
         TraceContext::apply_current(&mut info, self.policy.names_traces());

@@ -17,7 +17,7 @@ pub(crate) struct RootStart {
     pub(crate) trace_id: TraceId,
     /// An experiment given for this trace (`start_span(..).experiment_id(..)`).
     pub(crate) experiment_id: Option<String>,
-    /// Ms since the Unix epoch.
+    /// The root span's start, in ms since the Unix epoch (the trace's request time).
     pub(crate) now_ms: i64,
 }
 

@@ -22,7 +22,7 @@ use crate::limits::{SpanLimits, is_reserved};
 use crate::manager::TraceManager;
 use crate::otel_values::otel_value_to_json;
 use crate::stats::Stats;
-use crate::util::unix_nanos;
+use crate::util::{now_ns, unix_nanos};
 
 /// Registers spans started through OpenTelemetry's API with the trace manager, and hands them to
 /// it when they end.
@@ -53,11 +53,11 @@ impl SpanProcessor for MlflowSpanProcessor {
                 }
             }
         } else {
-            let name = span
-                .exported_data()
-                .map(|d| d.name.into_owned())
-                .unwrap_or_default();
-            match manager.start_trace(trace_id, name.into(), None) {
+            let (name, start) = span.exported_data().map_or_else(
+                || (String::new(), now_ns()),
+                |d| (d.name.into_owned(), unix_nanos(d.start_time)),
+            );
+            match manager.start_trace(trace_id, name.into(), None, start) {
                 Some(entry) => entry,
                 None => return,
             }

@@ -259,7 +259,12 @@ impl StartSpan {
                 };
                 let entry = sampled
                     .then(|| {
-                        manager.start_trace(trace_id, self.name.clone(), self.experiment_id.clone())
+                        manager.start_trace(
+                            trace_id,
+                            self.name.clone(),
+                            self.experiment_id.clone(),
+                            start_time_ns,
+                        )
                     })
                     .flatten();
                 (trace_id, None, sampled, None, entry)

@@ -170,6 +170,21 @@ fn traced_functions_build_a_tree_in_mlflow_form() {
 }
 
 #[test]
+fn the_request_time_is_the_roots_start_as_in_mlflow() {
+    let capture = Capture::new();
+    capture.run(|| {
+        let root = start_span("backfilled")
+            .start_time_ns(1_700_000_000_123_456_789)
+            .start_detached();
+        root.end_at(1_700_000_001_000_000_000);
+    });
+    let trace = &capture.traces()[0];
+    // MLflow: `request_time=root_span.start_time // 1_000_000`.
+    assert_eq!(trace.info.request_time, 1_700_000_000_123);
+    assert_eq!(trace.info.tags["mlflow.traceName"], "backfilled");
+}
+
+#[test]
 fn err_of_the_root_makes_the_trace_error_and_is_returned_unchanged() {
     let capture = Capture::new();
     let result = capture.run(|| get_weather("Atlantis"));
