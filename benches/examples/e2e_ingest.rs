@@ -4,8 +4,9 @@
 //! - `sdk`: a burst of traces through `#[trace]` and the SDK's default async path, from
 //!   `threads` threads (argument 5, default 1; `traces` each), every `sample`-th trace of each
 //!   thread (argument 6; 0: none) timed from its root's end until the server has it (polled with
-//!   `GetTraceInfo`). Prints one JSON line: caller time, time until everything was flushed, the
-//!   export counters, peak RSS, the sampled latencies in ms.
+//!   `GetTraceInfo`). Prints one JSON line: caller time (wall, and the burst threads' CPU time
+//!   and page faults), time until everything was flushed, the export counters, peak RSS, the
+//!   sampled latencies in ms.
 //! - `ceiling`: the same traces made by the SDK into memory, encoded beforehand into exactly
 //!   the requests the SDK's exporter sends (one OTLP protobuf request per batch of traces, then
 //!   one StartTraceV3 per trace), then sent with a plain HTTP client at the exporter's
@@ -98,6 +99,18 @@ fn poll_stored(samples: std::sync::mpsc::Receiver<(String, Instant)>) -> Result<
     Ok(latencies)
 }
 
+/// This thread's CPU time (user + system, s) and minor page faults so far.
+fn thread_usage() -> (f64, i64) {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_THREAD).map_or((0.0, 0), |u| {
+        let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        (
+            secs(u.user_time()) + secs(u.system_time()),
+            u.minor_page_faults(),
+        )
+    })
+}
+
 /// The process's peak resident set (`VmHWM`), in bytes.
 fn peak_rss() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -108,6 +121,24 @@ fn peak_rss() -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
+}
+
+/// One thread's burst: `traces` root calls, every `sample`-th one's id sent to the poller.
+fn burst(
+    traces: usize,
+    spans: usize,
+    payload: &str,
+    sample: usize,
+    samples: &std::sync::mpsc::Sender<(String, Instant)>,
+) {
+    for i in 0..traces {
+        let keep = sample > 0 && i % sample == 0;
+        KEEP_ID.set(keep);
+        std::hint::black_box(root(payload, spans));
+        if keep && let Some(id) = LAST_ROOT.with_borrow_mut(Option::take) {
+            let _ = samples.send((id, Instant::now()));
+        }
+    }
 }
 
 fn sdk(
@@ -121,21 +152,25 @@ fn sdk(
     let (samples, sampled) = std::sync::mpsc::channel::<(String, Instant)>();
     let poller = (sample > 0).then(|| std::thread::spawn(move || poll_stored(sampled)));
     let started = Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..threads.max(1) {
-            let samples = samples.clone();
-            scope.spawn(move || {
-                for i in 0..traces {
-                    let keep = sample > 0 && i % sample == 0;
-                    KEEP_ID.set(keep);
-                    std::hint::black_box(root(payload, spans));
-                    if keep && let Some(id) = LAST_ROOT.with_borrow_mut(Option::take) {
-                        let _ = samples.send((id, Instant::now()));
-                    }
-                }
-            });
+    let usage = std::thread::scope(|scope| {
+        let bursts: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                let samples = samples.clone();
+                scope.spawn(move || {
+                    let before = thread_usage();
+                    burst(traces, spans, payload, sample, &samples);
+                    let after = thread_usage();
+                    (after.0 - before.0, after.1 - before.1)
+                })
+            })
+            .collect();
+        let mut total = (0.0, 0);
+        for b in bursts {
+            let (cpu, faults) = b.join().map_err(|_| "a burst thread panicked")?;
+            total = (total.0 + cpu, total.1 + faults);
         }
-    });
+        Ok::<_, Error>(total)
+    })?;
     drop(samples);
     let caller = started.elapsed();
     guard.tracer().force_flush(Duration::from_secs(600))?;
@@ -150,6 +185,8 @@ fn sdk(
         "{}",
         json!({
             "caller_s": caller.as_secs_f64(),
+            "caller_cpu_s": usage.0,
+            "caller_minor_faults": usage.1,
             "flushed_s": flushed.as_secs_f64(),
             "spans": traces * spans * threads.max(1),
             "traces_failed": stats.failed,

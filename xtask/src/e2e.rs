@@ -22,6 +22,7 @@ import json, resource, sys, time, mlflow
 n_traces, n_spans, size = (int(a) for a in sys.argv[1:4])
 payload = "x" * size
 t0 = time.perf_counter()
+u0 = resource.getrusage(resource.RUSAGE_THREAD)
 for i in range(n_traces):
     with mlflow.start_span(name="root", span_type="AGENT") as root:
         root.set_inputs({"q": payload})
@@ -31,10 +32,12 @@ for i in range(n_traces):
                 s.set_outputs({"a": payload})
         root.set_outputs({"a": payload})
 caller = time.perf_counter() - t0
+u1 = resource.getrusage(resource.RUSAGE_THREAD)
+cpu = (u1.ru_utime + u1.ru_stime) - (u0.ru_utime + u0.ru_stime)
 mlflow.flush_trace_async_logging()
 flushed = time.perf_counter() - t0
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"caller_s": caller, "flushed_s": flushed, "spans": n_traces * n_spans, "peak_rss": rss}))
+print(json.dumps({"caller_s": caller, "caller_cpu_s": cpu, "flushed_s": flushed, "spans": n_traces * n_spans, "peak_rss": rss}))
 "#;
 
 /// Creates the ceiling's, Rust's and Python's experiments, named after `argv[1]`; prints their
@@ -62,6 +65,9 @@ pub(crate) struct Side {
     pub(crate) rate: f64,
     /// Caller time per span, in ns (none for the ceiling: it has no caller).
     pub(crate) caller_ns: Option<f64>,
+    /// The part of it the calling thread spent on a CPU (the rest it waited for one: the
+    /// server and the export worker share this machine's cores).
+    pub(crate) caller_cpu_ns: Option<f64>,
     pub(crate) peak_rss: f64,
 }
 
@@ -123,13 +129,13 @@ impl E2e {
     pub(crate) fn table(&self) -> String {
         let mut out = format!(
             "{TRACES} traces × {SPANS} spans, {PAYLOAD} B in and out per span, one fresh local MLflow {} server (sqlite, one worker)\n\n\
-             | sender | sent | stored | loss | stored spans/s | % of ceiling | caller time per span | peak RSS |\n\
-             |---|---|---|---|---|---|---|---|\n",
+             | sender | sent | stored | loss | stored spans/s | % of ceiling | caller time per span | of it on a CPU | peak RSS |\n\
+             |---|---|---|---|---|---|---|---|---|\n",
             mlflow_tracing_tests::MLFLOW_VERSION
         );
         for side in [&self.ceiling, &self.rust, &self.python] {
             out.push_str(&format!(
-                "| {} | {:.0} | {:.0} | {:.1} % | {:.0} | {:.0} % | {} | {:.1} MB |\n",
+                "| {} | {:.0} | {:.0} | {:.1} % | {:.0} | {:.0} % | {} | {} | {:.1} MB |\n",
                 side.name,
                 side.sent,
                 side.stored,
@@ -137,6 +143,8 @@ impl E2e {
                 side.rate,
                 self.pct_of_ceiling(side),
                 side.caller_ns
+                    .map_or_else(|| "–".to_owned(), crate::bench::human),
+                side.caller_cpu_ns
                     .map_or_else(|| "–".to_owned(), crate::bench::human),
                 mb(side.peak_rss),
             ));
@@ -272,6 +280,7 @@ pub(crate) fn run() -> Result<E2e, String> {
             stored,
             rate: stored / num(run, "flushed_s")?,
             caller_ns: Some(num(run, "caller_s")? / sent * 1e9),
+            caller_cpu_ns: Some(num(run, "caller_cpu_s")? / sent * 1e9),
             peak_rss: num(run, "peak_rss")?,
         })
     };
@@ -282,6 +291,7 @@ pub(crate) fn run() -> Result<E2e, String> {
             stored: ceiling_stored,
             rate: ceiling_stored / num(&ceiling, "sent_s")?,
             caller_ns: None,
+            caller_cpu_ns: None,
             peak_rss: num(&ceiling, "peak_rss")?,
         },
         rust: sdk_side("Rust SDK", &rust, rust_stored)?,
