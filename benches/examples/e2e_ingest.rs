@@ -99,16 +99,22 @@ fn poll_stored(samples: std::sync::mpsc::Receiver<(String, Instant)>) -> Result<
     Ok(latencies)
 }
 
-/// This thread's CPU time (user + system, s) and minor page faults so far.
-fn thread_usage() -> (f64, i64) {
+/// This thread's CPU time (user + system, s) and minor page faults so far; `None` where the
+/// system cannot say (`RUSAGE_THREAD` is Linux's).
+#[cfg(target_os = "linux")]
+fn thread_usage() -> Option<(f64, i64)> {
     use nix::sys::resource::{UsageWho, getrusage};
-    getrusage(UsageWho::RUSAGE_THREAD).map_or((0.0, 0), |u| {
-        let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-        (
-            secs(u.user_time()) + secs(u.system_time()),
-            u.minor_page_faults(),
-        )
-    })
+    let u = getrusage(UsageWho::RUSAGE_THREAD).ok()?;
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    Some((
+        secs(u.user_time()) + secs(u.system_time()),
+        u.minor_page_faults(),
+    ))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn thread_usage() -> Option<(f64, i64)> {
+    None
 }
 
 /// The process's peak resident set (`VmHWM`), in bytes.
@@ -160,14 +166,14 @@ fn sdk(
                     let before = thread_usage();
                     burst(traces, spans, payload, sample, &samples);
                     let after = thread_usage();
-                    (after.0 - before.0, after.1 - before.1)
+                    before.zip(after).map(|(b, a)| (a.0 - b.0, a.1 - b.1))
                 })
             })
             .collect();
-        let mut total = (0.0, 0);
+        let mut total = Some((0.0, 0));
         for b in bursts {
-            let (cpu, faults) = b.join().map_err(|_| "a burst thread panicked")?;
-            total = (total.0 + cpu, total.1 + faults);
+            let usage = b.join().map_err(|_| "a burst thread panicked")?;
+            total = total.zip(usage).map(|(t, u)| (t.0 + u.0, t.1 + u.1));
         }
         Ok::<_, Error>(total)
     })?;
@@ -185,8 +191,8 @@ fn sdk(
         "{}",
         json!({
             "caller_s": caller.as_secs_f64(),
-            "caller_cpu_s": usage.0,
-            "caller_minor_faults": usage.1,
+            "caller_cpu_s": usage.map(|u| u.0),
+            "caller_minor_faults": usage.map(|u| u.1),
             "flushed_s": flushed.as_secs_f64(),
             "spans": traces * spans * threads.max(1),
             "traces_failed": stats.failed,

@@ -186,16 +186,22 @@ impl TraceManager {
         // a span-logging exporter (it gets each span now), the span is finished here; otherwise
         // it waits in its trace, finished when the trace is finalized.
         let (ended, item) = if self.wants_spans || !self.finisher.span_processors.is_empty() {
-            let root_info = ended.is_root().then(|| entry.lock().info.clone());
+            let (root_info, location) = {
+                let st = entry.lock();
+                (
+                    ended.is_root().then(|| st.info.clone()),
+                    self.wants_spans.then(|| st.info.trace_location.clone()),
+                )
+            };
             let trace_id = String::from(entry.mlflow_trace_id.clone());
             let span = self
                 .finisher
                 .finish_span(ended, &trace_id, root_info.as_ref());
-            let item = self.wants_spans.then(|| {
+            let item = location.map(|location| {
                 ExportItem::Span(Box::new(SpanItem {
                     span: span.clone(),
-                    trace_id: String::from(entry.mlflow_trace_id.clone()),
-                    location: entry.lock().info.trace_location.clone(),
+                    trace_id,
+                    location,
                 }))
             });
             (Ended::Done(span), item)

@@ -463,6 +463,15 @@ impl Worker {
                 _ = poll.tick(), if polling => {
                     self.export_full(&mut items, batch_size, &permits, &mut running).await;
                     let enqueued = self.counters.enqueued.load(Ordering::Relaxed);
+                    if enqueued == seen && items.is_closed() {
+                        // Every handle is gone without a shutdown: export the rest, finish
+                        // what runs, then stop (as the interval would, later).
+                        self.export_queued(&mut items, usize::MAX, batch_size, &permits, &mut running).await;
+                        while let Some(done) = running.join_next().await {
+                            self.record(done);
+                        }
+                        return;
+                    }
                     if enqueued == seen {
                         if self.park(&items, batch_size) {
                             polling = false;
