@@ -3,8 +3,10 @@
 //! MLflow stores span attributes as `json.dumps(value, ensure_ascii=False)` and writes traces with
 //! `json.dumps(trace_dict)` (ASCII escapes). Both use Python's default separators `", "` and
 //! `": "` and Python's `repr` of floats (`1e-05`, `1e+16`, `2.0`). Size statistics are byte
-//! lengths of that text, so matching it byte for byte matters. [`PyFormatter`] reproduces it on
-//! top of `serde_json`.
+//! lengths of that text, so matching it byte for byte matters. This module writes it with its
+//! own `serde` serializer, which finds what to escape in a text eight bytes at a time and is
+//! held byte for byte to `serde_json` driven by [`PyFormatter`] (kept for callers that run a
+//! `serde_json::Serializer` themselves).
 //!
 //! Choices where Python's output is not portable JSON (documented in the README):
 //! - Non-finite floats (`NaN`, `Infinity`): Python writes bare `NaN`, which browsers and most
@@ -23,6 +25,9 @@ use serde_json::Value;
 use serde_json::ser::{CharEscape, Formatter};
 
 use crate::error::{EntityError, Result};
+
+mod escape;
+mod ser;
 
 /// The deepest nesting of arrays/objects this crate writes or reads in a value.
 ///
@@ -132,7 +137,7 @@ impl Formatter for PyFormatter {
     }
 
     fn end_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
-        self.depth -= 1;
+        self.depth = self.depth.saturating_sub(1);
         writer.write_all(b"]")
     }
 
@@ -153,7 +158,7 @@ impl Formatter for PyFormatter {
     }
 
     fn end_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
-        self.depth -= 1;
+        self.depth = self.depth.saturating_sub(1);
         writer.write_all(b"}")
     }
 
@@ -234,7 +239,7 @@ pub fn python_float_repr(value: f64) -> String {
 thread_local! {
     /// A buffer kept between calls, so a value is written without growing a new one step by
     /// step; what is kept is one exact copy.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 /// Larger scratch buffers are not kept.
@@ -246,7 +251,7 @@ const KEEP: usize = 64 * 1024;
 fn with_written<T: Serialize + ?Sized, R>(
     value: &T,
     formatter: PyFormatter,
-    f: impl FnOnce(&mut Vec<u8>) -> R,
+    f: impl FnOnce(&mut String) -> R,
 ) -> Result<R> {
     let mut f = Some(f);
     let pooled = SCRATCH.try_with(|scratch| {
@@ -254,7 +259,7 @@ fn with_written<T: Serialize + ?Sized, R>(
         buf.clear();
         let out = append_with(&mut buf, value, formatter).map(|()| f.take().map(|f| f(&mut buf)));
         if buf.capacity() > KEEP {
-            *buf = Vec::new();
+            *buf = String::new();
         }
         Some(out)
     });
@@ -263,7 +268,7 @@ fn with_written<T: Serialize + ?Sized, R>(
     {
         return Ok(r);
     }
-    let mut buf = Vec::with_capacity(128);
+    let mut buf = String::with_capacity(128);
     append_with(&mut buf, value, formatter)?;
     match f.take() {
         Some(f) => Ok(f(&mut buf)),
@@ -277,17 +282,14 @@ fn with_written<T: Serialize + ?Sized, R>(
 fn write_with<T: Serialize + ?Sized>(value: &T, formatter: PyFormatter) -> Result<String> {
     // A small text is copied out exactly; a large one keeps the buffer it was written in
     // (trimmed), so a 50 MB value is never held twice.
-    let bytes = with_written(value, formatter, |buf| {
+    with_written(value, formatter, |buf| {
         if buf.len() > KEEP {
             let mut taken = std::mem::take(buf);
             taken.shrink_to_fit();
             taken
         } else {
-            buf.to_vec()
+            buf.as_str().to_owned()
         }
-    })?;
-    String::from_utf8(bytes).map_err(|e| EntityError::InvalidUtf8 {
-        offset: e.utf8_error().valid_up_to(),
     })
 }
 
@@ -300,25 +302,27 @@ pub fn with_attribute_json<T: Serialize + ?Sized, R>(
     value: &T,
     f: impl FnOnce(&[u8]) -> R,
 ) -> Result<R> {
-    with_written(value, PyFormatter::utf8(), |buf| f(buf))
+    with_written(value, PyFormatter::utf8(), |buf| f(buf.as_bytes()))
 }
 
 /// Writes `value` as JSON at the end of `buf`; on error `buf` is as it was.
 fn append_with<T: Serialize + ?Sized>(
-    buf: &mut Vec<u8>,
+    buf: &mut String,
     value: &T,
     formatter: PyFormatter,
 ) -> Result<()> {
     let start = buf.len();
-    let mut ser = serde_json::Serializer::with_formatter(&mut *buf, formatter);
+    let mut ser = ser::PySerializer::new(&mut *buf, formatter.ascii);
     if let Err(err) = value.serialize(&mut ser) {
         buf.truncate(start);
-        if err.is_io() {
-            return Err(EntityError::TooDeep {
+        return Err(match err {
+            ser::Error::TooDeep => EntityError::TooDeep {
                 limit: MAX_NESTING_DEPTH,
-            });
-        }
-        return Err(EntityError::Json(err));
+            },
+            ser::Error::Message(message) => {
+                EntityError::Json(<serde_json::Error as serde::ser::Error>::custom(message))
+            }
+        });
     }
     Ok(())
 }
@@ -332,15 +336,8 @@ pub fn to_attribute_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
     write_with(value, PyFormatter::utf8())
 }
 
-/// Whether `text` is written in JSON as it is, between quotes: JSON escapes only quotes,
-/// backslashes and control characters (MLflow keeps other characters as they are).
-fn needs_no_escape(text: &str) -> bool {
-    !text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
-}
-
-/// `json.dumps(text, ensure_ascii=False)` of a single string, which cannot fail: a lone string
-/// is written the same by `serde_json` and by Python (quotes, backslashes and control characters
-/// escaped, everything else kept).
+/// `json.dumps(text, ensure_ascii=False)` of a single string, which cannot fail: quotes,
+/// backslashes and control characters escaped, everything else kept.
 pub fn string_attribute_json(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     write_string_json(text, &mut out);
@@ -350,17 +347,15 @@ pub fn string_attribute_json(text: &str) -> String {
 /// [`string_attribute_json`] into `out` (a `String` or a `CompactString`).
 fn write_string_json(text: &str, out: &mut impl std::fmt::Write) {
     // Most strings need no escape: quoted as they are. Writing to a string cannot fail.
-    if needs_no_escape(text) {
+    if escape::first_special(text.as_bytes(), false) == text.len() {
         let _ = out.write_char('"');
         let _ = out.write_str(text);
         let _ = out.write_char('"');
         return;
     }
-    // serde_json writes a string as Python does (no need to go through a `Value`).
-    let mut buf = Vec::with_capacity(text.len() + 8);
-    if serde_json::to_writer(&mut buf, text).is_ok() {
-        let _ = out.write_str(std::str::from_utf8(&buf).unwrap_or_default());
-    }
+    let mut buf = String::with_capacity(text.len() + 8);
+    escape::push_string(&mut buf, text, false);
+    let _ = out.write_str(&buf);
 }
 
 /// A span attribute value as MLflow stores it: JSON text (`json.dumps` of the value). Made
