@@ -1,7 +1,9 @@
-//! `cargo xtask bench e2e`: the end-to-end burst. One fresh local MLflow server; first its
-//! ceiling (the exporter's exact requests, encoded beforehand, sent by a plain HTTP client at the
-//! exporter's concurrency), then the same traces through the Rust SDK and through the Python
-//! SDK, each into its own experiment, what each stored read back with Python's client.
+//! `cargo xtask bench e2e`: the end-to-end burst. One fresh local MLflow server; its ceiling
+//! (the exporter's exact requests, encoded beforehand, sent by a plain HTTP client at the
+//! exporter's concurrency) and the same traces through the Rust SDK, twice each in the order
+//! ceiling, Rust, Rust, ceiling (so a server that speeds up or slows down as its store fills
+//! favours neither), then through the Python SDK; each run into its own experiment, what each
+//! stored read back with Python's client.
 
 use mlflow_tracing_tests::python;
 use mlflow_tracing_tests::server::MlflowServer;
@@ -40,13 +42,17 @@ rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"caller_s": caller, "caller_cpu_s": cpu, "flushed_s": flushed, "spans": n_traces * n_spans, "peak_rss": rss}))
 "#;
 
-/// Creates the ceiling's, Rust's and Python's experiments, named after `argv[1]`; prints their
-/// ids (`e2e` and `scale`).
+/// Creates one experiment per name in `argv[2:]` (by default the ceiling's, Rust's and
+/// Python's), named after `argv[1]`; prints their ids (`e2e` and `scale`).
 pub(crate) const PY_EXPERIMENTS: &str = r#"
 import json, sys, time, mlflow
 stamp = str(time.time_ns())
-print(json.dumps([mlflow.create_experiment(f"{sys.argv[1]}-{k}-{stamp}") for k in ("ceiling", "rust", "python")]))
+kinds = sys.argv[2:] or ("ceiling", "rust", "python")
+print(json.dumps([mlflow.create_experiment(f"{sys.argv[1]}-{k}-{stamp}") for k in kinds]))
 "#;
+
+/// The ceiling's and the Rust SDK's runs, in this order (A B B A).
+const ROUNDS: [&str; 4] = ["ceiling", "sdk", "sdk", "ceiling"];
 
 /// What the server stored in an experiment (read with Python's client, the same for all).
 pub(crate) const PY_COUNT: &str = r#"
@@ -68,6 +74,8 @@ pub(crate) struct Side {
     /// The part of it the calling thread spent on a CPU (the rest it waited for one: the
     /// server and the export worker share this machine's cores).
     pub(crate) caller_cpu_ns: Option<f64>,
+    /// New pages the calling thread touched (minor page faults) per run, where known.
+    pub(crate) caller_faults: Option<f64>,
     pub(crate) peak_rss: f64,
 }
 
@@ -83,6 +91,8 @@ pub(crate) struct E2e {
     pub(crate) ceiling: Side,
     pub(crate) rust: Side,
     pub(crate) python: Side,
+    /// What a new page of memory costs a thread on this machine now (ns per 4 KB page).
+    pub(crate) page_fault_ns: f64,
 }
 
 impl E2e {
@@ -128,7 +138,7 @@ impl E2e {
     /// The table as printed and as written into the report (Markdown).
     pub(crate) fn table(&self) -> String {
         let mut out = format!(
-            "{TRACES} traces × {SPANS} spans, {PAYLOAD} B in and out per span, one fresh local MLflow {} server (sqlite, one worker)\n\n\
+            "{TRACES} traces × {SPANS} spans, {PAYLOAD} B in and out per span, one fresh local MLflow {} server (sqlite, one worker); the ceiling and the Rust SDK run twice each (ceiling, Rust, Rust, ceiling) and are summed (peak RSS: the higher)\n\n\
              | sender | sent | stored | loss | stored spans/s | % of ceiling | caller time per span | of it on a CPU | peak RSS |\n\
              |---|---|---|---|---|---|---|---|---|\n",
             mlflow_tracing_tests::MLFLOW_VERSION
@@ -149,6 +159,14 @@ impl E2e {
                 mb(side.peak_rss),
             ));
         }
+        if let Some(faults) = self.rust.caller_faults {
+            let per_span = faults * self.page_fault_ns / (TRACES * SPANS) as f64;
+            out.push_str(&format!(
+                "\nNew memory costs a thread {} per 4 KB page on this machine now; each Rust burst touched {faults:.0} new pages (its spans wait in the queue while the server catches up): about {} of the caller's CPU time per span.\n",
+                crate::bench::human(self.page_fault_ns),
+                crate::bench::human(per_span),
+            ));
+        }
         if let (Some(r), Some(p)) = (self.rust.caller_ns, self.python.caller_ns) {
             out.push_str(&format!(
                 "\nRust vs Python: {:.2}× the stored spans/s, {:.0}× less caller time per span, {:.1}× less memory.\n",
@@ -159,6 +177,32 @@ impl E2e {
         }
         out
     }
+}
+
+/// What touching a new page of memory costs this thread (ns per 4 KB page, the median of
+/// five rounds of 4 MB): a burst that outruns the server holds every span, so each span's
+/// memory is new; on a VM this cost varies from day to day.
+fn page_fault_ns() -> f64 {
+    const PAGE: usize = 4096;
+    const PAGES: usize = 1024;
+    // Every block is kept until the end, so that each round's memory is new (a freed block
+    // would be handed out again, already touched).
+    let mut blocks = Vec::new();
+    let mut rounds: Vec<f64> = (0..5)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            // Zeroed memory this large is mapped fresh, and touched here page by page.
+            let mut block = vec![0u8; PAGE * PAGES];
+            for page in block.chunks_mut(PAGE) {
+                page[0] = 1;
+            }
+            let ns = started.elapsed().as_secs_f64() * 1e9 / PAGES as f64;
+            blocks.push(std::hint::black_box(block));
+            ns
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    rounds[rounds.len() / 2]
 }
 
 pub(crate) fn mb(bytes: f64) -> f64 {
@@ -245,14 +289,37 @@ pub(crate) fn run() -> Result<E2e, String> {
     let server = MlflowServer::start().map_err(|e| format!("e2e: {e}"))?;
     let url = server.url().to_owned();
     let env = [("MLFLOW_TRACKING_URI", url.as_str())];
-    let ids = json_line(&python::run_script_with(PY_EXPERIMENTS, &["e2e"], &env)?)?;
+    let mut kinds: Vec<String> = ROUNDS
+        .iter()
+        .enumerate()
+        .map(|(i, mode)| format!("{mode}{i}"))
+        .collect();
+    kinds.push("python".to_owned());
+    let mut args = vec!["e2e"];
+    args.extend(kinds.iter().map(String::as_str));
+    let ids = json_line(&python::run_script_with(PY_EXPERIMENTS, &args, &env)?)?;
     let id = |i: usize| ids[i].as_str().unwrap_or_default().to_owned();
-    let (ceiling_exp, rust_exp, py_exp) = (id(0), id(1), id(2));
     let sent = (TRACES * SPANS) as f64;
+    let stored = |exp: &str| -> Result<f64, String> {
+        num(
+            &json_line(&python::run_script_with(PY_COUNT, &[exp], &env)?)?,
+            "spans",
+        )
+    };
 
-    let ceiling = rust_example("ceiling", &url, &ceiling_exp)?;
-    let rust = rust_example("sdk", &url, &rust_exp)?;
+    // Each round's JSON line with what its experiment stored.
+    let mut ceiling = Vec::new();
+    let mut rust = Vec::new();
+    for (i, mode) in ROUNDS.iter().enumerate() {
+        let run = rust_example(mode, &url, &id(i))?;
+        if *mode == "ceiling" {
+            ceiling.push((run, id(i)));
+        } else {
+            rust.push((run, id(i)));
+        }
+    }
     eprintln!("==> e2e: Python SDK burst");
+    let py_exp = id(ROUNDS.len());
     let sizes = [TRACES.to_string(), SPANS.to_string(), PAYLOAD.to_string()];
     let sizes: Vec<&str> = sizes.iter().map(String::as_str).collect();
     let py = json_line(&python::run_script_with(
@@ -263,40 +330,59 @@ pub(crate) fn run() -> Result<E2e, String> {
             ("MLFLOW_EXPERIMENT_ID", &py_exp),
         ],
     )?)?;
-    let stored = |exp: &str| -> Result<f64, String> {
-        num(
-            &json_line(&python::run_script_with(PY_COUNT, &[exp], &env)?)?,
-            "spans",
-        )
-    };
-    let (ceiling_stored, rust_stored, py_stored) =
-        (stored(&ceiling_exp)?, stored(&rust_exp)?, stored(&py_exp)?);
-    drop(server);
+    let py_stored = stored(&py_exp)?;
 
-    let sdk_side = |name, run: &serde_json::Value, stored: f64| -> Result<Side, String> {
-        Ok(Side {
+    // The runs of one side together: spans per second of their summed time, caller time per
+    // span over all of them, the highest peak.
+    let together = |name, runs: &[(serde_json::Value, String)], time_key: &str, caller: bool| {
+        let mut side = Side {
             name,
-            sent,
-            stored,
-            rate: stored / num(run, "flushed_s")?,
-            caller_ns: Some(num(run, "caller_s")? / sent * 1e9),
-            caller_cpu_ns: run["caller_cpu_s"].as_f64().map(|s| s / sent * 1e9),
-            peak_rss: num(run, "peak_rss")?,
-        })
-    };
-    let result = E2e {
-        ceiling: Side {
-            name: "plain HTTP client (ceiling)",
-            sent,
-            stored: ceiling_stored,
-            rate: ceiling_stored / num(&ceiling, "sent_s")?,
+            sent: 0.0,
+            stored: 0.0,
+            rate: 0.0,
             caller_ns: None,
             caller_cpu_ns: None,
-            peak_rss: num(&ceiling, "peak_rss")?,
-        },
-        rust: sdk_side("Rust SDK", &rust, rust_stored)?,
-        python: sdk_side("Python SDK", &py, py_stored)?,
+            caller_faults: None,
+            peak_rss: 0.0,
+        };
+        let (mut time, mut caller_s, mut cpu_s, mut faults) = (0.0, 0.0, Some(0.0), Some(0.0));
+        for (run, exp) in runs {
+            side.sent += sent;
+            side.stored += stored(exp)?;
+            time += num(run, time_key)?;
+            side.peak_rss = side.peak_rss.max(num(run, "peak_rss")?);
+            if caller {
+                caller_s += num(run, "caller_s")?;
+                cpu_s = cpu_s.zip(run["caller_cpu_s"].as_f64()).map(|(a, b)| a + b);
+                faults = faults
+                    .zip(run["caller_minor_faults"].as_f64())
+                    .map(|(a, b)| a + b);
+            }
+        }
+        side.rate = side.stored / time;
+        if caller {
+            side.caller_ns = Some(caller_s / side.sent * 1e9);
+            side.caller_cpu_ns = cpu_s.map(|s| s / side.sent * 1e9);
+            side.caller_faults = faults.map(|f| f / runs.len().max(1) as f64);
+        }
+        Ok::<_, String>(side)
     };
+    let result = E2e {
+        ceiling: together("plain HTTP client (ceiling)", &ceiling, "sent_s", false)?,
+        rust: together("Rust SDK", &rust, "flushed_s", true)?,
+        python: Side {
+            name: "Python SDK",
+            sent,
+            stored: py_stored,
+            rate: py_stored / num(&py, "flushed_s")?,
+            caller_ns: Some(num(&py, "caller_s")? / sent * 1e9),
+            caller_cpu_ns: py["caller_cpu_s"].as_f64().map(|s| s / sent * 1e9),
+            caller_faults: None,
+            peak_rss: num(&py, "peak_rss")?,
+        },
+        page_fault_ns: page_fault_ns(),
+    };
+    drop(server);
     println!("\nend to end: {}", result.table());
     Ok(result)
 }
