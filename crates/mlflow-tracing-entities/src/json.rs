@@ -4,7 +4,7 @@
 //! `json.dumps(trace_dict)` (ASCII escapes). Both use Python's default separators `", "` and
 //! `": "` and Python's `repr` of floats (`1e-05`, `1e+16`, `2.0`). Size statistics are byte
 //! lengths of that text, so matching it byte for byte matters. This module writes it with its
-//! own `serde` serializer, which finds what to escape in a text eight bytes at a time and is
+//! own `serde` serializer, which finds what to escape in a text sixteen bytes at a time and is
 //! held byte for byte to `serde_json` driven by [`PyFormatter`] (kept for callers that run a
 //! `serde_json::Serializer` themselves).
 //!

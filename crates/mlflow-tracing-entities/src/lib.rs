@@ -14,7 +14,7 @@
 //! - the rules that live with the data: truncation, chat-aware previews, size statistics, token
 //!   usage aggregation, trace state from the root span ([`Trace::finalize`]).
 //!
-//! JSON is written by [`json::PyFormatter`], which reproduces Python's `json.dumps`. Hostile
+//! JSON is written as Python's `json.dumps` writes it (see [`json`]). Hostile
 //! values never panic: see [`json`] for what happens to non-finite floats, deep nesting and lone
 //! surrogates.
 //!

@@ -45,12 +45,10 @@ const fn is_special<const ASCII: bool>(byte: u8) -> bool {
 fn first_special_in<const ASCII: bool>(bytes: &[u8]) -> usize {
     let (pairs, tail) = bytes.as_chunks::<16>();
     for (i, pair) in pairs.iter().enumerate() {
-        let (lo, hi) = pair.split_at(8);
-        let (Ok(lo), Ok(hi)) = (<[u8; 8]>::try_from(lo), <[u8; 8]>::try_from(hi)) else {
-            break;
-        };
-        let lo = special_bytes::<ASCII>(u64::from_le_bytes(lo));
-        let hi = special_bytes::<ASCII>(u64::from_le_bytes(hi));
+        let both = u128::from_le_bytes(*pair);
+        // Truncation intended: the low and the high eight bytes.
+        let lo = special_bytes::<ASCII>(both as u64);
+        let hi = special_bytes::<ASCII>((both >> 64) as u64);
         if lo | hi != 0 {
             let at = if lo != 0 {
                 lo.trailing_zeros() / 8

@@ -87,6 +87,15 @@ impl Serialize for Bytes {
     }
 }
 
+/// A struct shaped like `serde_json`'s `RawValue` (which exists only with its `raw_value`
+/// feature): the token as its name and its field's name.
+#[derive(Serialize)]
+#[serde(rename = "$serde_json::private::RawValue")]
+struct RawLike {
+    #[serde(rename = "$serde_json::private::RawValue")]
+    text: &'static str,
+}
+
 /// A map with float keys.
 struct Pairs(&'static [(f64, i32)]);
 
@@ -258,4 +267,22 @@ proptest! {
             prop_assert_eq!(ours(&value, ascii), reference(&value, ascii));
         }
     }
+}
+
+#[test]
+fn raw_json_text_is_written_as_it_is_and_anything_else_stays_json() {
+    // Not compared with serde_json: what it writes depends on whether this build has its
+    // `raw_value` feature (another crate may ask for it).
+    let raw = RawLike {
+        text: r#"{"a":[1, 2]}"#,
+    };
+    assert_eq!(ours(&raw, false).unwrap(), r#"{"a":[1, 2]}"#);
+    assert_eq!(ours(&vec![raw], true).unwrap(), r#"[{"a":[1, 2]}]"#);
+    let not_json = RawLike { text: "not \"json" };
+    let written = ours(&not_json, false).unwrap();
+    assert_eq!(
+        written,
+        r#"{"$serde_json::private::RawValue": "not \"json"}"#
+    );
+    serde_json::from_str::<Value>(&written).unwrap();
 }
