@@ -88,8 +88,9 @@ impl<'a> PySerializer<'a> {
         self.out.push(close);
     }
 
-    fn integer(&mut self, value: impl itoa::Integer) {
+    fn integer(&mut self, value: impl itoa::Integer) -> Result {
         self.out.push_str(itoa::Buffer::new().format(value));
+        Ok(())
     }
 
     fn float(&mut self, value: f64) {
@@ -171,6 +172,29 @@ impl<'s, 'a> PySerializer<'a> {
     }
 }
 
+/// The integer `Serializer` methods, each `self.integer(v)`.
+macro_rules! integers {
+    () => {
+        integers!(
+            serialize_i8: i8,
+            serialize_i16: i16,
+            serialize_i32: i32,
+            serialize_i64: i64,
+            serialize_i128: i128,
+            serialize_u8: u8,
+            serialize_u16: u16,
+            serialize_u32: u32,
+            serialize_u64: u64,
+            serialize_u128: u128
+        );
+    };
+    ($($method:ident: $ty:ty),*) => {$(
+        fn $method(self, v: $ty) -> Result {
+            self.integer(v)
+        }
+    )*};
+}
+
 impl<'s, 'a> ser::Serializer for &'s mut PySerializer<'a> {
     type Ok = ();
     type Error = Error;
@@ -186,46 +210,7 @@ impl<'s, 'a> ser::Serializer for &'s mut PySerializer<'a> {
         self.out.push_str(if v { "true" } else { "false" });
         Ok(())
     }
-    fn serialize_i8(self, v: i8) -> Result {
-        self.integer(v);
-        Ok(())
-    }
-    fn serialize_i16(self, v: i16) -> Result {
-        self.integer(v);
-        Ok(())
-    }
-    fn serialize_i32(self, v: i32) -> Result {
-        self.integer(v);
-        Ok(())
-    }
-    fn serialize_i64(self, v: i64) -> Result {
-        self.integer(v);
-        Ok(())
-    }
-    fn serialize_i128(self, v: i128) -> Result {
-        self.integer(v);
-        Ok(())
-    }
-    fn serialize_u8(self, v: u8) -> Result {
-        self.integer(v);
-        Ok(())
-    }
-    fn serialize_u16(self, v: u16) -> Result {
-        self.integer(v);
-        Ok(())
-    }
-    fn serialize_u32(self, v: u32) -> Result {
-        self.integer(v);
-        Ok(())
-    }
-    fn serialize_u64(self, v: u64) -> Result {
-        self.integer(v);
-        Ok(())
-    }
-    fn serialize_u128(self, v: u128) -> Result {
-        self.integer(v);
-        Ok(())
-    }
+    integers!();
     fn serialize_f32(self, v: f32) -> Result {
         // Python has no f32; it would see the widened double.
         self.float(f64::from(v));
@@ -249,7 +234,7 @@ impl<'s, 'a> ser::Serializer for &'s mut PySerializer<'a> {
             if i > 0 {
                 self.out.push_str(", ");
             }
-            self.integer(*byte);
+            self.integer(*byte)?;
         }
         self.leave(']');
         Ok(())
@@ -351,38 +336,27 @@ impl ser::SerializeSeq for Compound<'_, '_> {
     }
 }
 
-impl ser::SerializeTuple for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Result {
-        self.close(']')
-    }
+/// The sequence-like `serde` traits, each writing its elements as [`ser::SerializeSeq`] does.
+macro_rules! like_seq {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for Compound<'_, '_> {
+            type Ok = ();
+            type Error = Error;
+            fn $method<T: ?Sized + Serialize>(&mut self, value: &T) -> Result {
+                ser::SerializeSeq::serialize_element(self, value)
+            }
+            fn end(self) -> Result {
+                self.close(']')
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTupleStruct for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Result {
-        self.close(']')
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Result {
-        self.close(']')
-    }
-}
+like_seq!(
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl ser::SerializeMap for Compound<'_, '_> {
     type Ok = ();
@@ -597,36 +571,7 @@ impl ser::Serializer for MapKey<'_, '_> {
     fn serialize_bool(self, v: bool) -> Result {
         self.quoted(if v { "true" } else { "false" })
     }
-    fn serialize_i8(self, v: i8) -> Result {
-        self.integer(v)
-    }
-    fn serialize_i16(self, v: i16) -> Result {
-        self.integer(v)
-    }
-    fn serialize_i32(self, v: i32) -> Result {
-        self.integer(v)
-    }
-    fn serialize_i64(self, v: i64) -> Result {
-        self.integer(v)
-    }
-    fn serialize_i128(self, v: i128) -> Result {
-        self.integer(v)
-    }
-    fn serialize_u8(self, v: u8) -> Result {
-        self.integer(v)
-    }
-    fn serialize_u16(self, v: u16) -> Result {
-        self.integer(v)
-    }
-    fn serialize_u32(self, v: u32) -> Result {
-        self.integer(v)
-    }
-    fn serialize_u64(self, v: u64) -> Result {
-        self.integer(v)
-    }
-    fn serialize_u128(self, v: u128) -> Result {
-        self.integer(v)
-    }
+    integers!();
     fn serialize_f32(self, v: f32) -> Result {
         self.float(f64::from(v))
     }
