@@ -53,6 +53,12 @@ impl TrackingClient {
             .timeout(config.timeout)
             .pool_max_idle_per_host(10)
             .tcp_keepalive(Duration::from_secs(60));
+        let default_tls = !config.insecure_tls
+            && config.server_cert_path.is_none()
+            && config.client_cert_path.is_none();
+        if default_tls {
+            builder = builder.tls_backend_preconfigured(crate::tls::default_config()?);
+        }
         if config.insecure_tls {
             static WARNED: std::sync::atomic::AtomicBool =
                 std::sync::atomic::AtomicBool::new(false);

@@ -44,6 +44,7 @@ mod experiments;
 #[cfg(test)]
 mod fuzz;
 mod otlp_json;
+mod tls;
 mod traces;
 mod transport;
 

@@ -355,6 +355,10 @@ fn tls_hint(error: &str) -> &'static str {
     if error.contains("invalid peer certificate") {
         " (the tracking server's certificate is not trusted: set MLFLOW_TRACKING_SERVER_CERT_PATH \
          to the PEM bundle of its CA, or MLFLOW_TRACKING_INSECURE_TLS=true to skip the check)"
+    } else if error.contains("No CA certificates were loaded from the system") {
+        " (this system has no CA certificate to check the tracking server's with: install its \
+         CA certificates package, or set MLFLOW_TRACKING_SERVER_CERT_PATH to the PEM bundle of \
+         the server's CA)"
     } else {
         ""
     }

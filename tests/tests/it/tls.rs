@@ -2,7 +2,9 @@
 //! the default client refuses the unknown CA with an error naming the setting to use; the CA
 //! bundle (`MLFLOW_TRACKING_SERVER_CERT_PATH`) makes it work end to end; insecure mode works and
 //! warns once; a server requiring client certificates (mutual TLS) works with one
-//! (`MLFLOW_TRACKING_CLIENT_CERT_PATH`) and fails clearly without.
+//! (`MLFLOW_TRACKING_CLIENT_CERT_PATH`) and fails clearly without. A process on a system with
+//! no CA certificate at all (a minimal container image) still traces to an `http://` server,
+//! and an `https://` one fails with an error saying what is missing.
 #![allow(clippy::unwrap_used, reason = "tests fail by panicking")]
 
 use std::path::Path;
@@ -92,10 +94,54 @@ fn insecure_child() {
     }
 }
 
+/// In the child, run with no system CA certificate: a trace round trip through the `http://`
+/// server at `HTTP_TEST_URL`, and the error of a default client of the `https://` one.
+#[expect(
+    clippy::print_stdout,
+    reason = "the child reports to its parent on stdout"
+)]
+fn no_ca_child() {
+    let http = std::env::var("HTTP_TEST_URL").unwrap();
+    let https = std::env::var("TLS_TEST_URL").unwrap();
+    println!(
+        "HTTP {:?}",
+        round_trip(&client(ClientConfig::new(http.as_str())), "no-ca")
+    );
+    match block_on(client(ClientConfig::new(https.as_str())).version()) {
+        Ok(v) => println!("HTTPS answered {v}"),
+        Err(e) => println!("HTTPS {e}"),
+    }
+}
+
+/// Runs this test again in a child process, as `role`, with `env`; its stdout, once it
+/// succeeded.
+fn child(role: &str, env: &[(&str, &str)]) -> String {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            test_name!("tls_unknown_ca_ca_bundle_insecure_mode_and_client_certificates").as_str(),
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, role)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn tls_unknown_ca_ca_bundle_insecure_mode_and_client_certificates() {
-    if std::env::var_os(CHILD).is_some() {
-        return insecure_child();
+    match std::env::var(CHILD).as_deref() {
+        Ok("insecure") => return insecure_child(),
+        Ok("no-ca") => return no_ca_child(),
+        _ => {}
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("pki")).unwrap();
@@ -131,25 +177,33 @@ fn tls_unknown_ca_ca_bundle_insecure_mode_and_client_certificates() {
     assert!(out.trim().parse::<u32>().unwrap() >= 2, "{out}");
 
     // Insecure mode works and warns once per process.
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            test_name!("tls_unknown_ca_ca_bundle_insecure_mode_and_client_certificates").as_str(),
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, "1")
-        .env("TLS_TEST_URL", &url)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    let stdout = child("insecure", &[("TLS_TEST_URL", &url)]);
     assert_eq!(stdout.matches("VERSION 3.17.2").count(), 2, "{stdout}");
     assert_eq!(
         stdout
             .matches("MLFLOW_TRACKING_INSECURE_TLS is set")
             .count(),
         1,
+        "{stdout}"
+    );
+
+    // No CA certificate on the system (the variables rustls-native-certs reads, pointing at
+    // nothing): the `http://` server still gets the trace; the `https://` one explains.
+    let empty = tempfile::tempdir().unwrap();
+    let stdout = child(
+        "no-ca",
+        &[
+            ("TLS_TEST_URL", &url),
+            ("HTTP_TEST_URL", crate::live::server().url()),
+            ("SSL_CERT_FILE", "/dev/null"),
+            ("SSL_CERT_DIR", empty.path().to_str().unwrap()),
+        ],
+    );
+    assert!(stdout.contains("HTTP Ok(2)"), "{stdout}");
+    let https = stdout.lines().find(|l| l.starts_with("HTTPS")).unwrap_or("");
+    assert!(
+        https.contains("No CA certificates were loaded from the system")
+            && https.contains("MLFLOW_TRACKING_SERVER_CERT_PATH"),
         "{stdout}"
     );
     drop(server);
