@@ -128,7 +128,10 @@ mod tests {
     #[test]
     fn the_roots_are_not_loaded_until_a_certificate_is_checked() {
         let config = default_config().unwrap();
-        assert_eq!(config.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert_eq!(
+            config.alpn_protocols,
+            [b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
         let lazy = LazyPlatformVerifier {
             provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
             verifier: OnceLock::new(),

@@ -1,6 +1,7 @@
 //! Traces: StartTraceV3, OTLP span logging, the `traces.json` artifact, reading, searching and
 //! tags.
 
+use bytes::Bytes;
 use mlflow_tracing_entities::keys::tag;
 use mlflow_tracing_entities::{Span, Trace, TraceData, TraceInfo, is_http_uri, json, otlp};
 use percent_encoding::utf8_percent_encode;
@@ -128,7 +129,8 @@ impl TrackingClient {
         header: (&'static str, String),
         spans: impl IntoIterator<Item = &'a Span>,
     ) -> Result<(), ClientError> {
-        let request = otlp::export_request(otlp::sdk_resource(SDK_VERSION), spans);
+        let spans: Vec<&Span> = spans.into_iter().collect();
+        let request = otlp::export_request(otlp::sdk_resource(SDK_VERSION), spans.iter().copied());
         if request
             .resource_spans
             .iter()
@@ -138,10 +140,15 @@ impl TrackingClient {
         }
         let mut call = Call::new(Method::POST, path);
         call.body = Body::Protobuf(request.encode_to_vec().into());
-        // Only the encoded body is kept while the request is in flight.
         drop(request);
         call.headers.push(header);
-        self.send(call).await.map(drop)
+        // The encoded request is not kept in flight (the spans are): a retry encodes it again.
+        let again = || -> Bytes {
+            otlp::export_request(otlp::sdk_resource(SDK_VERSION), spans.iter().copied())
+                .encode_to_vec()
+                .into()
+        };
+        self.send_with(call, Some(&again)).await.map(drop)
     }
 
     /// `PUT …/traces.json` through the server's artifact proxy, under the trace's

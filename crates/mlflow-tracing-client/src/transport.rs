@@ -23,8 +23,8 @@ pub(crate) const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
 /// Statuses retried with backoff, as MLflow's `requests` session does.
 const RETRY_STATUSES: [u16; 6] = [408, 429, 500, 502, 503, 504];
 
-/// A request's body, shared (not copied) by each attempt: an OTLP request of a batch is
-/// about a megabyte, and ten of them may be in flight.
+/// A request's body, shared (not copied) by each attempt, or handed over once
+/// ([`TrackingClient::send_with`]).
 pub(crate) enum Body {
     None,
     Json(Bytes),
@@ -99,6 +99,18 @@ impl TrackingClient {
 
     /// Sends `call`, retrying as configured; the body of a 2xx answer.
     pub(crate) async fn send(&self, call: Call) -> Result<Vec<u8>, ClientError> {
+        self.send_with(call, None).await
+    }
+
+    /// [`TrackingClient::send`]; with `again`, the call's body is not kept while the request is
+    /// in flight: the first attempt hands it to the connection, which frees it once written,
+    /// and each later attempt sends `again()`. An OTLP request of a batch is about 120 KB, and
+    /// ten may wait on a slow server.
+    pub(crate) async fn send_with(
+        &self,
+        mut call: Call,
+        again: Option<&(dyn Fn() -> Bytes + Sync)>,
+    ) -> Result<Vec<u8>, ClientError> {
         let method = method_name(&call.method);
         let url = self.url(&call);
         let max_retries = if call.retries {
@@ -108,6 +120,7 @@ impl TrackingClient {
         };
         let mut retry = 0;
         let mut token_refreshed = false;
+        let mut body_sent = false;
         loop {
             let mut request = self.http.request(call.method.clone(), &url);
             if let Some(timeout) = call.timeout {
@@ -145,16 +158,28 @@ impl TrackingClient {
             for (k, v) in &call.headers {
                 request = request.header(*k, v);
             }
-            request = match &call.body {
-                Body::None => request,
-                Body::Json(s) => request
-                    .header("Content-Type", "application/json")
-                    .body(s.clone()),
-                Body::Protobuf(b) => request
-                    .header("Content-Type", "application/x-protobuf")
-                    .body(b.clone()),
-                Body::Text(b) => request.header("Content-Type", "text/plain").body(b.clone()),
+            let (content_type, bytes) = match &mut call.body {
+                Body::None => ("", None),
+                Body::Json(b) => ("application/json", Some(b)),
+                Body::Protobuf(b) => ("application/x-protobuf", Some(b)),
+                Body::Text(b) => ("text/plain", Some(b)),
             };
+            if let Some(bytes) = bytes {
+                request = request.header("Content-Type", content_type);
+                request = match again {
+                    None => request.body(bytes.clone()),
+                    // Not reusable: reqwest keeps no copy for redirects either.
+                    Some(again) => {
+                        let body = if body_sent {
+                            again()
+                        } else {
+                            std::mem::take(bytes)
+                        };
+                        body_sent = true;
+                        request.body(reqwest::Body::wrap(http_body_util::Full::new(body)))
+                    }
+                };
+            }
             let wait = match request.send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();

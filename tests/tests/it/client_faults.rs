@@ -212,3 +212,46 @@ async fn credentials_never_go_to_an_artifact_host_other_than_the_tracking_server
         Some("Bearer t0k")
     );
 }
+
+#[tokio::test]
+async fn a_retried_otlp_request_sends_the_same_bytes_again() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message as _;
+
+    let capture = mlflow_tracing::testing::Capture::new();
+    capture.run(|| {
+        let root = mlflow_tracing::start_span("root").start();
+        let _in = root.enter();
+        let child = mlflow_tracing::start_span("child").start();
+        child.set_inputs(&"x".repeat(5000));
+    });
+    let traces = capture.traces();
+    let spans = &traces[0].data.spans;
+    // The first attempt's body is handed to the connection and not kept: the retry encodes
+    // the spans again.
+    let (url, seen) = fake_server(vec![answer(503, "busy"), answer(200, "{}")]).await;
+    client(&url, 2).log_spans("1", spans).await.unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].body, seen[1].body);
+    for s in seen.iter() {
+        let length = s
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.as_str());
+        assert_eq!(length, Some(s.body.len().to_string().as_str()));
+    }
+    let request = ExportTraceServiceRequest::decode(seen[1].body.as_slice()).unwrap();
+    let names: Vec<&str> = request.resource_spans[0].scope_spans[0]
+        .spans
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert!(
+        names.contains(&"root") && names.contains(&"child"),
+        "{names:?}"
+    );
+    assert!(seen[1].body.len() > 5000);
+}

@@ -200,7 +200,10 @@ fn tls_unknown_ca_ca_bundle_insecure_mode_and_client_certificates() {
         ],
     );
     assert!(stdout.contains("HTTP Ok(2)"), "{stdout}");
-    let https = stdout.lines().find(|l| l.starts_with("HTTPS")).unwrap_or("");
+    let https = stdout
+        .lines()
+        .find(|l| l.starts_with("HTTPS"))
+        .unwrap_or("");
     assert!(
         https.contains("No CA certificates were loaded from the system")
             && https.contains("MLFLOW_TRACKING_SERVER_CERT_PATH"),
