@@ -57,6 +57,8 @@ impl TrackingClient {
             && config.server_cert_path.is_none()
             && config.client_cert_path.is_none();
         if default_tls {
+            // reqwest applies none of its TLS settings (SNI, versions, ALPN) to a preconfigured
+            // rustls config: `tls::default_config` sets what reqwest would set by default.
             builder = builder.tls_backend_preconfigured(crate::tls::default_config()?);
         }
         if config.insecure_tls {

@@ -44,8 +44,8 @@ pub(crate) fn default_config() -> Result<rustls::ClientConfig, ClientError> {
 /// The platform's verifier, built when a certificate is first checked.
 struct LazyPlatformVerifier {
     provider: Arc<CryptoProvider>,
-    /// The verifier, or why it could not be built (kept: every handshake gets the same error).
-    verifier: OnceLock<Result<Verifier, rustls::Error>>,
+    /// The verifier, once built (a failure is not kept: the next handshake tries again).
+    verifier: OnceLock<Verifier>,
 }
 
 impl fmt::Debug for LazyPlatformVerifier {
@@ -58,10 +58,12 @@ impl fmt::Debug for LazyPlatformVerifier {
 
 impl LazyPlatformVerifier {
     fn verifier(&self) -> Result<&Verifier, rustls::Error> {
-        self.verifier
-            .get_or_init(|| Verifier::new(self.provider.clone()))
-            .as_ref()
-            .map_err(Clone::clone)
+        if let Some(verifier) = self.verifier.get() {
+            return Ok(verifier);
+        }
+        // Two first handshakes at once may both load the roots; one verifier is kept.
+        let verifier = Verifier::new(self.provider.clone())?;
+        Ok(self.verifier.get_or_init(|| verifier))
     }
 }
 

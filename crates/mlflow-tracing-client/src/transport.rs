@@ -121,6 +121,7 @@ impl TrackingClient {
         let mut retry = 0;
         let mut token_refreshed = false;
         let mut body_sent = false;
+        let mut follow_redirect = false;
         loop {
             let mut request = self.http.request(call.method.clone(), &url);
             if let Some(timeout) = call.timeout {
@@ -168,7 +169,6 @@ impl TrackingClient {
                 request = request.header("Content-Type", content_type);
                 request = match again {
                     None => request.body(bytes.clone()),
-                    // Not reusable: reqwest keeps no copy for redirects either.
                     Some(again) => {
                         let body = if body_sent {
                             again()
@@ -176,7 +176,15 @@ impl TrackingClient {
                             std::mem::take(bytes)
                         };
                         body_sent = true;
-                        request.body(reqwest::Body::wrap(http_body_util::Full::new(body)))
+                        if follow_redirect {
+                            // Reusable: reqwest keeps a copy to send where it is redirected.
+                            request.body(body)
+                        } else {
+                            // Not reusable, so reqwest keeps no copy; it cannot follow a 307
+                            // or 308 with it (handled below), nor retry an HTTP/2 stream the
+                            // server refused (this loop retries it).
+                            request.body(reqwest::Body::wrap(http_body_util::Full::new(body)))
+                        }
                     }
                 };
             }
@@ -187,6 +195,11 @@ impl TrackingClient {
                         return read_bounded(response, self.config.max_answer_bytes, true)
                             .await
                             .map_err(|e| e.into_error(method, &call.path));
+                    }
+                    if matches!(status, 307 | 308) && again.is_some() && !follow_redirect {
+                        // Sent again with a body reqwest can resend where it is redirected.
+                        follow_redirect = true;
+                        continue;
                     }
                     if status == 401
                         && !token_refreshed
@@ -211,10 +224,11 @@ impl TrackingClient {
                     after.unwrap_or_else(|| self.config.backoff(retry + 1))
                 }
                 Err(e) => {
-                    let retryable = e.is_connect() || e.is_timeout() || e.is_request();
-                    if !retryable || retry >= max_retries {
-                        let timeout = e.is_timeout();
-                        let mut message = error_chain(e);
+                    let timeout = e.is_timeout();
+                    let transient = e.is_connect() || timeout || e.is_request();
+                    let mut message = error_chain(e);
+                    // A certificate that cannot be trusted stays so: no retry.
+                    if !transient || certificate_refused(&message) || retry >= max_retries {
                         // A server that requires a client certificate ends the TLS session of
                         // a client without one: an alert, a close without close_notify or a
                         // reset, depending on timing.
@@ -373,6 +387,13 @@ pub(crate) fn error_chain(e: reqwest::Error) -> String {
     }
     text.push_str(tls_hint(&text));
     text
+}
+
+/// Whether a TLS failure is the server's certificate not being trusted (or nothing to trust
+/// it with): the same on every attempt.
+fn certificate_refused(error: &str) -> bool {
+    error.contains("invalid peer certificate")
+        || error.contains("No CA certificates were loaded from the system")
 }
 
 /// What to set when a TLS failure says what is missing.

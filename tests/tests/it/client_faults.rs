@@ -255,3 +255,27 @@ async fn a_retried_otlp_request_sends_the_same_bytes_again() {
     );
     assert!(seen[1].body.len() > 5000);
 }
+
+#[tokio::test]
+async fn an_otlp_request_follows_a_redirect_with_its_body() {
+    let capture = mlflow_tracing::testing::Capture::new();
+    capture.run(|| drop(mlflow_tracing::start_span("root").start()));
+    let traces = capture.traces();
+    let mut moved = answer(308, "");
+    moved.headers.push(("Location", "/moved".into()));
+    let (url, seen) = fake_server(vec![moved.clone(), moved, answer(200, "{}")]).await;
+    client(&url, 0)
+        .log_spans("1", &traces[0].data.spans)
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap();
+    let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
+    // The first body is sent once and not kept, so the redirect is answered by sending it
+    // again in a form reqwest can resend, which it does at the new location.
+    assert_eq!(paths, ["/v1/traces", "/v1/traces", "/moved"]);
+    assert!(!seen[0].body.is_empty());
+    assert!(
+        seen.iter()
+            .all(|s| s.body == seen[0].body && s.method == "POST")
+    );
+}

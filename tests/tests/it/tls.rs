@@ -107,8 +107,11 @@ fn no_ca_child() {
         "HTTP {:?}",
         round_trip(&client(ClientConfig::new(http.as_str())), "no-ca")
     );
-    match block_on(client(ClientConfig::new(https.as_str())).version()) {
-        Ok(v) => println!("HTTPS answered {v}"),
+    // With retries configured: a certificate that cannot be checked is not retried.
+    let retrying =
+        TrackingClient::new(ClientConfig::new(https.as_str()).with_retries(3, 0.01, 0.0)).unwrap();
+    match block_on(retrying.get_experiment("0")) {
+        Ok(v) => println!("HTTPS answered {v:?}"),
         Err(e) => println!("HTTPS {e}"),
     }
 }
@@ -151,13 +154,17 @@ fn tls_unknown_ca_ca_bundle_insecure_mode_and_client_certificates() {
     let url = server.url().to_owned();
     assert!(url.starts_with("https://"));
 
-    // The default client does not know the CA: a clear error naming the settings.
-    let err = block_on(client(ClientConfig::new(url.as_str())).version())
+    // The default client does not know the CA: a clear error naming the settings, at once
+    // (not retried, though the client retries).
+    let retrying =
+        TrackingClient::new(ClientConfig::new(url.as_str()).with_retries(3, 0.01, 0.0)).unwrap();
+    let err = block_on(retrying.get_experiment("0"))
         .unwrap_err()
         .to_string();
     assert!(
         err.contains("MLFLOW_TRACKING_SERVER_CERT_PATH")
-            && err.contains("MLFLOW_TRACKING_INSECURE_TLS"),
+            && err.contains("MLFLOW_TRACKING_INSECURE_TLS")
+            && !err.contains("retries"),
         "{err}"
     );
 
@@ -206,7 +213,8 @@ fn tls_unknown_ca_ca_bundle_insecure_mode_and_client_certificates() {
         .unwrap_or("");
     assert!(
         https.contains("No CA certificates were loaded from the system")
-            && https.contains("MLFLOW_TRACKING_SERVER_CERT_PATH"),
+            && https.contains("MLFLOW_TRACKING_SERVER_CERT_PATH")
+            && !https.contains("retries"),
         "{stdout}"
     );
     drop(server);
