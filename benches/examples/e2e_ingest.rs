@@ -4,9 +4,10 @@
 //! - `sdk`: a burst of traces through `#[trace]` and the SDK's default async path, from
 //!   `threads` threads (argument 5, default 1; `traces` each), every `sample`-th trace of each
 //!   thread (argument 6; 0: none) timed from its root's end until the server has it (polled with
-//!   `GetTraceInfo`). Prints one JSON line: caller time (wall, and the burst threads' CPU time
-//!   and page faults), time until everything was flushed, the export counters, peak RSS, the
-//!   sampled latencies in ms.
+//!   `GetTraceInfo`). Prints one JSON line: caller time (wall, and the burst threads' CPU time,
+//!   the kernel's part of it and page faults), time until everything was flushed, the export
+//!   counters, peak RSS and its file-backed part (code, shared libraries), the sampled
+//!   latencies in ms.
 //! - `ceiling`: the same traces made by the SDK into memory, encoded beforehand into exactly
 //!   the requests the SDK's exporter sends (one OTLP protobuf request per batch of traces, then
 //!   one StartTraceV3 per trace), then sent with a plain HTTP client at the exporter's
@@ -99,34 +100,66 @@ fn poll_stored(samples: std::sync::mpsc::Receiver<(String, Instant)>) -> Result<
     Ok(latencies)
 }
 
-/// This thread's CPU time (user + system, s) and minor page faults so far; `None` where the
-/// system cannot say (`RUSAGE_THREAD` is Linux's).
+/// A thread's resource use: CPU time (s) in user space and in the kernel, minor page faults.
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    user_s: f64,
+    system_s: f64,
+    faults: i64,
+}
+
+impl Usage {
+    fn since(self, before: Usage) -> Usage {
+        Usage {
+            user_s: self.user_s - before.user_s,
+            system_s: self.system_s - before.system_s,
+            faults: self.faults - before.faults,
+        }
+    }
+
+    fn add(self, other: Usage) -> Usage {
+        Usage {
+            user_s: self.user_s + other.user_s,
+            system_s: self.system_s + other.system_s,
+            faults: self.faults + other.faults,
+        }
+    }
+}
+
+/// This thread's resource use so far; `None` where the system cannot say (`RUSAGE_THREAD` is
+/// Linux's).
 #[cfg(target_os = "linux")]
-fn thread_usage() -> Option<(f64, i64)> {
+fn thread_usage() -> Option<Usage> {
     use nix::sys::resource::{UsageWho, getrusage};
     let u = getrusage(UsageWho::RUSAGE_THREAD).ok()?;
     let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-    Some((
-        secs(u.user_time()) + secs(u.system_time()),
-        u.minor_page_faults(),
-    ))
+    Some(Usage {
+        user_s: secs(u.user_time()),
+        system_s: secs(u.system_time()),
+        faults: u.minor_page_faults(),
+    })
 }
 
 #[cfg(not(target_os = "linux"))]
-fn thread_usage() -> Option<(f64, i64)> {
+fn thread_usage() -> Option<Usage> {
     None
 }
 
-/// The process's peak resident set (`VmHWM`), in bytes.
-fn peak_rss() -> u64 {
+/// A `/proc/self/status` figure in kB (`VmHWM`, `RssFile`…), in bytes; 0 where unknown.
+fn status_bytes(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
+}
+
+/// The process's peak resident set, in bytes.
+fn peak_rss() -> u64 {
+    status_bytes("VmHWM")
 }
 
 /// One thread's burst: `traces` root calls, every `sample`-th one's id sent to the poller.
@@ -166,14 +199,14 @@ fn sdk(
                     let before = thread_usage();
                     burst(traces, spans, payload, sample, &samples);
                     let after = thread_usage();
-                    before.zip(after).map(|(b, a)| (a.0 - b.0, a.1 - b.1))
+                    before.zip(after).map(|(b, a)| a.since(b))
                 })
             })
             .collect();
-        let mut total = Some((0.0, 0));
+        let mut total = Some(Usage::default());
         for b in bursts {
             let usage = b.join().map_err(|_| "a burst thread panicked")?;
-            total = total.zip(usage).map(|(t, u)| (t.0 + u.0, t.1 + u.1));
+            total = total.zip(usage).map(|(t, u)| t.add(u));
         }
         Ok::<_, Error>(total)
     })?;
@@ -191,13 +224,17 @@ fn sdk(
         "{}",
         json!({
             "caller_s": caller.as_secs_f64(),
-            "caller_cpu_s": usage.map(|u| u.0),
-            "caller_minor_faults": usage.map(|u| u.1),
+            "caller_cpu_s": usage.map(|u| u.user_s + u.system_s),
+            "caller_system_s": usage.map(|u| u.system_s),
+            "caller_minor_faults": usage.map(|u| u.faults),
             "flushed_s": flushed.as_secs_f64(),
             "spans": traces * spans * threads.max(1),
             "traces_failed": stats.failed,
             "traces_dropped": stats.dropped_queue_full,
             "peak_rss": peak_rss(),
+            // Code and shared libraries (file-backed; they do not shrink, so this is also
+            // their part of the peak).
+            "file_rss": status_bytes("RssFile"),
             "latencies_ms": latencies,
         })
     );

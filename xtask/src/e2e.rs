@@ -74,9 +74,14 @@ pub(crate) struct Side {
     /// The part of it the calling thread spent on a CPU (the rest it waited for one: the
     /// server and the export worker share this machine's cores).
     pub(crate) caller_cpu_ns: Option<f64>,
+    /// The part of the CPU time the calling thread spent in the kernel, per span (the clock's
+    /// sampling splits user and kernel time: an estimate).
+    pub(crate) caller_system_ns: Option<f64>,
     /// New pages the calling thread touched (minor page faults) per run, where known.
     pub(crate) caller_faults: Option<f64>,
     pub(crate) peak_rss: f64,
+    /// The file-backed part of the resident set (code, shared libraries), where known.
+    pub(crate) file_rss: Option<f64>,
 }
 
 impl Side {
@@ -162,9 +167,24 @@ impl E2e {
         if let Some(faults) = self.rust.caller_faults {
             let per_span = faults * self.page_fault_ns / (TRACES * SPANS) as f64;
             out.push_str(&format!(
-                "\nNew memory costs a thread {} per 4 KB page on this machine now; each Rust burst touched {faults:.0} new pages (its spans wait in the queue while the server catches up): about {} of the caller's CPU time per span.\n",
+                "\nNew memory costs a thread {} per 4 KB page on this machine now; each Rust burst touched {faults:.0} new pages (its spans wait in the queue while the server catches up): about {} of the caller's CPU time per span.",
                 crate::bench::human(self.page_fault_ns),
                 crate::bench::human(per_span),
+            ));
+            if let Some(system) = self.rust.caller_system_ns {
+                out.push_str(&format!(
+                    " The kernel's part of the caller's CPU time was about {} per span (those page faults, and glibc growing the thread's heap one page per `mprotect`).",
+                    crate::bench::human(system)
+                ));
+            }
+            out.push('\n');
+        }
+        if let Some(file) = self.rust.file_rss {
+            out.push_str(&format!(
+                "\nOf the Rust SDK's peak RSS, {:.1} MB is file-backed: the program's code and shared libraries; the rest ({:.1} MB) is its heap and stacks. The spans' inputs and outputs alone are {:.1} MB, and the burst outruns the server, so nearly all of them are held at the peak.\n",
+                mb(file),
+                mb(self.rust.peak_rss - file),
+                mb((TRACES * SPANS * PAYLOAD * 2) as f64),
             ));
         }
         if let (Some(r), Some(p)) = (self.rust.caller_ns, self.python.caller_ns) {
@@ -342,18 +362,28 @@ pub(crate) fn run() -> Result<E2e, String> {
             rate: 0.0,
             caller_ns: None,
             caller_cpu_ns: None,
+            caller_system_ns: None,
             caller_faults: None,
             peak_rss: 0.0,
+            file_rss: None,
         };
-        let (mut time, mut caller_s, mut cpu_s, mut faults) = (0.0, 0.0, Some(0.0), Some(0.0));
+        let (mut time, mut caller_s) = (0.0, 0.0);
+        let (mut cpu_s, mut system_s, mut faults) = (Some(0.0), Some(0.0), Some(0.0));
         for (run, exp) in runs {
             side.sent += sent;
             side.stored += stored(exp)?;
             time += num(run, time_key)?;
-            side.peak_rss = side.peak_rss.max(num(run, "peak_rss")?);
+            let peak = num(run, "peak_rss")?;
+            if peak >= side.peak_rss {
+                side.peak_rss = peak;
+                side.file_rss = run["file_rss"].as_f64().filter(|f| *f > 0.0);
+            }
             if caller {
                 caller_s += num(run, "caller_s")?;
                 cpu_s = cpu_s.zip(run["caller_cpu_s"].as_f64()).map(|(a, b)| a + b);
+                system_s = system_s
+                    .zip(run["caller_system_s"].as_f64())
+                    .map(|(a, b)| a + b);
                 faults = faults
                     .zip(run["caller_minor_faults"].as_f64())
                     .map(|(a, b)| a + b);
@@ -363,6 +393,7 @@ pub(crate) fn run() -> Result<E2e, String> {
         if caller {
             side.caller_ns = Some(caller_s / side.sent * 1e9);
             side.caller_cpu_ns = cpu_s.map(|s| s / side.sent * 1e9);
+            side.caller_system_ns = system_s.map(|s| s / side.sent * 1e9);
             side.caller_faults = faults.map(|f| f / runs.len().max(1) as f64);
         }
         Ok::<_, String>(side)
@@ -377,8 +408,10 @@ pub(crate) fn run() -> Result<E2e, String> {
             rate: py_stored / num(&py, "flushed_s")?,
             caller_ns: Some(num(&py, "caller_s")? / sent * 1e9),
             caller_cpu_ns: py["caller_cpu_s"].as_f64().map(|s| s / sent * 1e9),
+            caller_system_ns: None,
             caller_faults: None,
             peak_rss: num(&py, "peak_rss")?,
+            file_rss: None,
         },
         page_fault_ns: page_fault_ns(),
     };
