@@ -104,8 +104,8 @@ impl TrackingClient {
 
     /// [`TrackingClient::send`]; with `again`, the call's body is not kept while the request is
     /// in flight: the first attempt hands it to the connection, which frees it once written,
-    /// and each later attempt sends `again()`. An OTLP request of a batch is about 120 KB, and
-    /// ten may wait on a slow server.
+    /// and each later attempt sends `again()`. An OTLP request of a batch can be large, and ten
+    /// may wait on a slow server.
     pub(crate) async fn send_with(
         &self,
         mut call: Call,
