@@ -130,7 +130,8 @@ impl TrackingClient {
         spans: impl IntoIterator<Item = &'a Span>,
     ) -> Result<(), ClientError> {
         let spans: Vec<&Span> = spans.into_iter().collect();
-        let request = otlp::export_request(otlp::sdk_resource(SDK_VERSION), spans.iter().copied());
+        let build = || otlp::export_request(otlp::sdk_resource(SDK_VERSION), spans.iter().copied());
+        let request = build();
         if request
             .resource_spans
             .iter()
@@ -143,11 +144,7 @@ impl TrackingClient {
         drop(request);
         call.headers.push(header);
         // The encoded request is not kept in flight (the spans are): a retry encodes it again.
-        let again = || -> Bytes {
-            otlp::export_request(otlp::sdk_resource(SDK_VERSION), spans.iter().copied())
-                .encode_to_vec()
-                .into()
-        };
+        let again = || -> Bytes { build().encode_to_vec().into() };
         self.send_with(call, Some(&again)).await.map(drop)
     }
 

@@ -389,19 +389,23 @@ pub(crate) fn error_chain(e: reqwest::Error) -> String {
     text
 }
 
+/// rustls's message for a server certificate it does not trust.
+const UNTRUSTED: &str = "invalid peer certificate";
+/// rustls-platform-verifier's message when the system has no root certificate.
+const NO_ROOTS: &str = "No CA certificates were loaded from the system";
+
 /// Whether a TLS failure is the server's certificate not being trusted (or nothing to trust
 /// it with): the same on every attempt.
 fn certificate_refused(error: &str) -> bool {
-    error.contains("invalid peer certificate")
-        || error.contains("No CA certificates were loaded from the system")
+    error.contains(UNTRUSTED) || error.contains(NO_ROOTS)
 }
 
 /// What to set when a TLS failure says what is missing.
 fn tls_hint(error: &str) -> &'static str {
-    if error.contains("invalid peer certificate") {
+    if error.contains(UNTRUSTED) {
         " (the tracking server's certificate is not trusted: set MLFLOW_TRACKING_SERVER_CERT_PATH \
          to the PEM bundle of its CA, or MLFLOW_TRACKING_INSECURE_TLS=true to skip the check)"
-    } else if error.contains("No CA certificates were loaded from the system") {
+    } else if error.contains(NO_ROOTS) {
         " (this system has no CA certificate to check the tracking server's with: install its \
          CA certificates package, or set MLFLOW_TRACKING_SERVER_CERT_PATH to the PEM bundle of \
          the server's CA)"
