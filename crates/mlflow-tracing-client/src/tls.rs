@@ -8,8 +8,8 @@
 //! an `http://` server. The verifier here builds the platform verifier on the first TLS
 //! handshake and keeps it; its answer is the platform verifier's, so errors read the same.
 //! The rest of the configuration is what reqwest builds by default (the installed or
-//! aws-lc-rs crypto provider, its safe protocol versions, no client certificate, ALPN `h2`
-//! then `http/1.1`). Custom TLS settings (a CA bundle, a client certificate, insecure mode)
+//! aws-lc-rs crypto provider, its safe protocol versions, no client certificate, ALPN
+//! `http/1.1`, with `h2` first when the `http2` feature is on). Custom TLS settings (a CA bundle, a client certificate, insecure mode)
 //! keep reqwest's own setup.
 
 use std::fmt;
@@ -37,8 +37,19 @@ pub(crate) fn default_config() -> Result<rustls::ClientConfig, ClientError> {
             verifier: OnceLock::new(),
         }))
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn_protocols();
     Ok(config)
+}
+
+/// The protocols offered at the handshake, as reqwest offers them: `h2` only when the client
+/// speaks HTTP/2 (a server must not pick what the client cannot speak).
+fn alpn_protocols() -> Vec<Vec<u8>> {
+    let mut protocols = Vec::with_capacity(2);
+    if cfg!(feature = "http2") {
+        protocols.push(b"h2".to_vec());
+    }
+    protocols.push(b"http/1.1".to_vec());
+    protocols
 }
 
 /// The platform's verifier, built when a certificate is first checked.
@@ -130,10 +141,12 @@ mod tests {
     #[test]
     fn the_roots_are_not_loaded_until_a_certificate_is_checked() {
         let config = default_config().unwrap();
-        assert_eq!(
-            config.alpn_protocols,
-            [b"h2".to_vec(), b"http/1.1".to_vec()]
-        );
+        let expected: &[&[u8]] = if cfg!(feature = "http2") {
+            &[b"h2", b"http/1.1"]
+        } else {
+            &[b"http/1.1"]
+        };
+        assert_eq!(config.alpn_protocols, expected);
         let lazy = LazyPlatformVerifier {
             provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
             verifier: OnceLock::new(),

@@ -182,7 +182,7 @@ impl TrackingClient {
                         } else {
                             // Not reusable, so reqwest keeps no copy; it cannot follow a 307
                             // or 308 with it (handled below), nor retry an HTTP/2 stream the
-                            // server refused (this loop retries it).
+                            // server refused (the `http2` feature; this loop retries it).
                             request.body(reqwest::Body::wrap(http_body_util::Full::new(body)))
                         }
                     }
