@@ -44,6 +44,7 @@ mod experiments;
 #[cfg(test)]
 mod fuzz;
 mod otlp_json;
+mod pieces;
 mod tls;
 mod traces;
 mod transport;

@@ -5,7 +5,6 @@ use bytes::Bytes;
 use mlflow_tracing_entities::keys::tag;
 use mlflow_tracing_entities::{Span, Trace, TraceData, TraceInfo, is_http_uri, json, otlp};
 use percent_encoding::utf8_percent_encode;
-use prost::Message as _;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::Value;
@@ -14,7 +13,12 @@ use crate::client::{SDK_VERSION, TrackingClient};
 use crate::error::ClientError;
 use crate::experiments::{validate_experiment_id, validate_name};
 use crate::otlp_json::SpanJson;
+use crate::pieces::Pieces;
 use crate::transport::{Body, Call, ENCODE, segment, url_path};
+
+/// About how large each piece of an OTLP request is: the connection frees a piece once it is
+/// written, so a request a slow server has not read yet keeps at most its unwritten pieces.
+const OTLP_PIECE: usize = 16 * 1024;
 
 /// A trace search ([`TrackingClient::search_traces`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,21 +134,20 @@ impl TrackingClient {
         spans: impl IntoIterator<Item = &'a Span>,
     ) -> Result<(), ClientError> {
         let spans: Vec<&Span> = spans.into_iter().collect();
-        let build = || otlp::export_request(otlp::sdk_resource(SDK_VERSION), spans.iter().copied());
-        let request = build();
-        if request
-            .resource_spans
-            .iter()
-            .all(|r| r.scope_spans.iter().all(|s| s.spans.is_empty()))
-        {
+        let resource = otlp::sdk_resource(SDK_VERSION);
+        // Encoded span by span, in pieces the connection frees as it writes them; not kept in
+        // flight (the spans are): a retry encodes the request again.
+        let encode = || {
+            otlp::encode_export_request(&resource, spans.iter().copied(), OTLP_PIECE)
+                .map(|encoded| Pieces::new(encoded.pieces.into_iter().map(Bytes::from)))
+        };
+        let Some(first) = encode() else {
             return Ok(());
-        }
+        };
         let mut call = Call::new(Method::POST, path);
-        call.body = Body::Protobuf(request.encode_to_vec().into());
-        drop(request);
+        call.body = Body::ProtobufPieces(first);
         call.headers.push(header);
-        // The encoded request is not kept in flight (the spans are): a retry encodes it again.
-        let again = || -> Bytes { build().encode_to_vec().into() };
+        let again = || encode().unwrap_or_default();
         self.send_with(call, Some(&again)).await.map(drop)
     }
 

@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::client::TrackingClient;
 use crate::config::Auth;
 use crate::error::ClientError;
+use crate::pieces::Pieces;
 
 /// Characters kept as they are in a path segment or query value (RFC 3986 unreserved).
 pub(crate) const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
@@ -23,13 +24,14 @@ pub(crate) const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
 /// Statuses retried with backoff, as MLflow's `requests` session does.
 const RETRY_STATUSES: [u16; 6] = [408, 429, 500, 502, 503, 504];
 
-/// A request's body, shared (not copied) by each attempt, or handed over once
+/// A request's body: shared (not copied) by each attempt, or, in pieces, handed over once
 /// ([`TrackingClient::send_with`]).
 pub(crate) enum Body {
     None,
     Json(Bytes),
-    Protobuf(Bytes),
     Text(Bytes),
+    /// Sent once: a later attempt sends what `send_with`'s `again` makes.
+    ProtobufPieces(Pieces),
 }
 
 /// One request to send.
@@ -102,14 +104,15 @@ impl TrackingClient {
         self.send_with(call, None).await
     }
 
-    /// [`TrackingClient::send`]; with `again`, the call's body is not kept while the request is
-    /// in flight: the first attempt hands it to the connection, which frees it once written,
-    /// and each later attempt sends `again()`. An OTLP request of a batch can be large, and ten
-    /// may wait on a slow server.
+    /// [`TrackingClient::send`]; a [`Body::ProtobufPieces`] body is not kept while the request
+    /// is in flight: the first attempt hands its pieces to the connection, which frees each
+    /// once written, and each later attempt sends `again()` (without it, a later attempt fails
+    /// with [`ClientError::Config`]). An OTLP request of a batch can be large, and ten may wait
+    /// on a slow server.
     pub(crate) async fn send_with(
         &self,
         mut call: Call,
-        again: Option<&(dyn Fn() -> Bytes + Sync)>,
+        again: Option<&(dyn Fn() -> Pieces + Sync)>,
     ) -> Result<Vec<u8>, ClientError> {
         let method = method_name(&call.method);
         let url = self.url(&call);
@@ -159,35 +162,36 @@ impl TrackingClient {
             for (k, v) in &call.headers {
                 request = request.header(*k, v);
             }
-            let (content_type, bytes) = match &mut call.body {
-                Body::None => ("", None),
-                Body::Json(b) => ("application/json", Some(b)),
-                Body::Protobuf(b) => ("application/x-protobuf", Some(b)),
-                Body::Text(b) => ("text/plain", Some(b)),
-            };
-            if let Some(bytes) = bytes {
-                request = request.header("Content-Type", content_type);
-                request = match again {
-                    None => request.body(bytes.clone()),
-                    Some(again) => {
-                        let body = if body_sent {
-                            again()
-                        } else {
-                            std::mem::take(bytes)
-                        };
-                        body_sent = true;
-                        if follow_redirect {
-                            // Reusable: reqwest keeps a copy to send where it is redirected.
-                            request.body(body)
-                        } else {
-                            // Not reusable, so reqwest keeps no copy; it cannot follow a 307
-                            // or 308 with it (handled below), nor retry an HTTP/2 stream the
-                            // server refused (the `http2` feature; this loop retries it).
-                            request.body(reqwest::Body::wrap(http_body_util::Full::new(body)))
+            request = match &mut call.body {
+                Body::None => request,
+                Body::Json(b) => request
+                    .header("Content-Type", "application/json")
+                    .body(b.clone()),
+                Body::Text(b) => request.header("Content-Type", "text/plain").body(b.clone()),
+                Body::ProtobufPieces(first) => {
+                    let pieces = match (body_sent, again) {
+                        (false, _) => std::mem::take(first),
+                        (true, Some(again)) => again(),
+                        (true, None) => {
+                            return Err(ClientError::Config(format!(
+                                "{method} {}: the request body cannot be sent again",
+                                call.path
+                            )));
                         }
+                    };
+                    body_sent = true;
+                    let request = request.header("Content-Type", "application/x-protobuf");
+                    if follow_redirect {
+                        // Reusable: reqwest keeps a copy to send where it is redirected.
+                        request.body(pieces.concat())
+                    } else {
+                        // Not reusable, so reqwest keeps no copy; it cannot follow a 307 or
+                        // 308 with it (handled below), nor retry an HTTP/2 stream the server
+                        // refused (the `http2` feature; this loop retries it).
+                        request.body(reqwest::Body::wrap(pieces))
                     }
-                };
-            }
+                }
+            };
             let wait = match request.send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
@@ -196,7 +200,10 @@ impl TrackingClient {
                             .await
                             .map_err(|e| e.into_error(method, &call.path));
                     }
-                    if matches!(status, 307 | 308) && again.is_some() && !follow_redirect {
+                    if matches!(status, 307 | 308)
+                        && matches!(call.body, Body::ProtobufPieces(_))
+                        && !follow_redirect
+                    {
                         // Sent again with a body reqwest can resend where it is redirected.
                         follow_redirect = true;
                         continue;

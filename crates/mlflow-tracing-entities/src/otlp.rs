@@ -294,3 +294,144 @@ pub fn export_request<'a>(
         }],
     }
 }
+
+/// [`export_request`] encoded as protobuf in pieces of about `piece` bytes: the same bytes as
+/// `export_request(resource, spans).encode_to_vec()`, concatenated, without the whole request
+/// ever being built or held in one buffer. Each span is converted and encoded on its own, so a
+/// connection can free each piece once written. `None` for no spans (nothing to send).
+pub fn encode_export_request<'a>(
+    resource: &Resource,
+    spans: impl IntoIterator<Item = &'a Span>,
+    piece: usize,
+) -> Option<EncodedRequest> {
+    use prost::Message as _;
+    use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+
+    let piece = piece.max(64);
+    let mut pieces = Vec::new();
+    let mut current: Vec<u8> = Vec::new();
+    let mut spans_len = 0usize;
+    for span in spans {
+        let otlp = span.to_otlp();
+        let len = otlp.encoded_len();
+        let field = key_len(2) + encoded_len_varint(len as u64) + len;
+        if !current.is_empty() && current.len() + field > piece {
+            pieces.push(std::mem::take(&mut current));
+        }
+        if current.capacity() == 0 {
+            current.reserve_exact(field.max(piece));
+        }
+        // `ScopeSpans.spans` (field 2), as prost writes each element of the repeated field.
+        prost::encoding::message::encode(2, &otlp, &mut current);
+        spans_len += field;
+    }
+    if spans_len == 0 {
+        return None;
+    }
+    current.shrink_to_fit();
+    pieces.push(current);
+    // `ScopeSpans`: no scope, the spans, no schema URL.
+    let scope_spans_len = spans_len;
+    let resource_len = resource.encoded_len();
+    // `ResourceSpans`: the resource (1), the one `ScopeSpans` (2), no schema URL.
+    let resource_spans_len = key_len(1)
+        + encoded_len_varint(resource_len as u64)
+        + resource_len
+        + key_len(2)
+        + encoded_len_varint(scope_spans_len as u64)
+        + scope_spans_len;
+    let mut head = Vec::with_capacity(resource_len + 32);
+    encode_key(1, WireType::LengthDelimited, &mut head);
+    encode_varint(resource_spans_len as u64, &mut head);
+    prost::encoding::message::encode(1, resource, &mut head);
+    encode_key(2, WireType::LengthDelimited, &mut head);
+    encode_varint(scope_spans_len as u64, &mut head);
+    let len = head.len() + spans_len;
+    pieces.insert(0, head);
+    Some(EncodedRequest { pieces, len })
+}
+
+/// An encoded OTLP export request in pieces ([`encode_export_request`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedRequest {
+    /// The bytes, in order.
+    pub pieces: Vec<Vec<u8>>,
+    /// Their total length.
+    pub len: usize,
+}
+
+impl EncodedRequest {
+    /// The pieces joined into one buffer.
+    pub fn concat(&self) -> Vec<u8> {
+        self.pieces.concat()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+    use prost::Message as _;
+    use serde_json::Value;
+
+    use super::*;
+
+    fn span(i: u64, input_bytes: usize) -> Span {
+        Span::builder(
+            TraceId::from_int(0x1234_5678_9abc_def0_u128 + u128::from(i % 3)),
+            SpanId::from_int(i + 1),
+            format!("span {i}"),
+        )
+        .parent((i > 0).then(|| SpanId::from_int(1)))
+        .times(1_000 + i, Some(2_000 + i))
+        .raw_attribute(
+            keys::span::INPUTS,
+            Value::String(format!("{{\"q\": \"{}\"}}", "é".repeat(input_bytes / 2))),
+        )
+        .raw_attribute(
+            keys::span::OUTPUTS,
+            Value::String(format!("\"{}\"", "x".repeat(input_bytes))),
+        )
+        .build()
+    }
+
+    #[test]
+    fn the_pieces_are_the_request_prost_encodes() {
+        let resource = sdk_resource("1.2.3");
+        // Spans small and large (one longer than a piece, one needing a 3-byte length).
+        let sizes = [0, 10, 1_000, 40_000, 3, 200_000, 17];
+        let spans: Vec<Span> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| span(i as u64, *n))
+            .collect();
+        for count in [1, 2, 4, sizes.len()] {
+            let expected = export_request(resource.clone(), &spans[..count]).encode_to_vec();
+            for piece in [0, 64, 1_000, 32 * 1024, 1 << 20] {
+                let encoded = encode_export_request(&resource, &spans[..count], piece).unwrap();
+                assert_eq!(
+                    encoded.len,
+                    expected.len(),
+                    "{count} spans, pieces of {piece}"
+                );
+                assert_eq!(
+                    encoded.concat(),
+                    expected,
+                    "{count} spans, pieces of {piece}"
+                );
+                let pieces = &encoded.pieces;
+                assert!(pieces.iter().all(|p| !p.is_empty()));
+                if piece == 1_000 && count == sizes.len() {
+                    // The head; the first two spans together; every later one alone, as each
+                    // either exceeds a piece or follows one that does.
+                    assert_eq!(
+                        pieces.len(),
+                        7,
+                        "{:?}",
+                        pieces.iter().map(Vec::len).collect::<Vec<_>>()
+                    );
+                }
+            }
+        }
+        assert!(encode_export_request(&resource, &[], 1_000).is_none());
+    }
+}
