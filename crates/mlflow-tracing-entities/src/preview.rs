@@ -12,7 +12,11 @@ pub fn truncate_with_ellipsis(s: &str, max_chars: usize) -> String {
         Some(_) => {
             let keep = max_chars.saturating_sub(3);
             let end = s.char_indices().nth(keep).map_or(s.len(), |(i, _)| i);
-            format!("{}...", &s[..end])
+            // Exactly the size it needs: a trace keeps two previews while it is exported.
+            let mut preview = String::with_capacity(end + 3);
+            preview.push_str(&s[..end]);
+            preview.push_str("...");
+            preview
         }
     }
 }

@@ -41,13 +41,39 @@ pub(crate) struct RawSpan {
     pub(crate) name: Cow<'static, str>,
     pub(crate) start_time_ns: u64,
     pub(crate) end_time_ns: u64,
-    pub(crate) status: SpanStatus,
-    pub(crate) events: Vec<SpanEvent>,
-    pub(crate) links: Vec<Link>,
+    /// An ERROR status, events and links, behind one pointer: most spans have none, and every
+    /// ended span waits in its trace's list until the trace is finalized.
+    pub(crate) rare: Option<Box<RareParts>>,
     /// Attribute values as MLflow stores them (JSON text), in order, keys distinct. Kept as
     /// text (half the size of a JSON value) while the span waits for its trace.
     pub(crate) attributes: Vec<(Cow<'static, str>, CompactString)>,
     pub(crate) finish_hook: Option<FinishHook>,
+}
+
+/// What few spans have ([`RawSpan::rare`]).
+#[derive(Debug, Default)]
+pub(crate) struct RareParts {
+    /// The message of an ERROR status; `None`: the span ends OK.
+    pub(crate) error: Option<String>,
+    pub(crate) events: Vec<SpanEvent>,
+    pub(crate) links: Vec<Link>,
+}
+
+impl RareParts {
+    /// `None` when there is nothing rare (OK, no events, no links).
+    pub(crate) fn boxed(
+        error: Option<String>,
+        events: Vec<SpanEvent>,
+        links: Vec<Link>,
+    ) -> Option<Box<RareParts>> {
+        (error.is_some() || !events.is_empty() || !links.is_empty()).then(|| {
+            Box::new(RareParts {
+                error,
+                events,
+                links,
+            })
+        })
+    }
 }
 
 impl RawSpan {
@@ -74,6 +100,11 @@ impl RawSpan {
                 .map(|(k, json)| (k, Value::String(json.into_string()))),
         );
         let attributes = SpanAttributes::from_distinct(attributes);
+        let RareParts {
+            error,
+            events,
+            links,
+        } = self.rare.map(|rare| *rare).unwrap_or_default();
         Span::from(SpanParts {
             trace_id: self.trace_id,
             span_id: self.span_id,
@@ -81,9 +112,9 @@ impl RawSpan {
             name: self.name.into_owned(),
             start_time_ns: self.start_time_ns,
             end_time_ns: Some(self.end_time_ns),
-            status: self.status,
-            events: self.events,
-            links: self.links,
+            status: error.map_or_else(SpanStatus::ok, SpanStatus::error),
+            events,
+            links,
             attributes,
         })
     }
@@ -92,10 +123,11 @@ impl RawSpan {
 /// An ended span waiting in its trace.
 #[derive(Debug)]
 pub(crate) enum Ended {
-    /// Already through the end rules (it was also sent to a span-logging exporter).
-    Done(Span),
+    /// Already through the end rules (it was also sent to a span-logging exporter). Boxed, as
+    /// the next: the common variant, `Raw`, is smaller, and each ended span waits in a slot.
+    Done(Box<Span>),
     /// An MLflow span still to go through the end rules (OpenTelemetry-API spans).
-    Span(Span),
+    Span(Box<Span>),
     /// A span API span, still to convert.
     Raw(RawSpan),
 }
@@ -149,8 +181,8 @@ impl Finisher {
         root_info: Option<&TraceInfo>,
     ) -> Span {
         let mut span = match ended {
-            Ended::Done(span) => return span,
-            Ended::Span(span) => span,
+            Ended::Done(span) => return *span,
+            Ended::Span(span) => *span,
             Ended::Raw(mut raw) => {
                 let hook = raw.finish_hook.take();
                 let mut span = raw.into_span(trace_id);
@@ -301,5 +333,18 @@ fn apply_log_level_rules(span: &mut Span) {
         if current.is_none_or(|c| c < error) {
             span.set_raw_attribute(keys::span::LOG_LEVEL, Value::String(error.to_string()));
         }
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every ended span waits in a slot of its trace's list until the trace is finalized (a
+    /// burst of 3,000 spans keeps them all): what few spans have stays behind a pointer.
+    #[test]
+    fn an_ended_span_waits_in_a_small_slot() {
+        assert!(size_of::<RawSpan>() <= 128, "{}", size_of::<RawSpan>());
+        assert_eq!(size_of::<Ended>(), size_of::<RawSpan>());
+        assert!(size_of::<(u64, Ended)>() <= 144);
     }
 }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::SpanApiError;
-use crate::finish::{Ended, FinishHook, RawSpan};
+use crate::finish::{Ended, FinishHook, RareParts, RawSpan};
 use crate::in_progress::{HaltRoot, TraceEntry};
 use crate::instrument::Instrumented;
 use crate::manager::timeout_event;
@@ -268,9 +268,9 @@ impl LiveSpanInner {
 
     /// The span as ended, converted to an MLflow span when its trace is finalized.
     fn finished(&self, state: LiveState, end_time_ns: u64) -> RawSpan {
-        let status = match state.status {
-            Some(s) if s.code == SpanStatusCode::Error => SpanStatus::error(s.message),
-            _ => SpanStatus::ok(),
+        let error = match state.status {
+            Some(s) if s.code == SpanStatusCode::Error => Some(s.message),
+            _ => None,
         };
         RawSpan {
             trace_id: self.trace_id,
@@ -279,9 +279,7 @@ impl LiveSpanInner {
             name: state.name.map_or_else(|| self.name.clone(), Cow::Owned),
             start_time_ns: self.start_time_ns,
             end_time_ns,
-            status,
-            events: state.events,
-            links: state.links,
+            rare: RareParts::boxed(error, state.events, state.links),
             attributes: state.attributes,
             finish_hook: state.finish_hook,
         }

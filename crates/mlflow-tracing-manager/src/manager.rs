@@ -204,7 +204,7 @@ impl TraceManager {
                     location,
                 }))
             });
-            (Ended::Done(span), item)
+            (Ended::Done(Box::new(span)), item)
         } else {
             (ended, None)
         };

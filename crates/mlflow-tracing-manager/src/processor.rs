@@ -76,7 +76,7 @@ impl SpanProcessor for MlflowSpanProcessor {
 
     fn on_end(&self, data: SpanData) {
         let span = convert(data, &self.manager.limits, &self.manager.stats);
-        self.manager.end_span(None, Ended::Span(span));
+        self.manager.end_span(None, Ended::Span(Box::new(span)));
     }
 
     fn force_flush(&self) -> OTelSdkResult {
