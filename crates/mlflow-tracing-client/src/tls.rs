@@ -37,15 +37,15 @@ pub(crate) fn default_config() -> Result<rustls::ClientConfig, ClientError> {
             verifier: OnceLock::new(),
         }))
         .with_no_client_auth();
-    config.alpn_protocols = alpn_protocols();
+    config.alpn_protocols = alpn_protocols(cfg!(feature = "http2"));
     Ok(config)
 }
 
 /// The protocols offered at the handshake, as reqwest offers them: `h2` only when the client
-/// speaks HTTP/2 (a server must not pick what the client cannot speak).
-fn alpn_protocols() -> Vec<Vec<u8>> {
+/// speaks HTTP/2 (`http2`, the feature), since a server may pick any protocol offered.
+fn alpn_protocols(http2: bool) -> Vec<Vec<u8>> {
     let mut protocols = Vec::with_capacity(2);
-    if cfg!(feature = "http2") {
+    if http2 {
         protocols.push(b"h2".to_vec());
     }
     protocols.push(b"http/1.1".to_vec());
@@ -141,12 +141,13 @@ mod tests {
     #[test]
     fn the_roots_are_not_loaded_until_a_certificate_is_checked() {
         let config = default_config().unwrap();
-        let expected: &[&[u8]] = if cfg!(feature = "http2") {
-            &[b"h2", b"http/1.1"]
-        } else {
-            &[b"http/1.1"]
-        };
-        assert_eq!(config.alpn_protocols, expected);
+        assert_eq!(
+            config.alpn_protocols,
+            alpn_protocols(cfg!(feature = "http2"))
+        );
+        // Without the feature (the default), only HTTP/1.1 is offered.
+        assert_eq!(alpn_protocols(false), [b"http/1.1".to_vec()]);
+        assert_eq!(alpn_protocols(true), [b"h2".to_vec(), b"http/1.1".to_vec()]);
         let lazy = LazyPlatformVerifier {
             provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
             verifier: OnceLock::new(),
