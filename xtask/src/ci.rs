@@ -33,6 +33,7 @@ pub(crate) fn run() -> Result<(), String> {
         "otlp",
         "signals",
         "testing",
+        "http2",
     ] {
         let mut args = vec![
             "check",
