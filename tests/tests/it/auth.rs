@@ -7,7 +7,6 @@
 //! job prints.
 #![allow(clippy::unwrap_used, reason = "tests fail by panicking")]
 
-use std::process::Command;
 use std::time::Duration;
 
 use mlflow_tracing::TracerBuilder;
@@ -15,7 +14,8 @@ use mlflow_tracing_tests::python;
 use mlflow_tracing_tests::server::{MlflowServer, ServerOptions};
 use serde_json::{Value, json};
 
-const CHILD: &str = "MLFLOW_TRACING_TEST_CHILD";
+use crate::rerun::{self, CHILD};
+
 const ADMIN_PASSWORD: &str = "admin-Pw-4711-secret";
 const ALICE_PASSWORD: &str = "alice-Pw-0815-secret";
 const BOB_PASSWORD: &str = "bob-Pw-2342-secret";
@@ -49,28 +49,17 @@ fn child() {
 
 /// Runs the child as `user`/`password`; its stdout+stderr and its RESULT.
 fn run(test: &str, url: &str, experiment: &str, user: &str, password: &str) -> (String, Value) {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .env("MLFLOW_TRACKING_URI", url)
-        .env("MLFLOW_EXPERIMENT_ID", experiment)
-        .env("MLFLOW_TRACKING_USERNAME", user)
-        .env("MLFLOW_TRACKING_PASSWORD", password)
-        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        .env("MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE", "1")
-        .output()
-        .unwrap();
-    let all = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (stdout, stderr) = rerun::output_ok(
+        rerun::command(test, "1")
+            .env("MLFLOW_TRACKING_URI", url)
+            .env("MLFLOW_EXPERIMENT_ID", experiment)
+            .env("MLFLOW_TRACKING_USERNAME", user)
+            .env("MLFLOW_TRACKING_PASSWORD", password)
+            .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            .env("MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE", "1"),
     );
-    assert!(out.status.success(), "{all}");
-    let result = all
-        .lines()
-        .find_map(|l| l.split_once("RESULT ").map(|(_, r)| r))
-        .unwrap_or_else(|| panic!("no RESULT in:\n{all}"));
-    let result = serde_json::from_str(result).unwrap();
+    let all = format!("{stdout}\n{stderr}");
+    let result = rerun::result(&all);
     (all, result)
 }
 

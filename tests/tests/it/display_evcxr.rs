@@ -10,13 +10,11 @@
     reason = "tests fail by panicking; the child prints what evcxr would read"
 )]
 
-use std::process::Command;
-
 use mlflow_tracing::display::{DisplayHandler, EvcxrDisplay as _};
 use mlflow_tracing::testing::InMemoryExporter;
 use mlflow_tracing::{TracerBuilder, start_span};
 
-const CHILD: &str = "MLFLOW_TRACING_TEST_CHILD";
+use crate::rerun::{self, CHILD};
 
 /// This test binary under a name starting with `evcxr` (a hard link next to it): the SDK takes
 /// a process for evcxr's runtime only when it is evcxr's program and `EVCXR_IS_RUNTIME` is set.
@@ -30,14 +28,7 @@ fn as_evcxr(test: &str) -> std::path::PathBuf {
 
 fn child(test: &str, tracking_uri: &str) -> String {
     let exe = as_evcxr(test);
-    let out = Command::new(&exe)
-        .args([
-            test_name!(test).as_str(),
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, "1")
+    let out = rerun::command_of(&exe, &test_name!(test), "1")
         .env("EVCXR_IS_RUNTIME", "1")
         .env("MLFLOW_TRACKING_URI", tracking_uri)
         .env_remove("DATABRICKS_RUNTIME_VERSION")
@@ -62,22 +53,14 @@ fn a_program_started_from_a_notebook_is_not_taken_for_evcxr() {
         println!("child: not evcxr");
         return;
     }
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            test_name!("a_program_started_from_a_notebook_is_not_taken_for_evcxr").as_str(),
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, "1")
-        .env("EVCXR_IS_RUNTIME", "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("child: not evcxr"),
-        "{stdout}"
+    let (stdout, _) = rerun::output_ok(
+        rerun::command(
+            &test_name!("a_program_started_from_a_notebook_is_not_taken_for_evcxr"),
+            "1",
+        )
+        .env("EVCXR_IS_RUNTIME", "1"),
     );
+    assert!(stdout.contains("child: not evcxr"), "{stdout}");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Distributed tracing across real processes and a real MLflow 3.17.2 server: a Python caller
 //! and a Rust service, a Rust caller and a Python service, each reading back one trace with
 //! every span correctly parented. The Rust service is this test binary run again as a child
-//! process (`MLFLOW_TRACING_TEST_ROLE=rust-service`), set up the way the README says (`init`,
+//! process (`MLFLOW_TRACING_TEST_CHILD=rust-service`), set up the way the README says (`init`,
 //! `continue_trace`, `attach`, `#[trace]` functions), in the SDK's default async mode. The Python
 //! side runs with `MLFLOW_ENABLE_ASYNC_TRACE_LOGGING=false`: MLflow 3.17.2's own service loses
 //! remote spans with async logging on (its header context ends before the batch is exported).
@@ -27,7 +27,7 @@ use mlflow_tracing_tests::service::{LISTENING, Service};
 use mlflow_tracing_tests::{http, python};
 use serde_json::Value;
 
-const ROLE: &str = "MLFLOW_TRACING_TEST_ROLE";
+use crate::rerun::{self, CHILD};
 /// In the Rust service: an experiment id given to `TracerBuilder::with_experiment_id`.
 const BUILDER_EXPERIMENT: &str = "TEST_BUILDER_EXPERIMENT_ID";
 
@@ -148,15 +148,8 @@ fn rust_service() {
 }
 
 fn spawn_rust_service(test: &str, env: &[(&str, &str)]) -> Service {
-    let mut command = Command::new(std::env::current_exe().unwrap());
+    let mut command = rerun::command(&test_name!(test), "rust-service");
     command
-        .args([
-            test_name!(test).as_str(),
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ROLE, "rust-service")
         .env("MLFLOW_TRACKING_URI", server().url())
         .env_remove("MLFLOW_EXPERIMENT_ID")
         .env_remove("MLFLOW_EXPERIMENT_NAME")
@@ -246,7 +239,7 @@ enum ExperimentSetting {
 /// A Python caller and a Rust service that learns its experiment through `setting` (the Python
 /// caller uses the same experiment, by id or by name).
 fn python_caller_with(test: &str, setting: ExperimentSetting) {
-    if std::env::var_os(ROLE).is_some() {
+    if std::env::var_os(CHILD).is_some() {
         return rust_service();
     }
     let (id, name) = experiment("dist-python-caller");

@@ -232,7 +232,7 @@ fn with_an_experiment_traces_also_reach_the_server_in_the_background() {
     buffer.shutdown(Duration::from_secs(10)).unwrap();
 }
 
-const CHILD: &str = "MLFLOW_TRACING_TEST_CHILD";
+use crate::rerun::{self, CHILD};
 
 #[test]
 fn init_inference_table_buffers_and_exports_from_the_environment() {
@@ -263,26 +263,17 @@ fn init_inference_table_buffers_and_exports_from_the_environment() {
             .as_nanos()
     );
     let experiment = rt.block_on(client.create_experiment(&name)).unwrap();
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            test_name!("init_inference_table_buffers_and_exports_from_the_environment").as_str(),
-            "--exact",
-            "--nocapture",
-        ])
-        .env(CHILD, "1")
+    let (stdout, _) = rerun::output_ok(
+        rerun::command(
+            &test_name!("init_inference_table_buffers_and_exports_from_the_environment"),
+            "1",
+        )
         .env("MLFLOW_TRACKING_URI", server.url())
-        .env("MLFLOW_EXPERIMENT_ID", &experiment)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        .env("MLFLOW_EXPERIMENT_ID", &experiment),
     );
     let id = stdout
         .lines()
-        .find_map(|l| l.strip_prefix("child-trace-id="))
+        .find_map(|l| l.split_once("child-trace-id=").map(|(_, id)| id.trim()))
         .unwrap_or_else(|| panic!("no trace id in {stdout}"));
     let stored = rt.block_on(client.get_trace(id)).unwrap();
     assert_eq!(stored.info.client_request_id.as_deref(), Some("env-req"));

@@ -10,7 +10,7 @@ use std::time::Duration;
 use mlflow_tracing::export::{ExportError, ExportItem, TraceExporter, async_trait};
 use mlflow_tracing::{InitError, TracerBuilder, start_span};
 
-const ROLE: &str = "MLFLOW_TRACING_TEST_CHILD";
+use crate::rerun::{self, CHILD};
 
 /// Records the thread each export ran on; sleeps on tokio's timer, so it needs a runtime.
 #[derive(Debug, Default, Clone)]
@@ -30,22 +30,8 @@ impl TraceExporter for ThreadRecorder {
 }
 
 fn child(name: &str, value: &str) -> String {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            test_name!(name).as_str(),
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ROLE, "child")
-        .env("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", value)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "child failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (stdout, _) = rerun::output_ok(
+        rerun::command(&test_name!(name), "child").env("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", value),
     );
     assert!(
         stdout.contains("1 passed"),
@@ -56,7 +42,7 @@ fn child(name: &str, value: &str) -> String {
 
 #[test]
 fn async_logging_false_exports_on_the_callers_thread_before_the_root_span_returns() {
-    if std::env::var_os(ROLE).is_none() {
+    if std::env::var_os(CHILD).is_none() {
         let out = child(
             "async_logging_false_exports_on_the_callers_thread_before_the_root_span_returns",
             "false",
@@ -100,7 +86,7 @@ fn async_logging_false_exports_on_the_callers_thread_before_the_root_span_return
 
 #[test]
 fn async_logging_must_be_a_boolean() {
-    if std::env::var_os(ROLE).is_none() {
+    if std::env::var_os(CHILD).is_none() {
         let out = child("async_logging_must_be_a_boolean", "sometimes");
         assert!(out.contains("child: rejected"), "{out}");
         return;
@@ -123,22 +109,15 @@ fn async_logging_must_be_a_boolean() {
 #[test]
 fn the_os_user_is_pythons_without_user_variables() {
     const VARS: [&str; 4] = ["LOGNAME", "USER", "LNAME", "USERNAME"];
-    if std::env::var_os(ROLE).is_none() {
-        let mut command = Command::new(std::env::current_exe().unwrap());
-        command
-            .args([
-                test_name!("the_os_user_is_pythons_without_user_variables").as_str(),
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(ROLE, "child");
+    if std::env::var_os(CHILD).is_none() {
+        let mut command = rerun::command(
+            &test_name!("the_os_user_is_pythons_without_user_variables"),
+            "child",
+        );
         for v in VARS {
             command.env_remove(v);
         }
-        let out = command.output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "{stdout}");
+        let (stdout, _) = rerun::output_ok(&mut command);
         let ours = stdout
             .lines()
             .find_map(|l| {

@@ -507,8 +507,7 @@ fn a_span_past_its_event_limit_next_to_fmt_does_not_deadlock() {
     // report comes straight back into the subscriber, and `fmt` reads the span's extensions to
     // print it: the layer must not hold them while calling into the span. A global subscriber,
     // so a child process.
-    const CHILD: &str = "MLFLOW_TRACING_TEST_LAYER_CHILD";
-    if std::env::var_os(CHILD).is_some() {
+    if std::env::var_os(crate::rerun::CHILD).is_some() {
         let capture = Capture::new();
         tracing_subscriber::registry()
             .with(tracing_subscriber::EnvFilter::new("trace"))
@@ -525,14 +524,10 @@ fn a_span_past_its_event_limit_next_to_fmt_does_not_deadlock() {
         assert_eq!(capture.traces()[0].data.spans[0].events().len(), 128);
         return;
     }
-    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
-    command
-        .args([
-            test_name!("a_span_past_its_event_limit_next_to_fmt_does_not_deadlock").as_str(),
-            "--exact",
-            "--test-threads=1",
-        ])
-        .env(CHILD, "1");
+    let command = crate::rerun::command(
+        &test_name!("a_span_past_its_event_limit_next_to_fmt_does_not_deadlock"),
+        "1",
+    );
     let (ok, out) =
         mlflow_tracing_tests::service::Service::run(command, Duration::from_secs(60)).unwrap();
     assert!(ok, "the child deadlocked or failed:\n{out}");

@@ -27,7 +27,7 @@ use crate::live::{experiment, server};
 #[path = "../../../crates/mlflow-tracing/examples/rig_agent/agent.rs"]
 mod rig_app;
 
-const ROLE: &str = "MLFLOW_TRACING_TEST_ROLE";
+use crate::rerun::{self, CHILD};
 const QUESTION: &str = "What is 2 + 3?";
 const ANSWER: &str = "2 + 3 = 5.";
 
@@ -298,7 +298,7 @@ fn comparison(sdk: &Value, otlp: &Value) -> String {
 
 #[test]
 fn a_rig_agent_traced_through_the_layer_and_through_otlp() {
-    if std::env::var(ROLE).as_deref() == Ok("rig-otlp") {
+    if std::env::var(CHILD).as_deref() == Ok("rig-otlp") {
         return otlp_child();
     }
     let (llm, seen) = fake_llm();
@@ -313,7 +313,7 @@ fn a_rig_agent_traced_through_the_layer_and_through_otlp() {
         .env("OPENAI_API_KEY", "sk-fake")
         .env("LOGNAME", "rig-tester")
         .env_remove("MLFLOW_EXPERIMENT_NAME")
-        .env_remove(ROLE);
+        .env_remove(CHILD);
     let (ok, out) = Service::run(command, Duration::from_secs(120)).unwrap();
     assert!(ok, "the rig_agent example failed:\n{out}");
     assert!(out.contains(&format!("answer: {ANSWER}")), "{out}");
@@ -331,15 +331,11 @@ fn a_rig_agent_traced_through_the_layer_and_through_otlp() {
 
     // Without this SDK: tracing-opentelemetry and OTLP, the same agent.
     let otlp_experiment = experiment("rig-otlp");
-    let mut command = Command::new(std::env::current_exe().unwrap());
+    let mut command = rerun::command(
+        &test_name!("a_rig_agent_traced_through_the_layer_and_through_otlp"),
+        "rig-otlp",
+    );
     command
-        .args([
-            test_name!("a_rig_agent_traced_through_the_layer_and_through_otlp").as_str(),
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ROLE, "rig-otlp")
         .env("MLFLOW_TRACKING_URI", server().url())
         .env("MLFLOW_EXPERIMENT_ID", &otlp_experiment)
         .env("OPENAI_BASE_URL", &llm);

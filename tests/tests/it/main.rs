@@ -45,6 +45,7 @@ mod notice;
 mod otlp;
 mod proptests;
 mod python_readback;
+mod rerun;
 mod signals;
 mod span_api;
 mod span_limits;

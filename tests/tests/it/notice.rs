@@ -4,11 +4,9 @@
 //! subscriber with `MLFLOW_TRACING_QUIET=1` (silent).
 #![allow(clippy::unwrap_used, reason = "tests fail by panicking")]
 
-use std::process::Command;
-
 use mlflow_tracing::TracerBuilder;
 
-const CHILD: &str = "MLFLOW_TRACING_TEST_CHILD";
+use crate::rerun::{self, CHILD};
 
 /// In the child: three traces to an unreachable server, then the guard dropped.
 fn child() {
@@ -32,21 +30,14 @@ fn run(test: &str, env: &[(&str, &str)]) -> (String, String) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", listener.local_addr().unwrap())
     };
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .env("MLFLOW_TRACKING_URI", dead)
-        .env("MLFLOW_EXPERIMENT_ID", "0")
-        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        .env("MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE", "1")
-        .env_remove("MLFLOW_TRACING_QUIET")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    rerun::output_ok(
+        rerun::command(test, "1")
+            .env("MLFLOW_TRACKING_URI", dead)
+            .env("MLFLOW_EXPERIMENT_ID", "0")
+            .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            .env("MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE", "1")
+            .env_remove("MLFLOW_TRACING_QUIET")
+            .envs(env.iter().copied()),
     )
 }
 

@@ -6,7 +6,6 @@
 //! processes; what each server stored is read back with Python's `mlflow`.
 #![allow(clippy::unwrap_used, reason = "tests fail by panicking")]
 
-use std::process::Command;
 use std::time::Duration;
 
 use mlflow_tracing::TracerBuilder;
@@ -15,8 +14,7 @@ use mlflow_tracing_tests::server::MlflowServer;
 use serde_json::{Value, json};
 
 use crate::live::{block_on, experiment, server};
-
-const CHILD: &str = "MLFLOW_TRACING_TEST_CHILD";
+use crate::rerun::{self, CHILD};
 
 /// In the child: 5 traces of 3 spans through `init`; its counters as one JSON line.
 #[expect(
@@ -55,25 +53,13 @@ fn child() {
 }
 
 fn run(test: &str, env: &[(&str, &str)]) -> Value {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")
-        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (stdout, stderr) = rerun::output_ok(
+        rerun::command(test, "1")
+            .env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")
+            .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            .envs(env.iter().copied()),
     );
-    assert!(out.status.success(), "{all}");
-    let line = all
-        .lines()
-        .find_map(|l| l.split_once("RESULT ").map(|(_, r)| r))
-        .unwrap_or_else(|| panic!("no RESULT in:\n{all}"));
-    serde_json::from_str(line).unwrap()
+    rerun::result(&format!("{stdout}{stderr}"))
 }
 
 /// Per trace in `experiment` of the server at `url`: its name, span count, and the root's

@@ -12,7 +12,7 @@ use mlflow_tracing::TracerBuilder;
 
 use crate::live::{experiment, python_json, server};
 
-const CHILD: &str = "MLFLOW_TRACING_TEST_CHILD";
+use crate::rerun::{self, CHILD};
 
 /// In the child: 25 traces queued (batches wait a minute), then `READY`, then sleep until a
 /// signal ends the process.
@@ -63,10 +63,8 @@ fn run_child(
     experiment: &str,
     spool: Option<&std::path::Path>,
 ) -> Option<i32> {
-    let mut command = Command::new(std::env::current_exe().unwrap());
+    let mut command = rerun::command(test, "1");
     command
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
         .env("MLFLOW_TRACKING_URI", url)
         .env("MLFLOW_EXPERIMENT_ID", experiment)
         .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, reason = "tests fail by panicking")]
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use mlflow_tracing::server::{ClientConfig, TrackingClient};
@@ -14,7 +14,7 @@ use mlflow_tracing::{TracerBuilder, trace};
 use mlflow_tracing_tests::server::MlflowServer;
 use serde_json::{Value, json};
 
-const CHILD: &str = "MLFLOW_TRACING_TEST_CHILD";
+use crate::rerun::{self, CHILD};
 
 #[trace(span_type = "TOOL")]
 fn step(i: usize) -> usize {
@@ -105,9 +105,7 @@ pub(crate) fn spawn_producer(
     spool: &Path,
     (first, traces, pause_ms, drain_s): (usize, usize, u64, u64),
 ) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
+    rerun::command(test, "1")
         .env("MLFLOW_TRACKING_URI", url)
         .env("MLFLOW_EXPERIMENT_ID", experiment)
         .env("MLFLOW_TRACING_SPOOL_DIR", spool)
@@ -136,11 +134,7 @@ pub(crate) fn result(child: Child) -> Value {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let line = stdout
-        .lines()
-        .find_map(|l| l.split_once("RESULT ").map(|(_, r)| r))
-        .unwrap_or_else(|| panic!("no RESULT line in:\n{stdout}"));
-    serde_json::from_str(line).unwrap()
+    rerun::result(&stdout)
 }
 
 fn new_experiment(server: &MlflowServer, name: &str) -> String {
@@ -330,25 +324,21 @@ fn what_is_queued_when_shutdown_time_runs_out_goes_to_the_spool() {
         answer.delay = Duration::from_secs(20);
         answer
     }));
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([test.as_str(), "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .env("MLFLOW_TRACKING_URI", &url)
-        .env("MLFLOW_EXPERIMENT_ID", "1")
-        .env("MLFLOW_TRACING_SPOOL_DIR", spool.path())
-        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        .env("MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS", "1")
-        .env("MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE", "1")
-        .env("MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS", "10")
-        .env("SPOOL_TEST_FIRST", "0")
-        .env("SPOOL_TEST_TRACES", "20")
-        .env("SPOOL_TEST_PAUSE_MS", "0")
-        .env("SPOOL_TEST_DRAIN_S", "0")
-        .env("SPOOL_TEST_SHUTDOWN_MS", "2000")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (_, stderr) = rerun::output_ok(
+        rerun::command(&test, "1")
+            .env("MLFLOW_TRACKING_URI", &url)
+            .env("MLFLOW_EXPERIMENT_ID", "1")
+            .env("MLFLOW_TRACING_SPOOL_DIR", spool.path())
+            .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            .env("MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS", "1")
+            .env("MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE", "1")
+            .env("MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS", "10")
+            .env("SPOOL_TEST_FIRST", "0")
+            .env("SPOOL_TEST_TRACES", "20")
+            .env("SPOOL_TEST_PAUSE_MS", "0")
+            .env("SPOOL_TEST_DRAIN_S", "0")
+            .env("SPOOL_TEST_SHUTDOWN_MS", "2000"),
+    );
     let summary = stderr
         .lines()
         .find(|l| l.contains("MLflow tracing shut down"))

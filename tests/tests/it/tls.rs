@@ -8,7 +8,6 @@
 #![allow(clippy::unwrap_used, reason = "tests fail by panicking")]
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use mlflow_tracing::server::{ClientConfig, MlflowExporter, TrackingClient};
@@ -17,8 +16,7 @@ use mlflow_tracing_tests::server::{MlflowServer, ServerOptions};
 use mlflow_tracing_tests::tls::{Pki, make_pki};
 
 use crate::live::block_on;
-
-const CHILD: &str = "MLFLOW_TRACING_TEST_CHILD";
+use crate::rerun::{self, CHILD};
 
 fn tls_server(data: &Path, pki: &Pki, mutual: bool) -> MlflowServer {
     let mut uvicorn = format!(
@@ -119,24 +117,8 @@ fn no_ca_child() {
 /// Runs this test again in a child process, as `role`, with `env`; its stdout, once it
 /// succeeded.
 fn child(role: &str, env: &[(&str, &str)]) -> String {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            test_name!("tls_unknown_ca_ca_bundle_insecure_mode_and_client_certificates").as_str(),
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, role)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    let test = test_name!("tls_unknown_ca_ca_bundle_insecure_mode_and_client_certificates");
+    rerun::output_ok(rerun::command(&test, role).envs(env.iter().copied())).0
 }
 
 #[test]

@@ -636,7 +636,7 @@ fn a_trace_for_an_unknown_experiment_fails_alone_within_its_batch() {
     worker.shutdown(Duration::from_secs(10)).unwrap();
 }
 
-const CHILD: &str = "MLFLOW_TRACING_TEST_CHILD";
+use crate::rerun::{self, CHILD};
 
 #[test]
 fn init_from_the_environment_sends_traces_to_the_named_experiment() {
@@ -658,27 +658,18 @@ fn init_from_the_environment_sends_traces_to_the_named_experiment() {
             .unwrap()
             .as_nanos()
     );
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            test_name!("init_from_the_environment_sends_traces_to_the_named_experiment").as_str(),
-            "--exact",
-            "--nocapture",
-        ])
-        .env(CHILD, "1")
+    let (stdout, _) = rerun::output_ok(
+        rerun::command(
+            &test_name!("init_from_the_environment_sends_traces_to_the_named_experiment"),
+            "1",
+        )
         .env("MLFLOW_TRACKING_URI", server().url())
         .env("MLFLOW_EXPERIMENT_NAME", &name)
-        .env_remove("MLFLOW_EXPERIMENT_ID")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        .env_remove("MLFLOW_EXPERIMENT_ID"),
     );
     let id = stdout
         .lines()
-        .find_map(|l| l.strip_prefix("child-trace-id="))
+        .find_map(|l| l.split_once("child-trace-id=").map(|(_, id)| id.trim()))
         .unwrap_or_else(|| panic!("no trace id in:\n{stdout}"))
         .to_owned();
     let client = client();

@@ -489,7 +489,7 @@ async fn throttling_is_retried_and_errors_are_counted_per_item() {
     assert_eq!((e.spans_failed, e.traces_failed), (3, 1), "{e:?}");
 }
 
-const CHILD: &str = "MLFLOW_TRACING_TEST_CHILD";
+use crate::rerun::{self, CHILD};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn init_picks_the_uc_exporter_for_a_uc_destination_from_the_environment() {
@@ -507,30 +507,20 @@ async fn init_picks_the_uc_exporter_for_a_uc_destination_from_the_environment() 
         return;
     }
     let (url, seen) = routed(databricks(OK)).await;
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                test_name!("init_picks_the_uc_exporter_for_a_uc_destination_from_the_environment")
-                    .as_str(),
-                "--exact",
-                "--nocapture",
-            ])
-            .env(CHILD, "1")
+    tokio::task::spawn_blocking(move || {
+        rerun::output_ok(
+            rerun::command(
+                &test_name!("init_picks_the_uc_exporter_for_a_uc_destination_from_the_environment"),
+                "1",
+            )
             .env("MLFLOW_TRACING_DESTINATION", "main.fromenv")
             .env("DATABRICKS_HOST", &url)
             .env("DATABRICKS_TOKEN", "dapi-env")
-            .env_remove("MLFLOW_TRACKING_URI")
-            .output()
-            .unwrap()
+            .env_remove("MLFLOW_TRACKING_URI"),
+        )
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let seen = seen.lock().unwrap();
     let spans = span_requests(&seen);
     assert_eq!(
