@@ -321,8 +321,11 @@ pub fn encode_export_request<'a>(
         if current.capacity() == 0 {
             current.reserve_exact(field.max(piece));
         }
-        // `ScopeSpans.spans` (field 2), as prost writes each element of the repeated field.
-        prost::encoding::message::encode(2, &otlp, &mut current);
+        // `ScopeSpans.spans` (field 2), as prost writes each element of the repeated field
+        // (`prost::encoding` is what prost's generated code calls, stable within a version).
+        encode_key(2, WireType::LengthDelimited, &mut current);
+        encode_varint(len as u64, &mut current);
+        otlp.encode_raw(&mut current);
         spans_len += field;
     }
     if spans_len == 0 {
