@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 /// The pieces of one body, in order, with their total length (sent as `Content-Length`).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Pieces {
     pieces: VecDeque<Bytes>,
     remaining: u64,

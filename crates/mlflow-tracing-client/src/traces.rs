@@ -134,21 +134,22 @@ impl TrackingClient {
         spans: impl IntoIterator<Item = &'a Span>,
     ) -> Result<(), ClientError> {
         let spans: Vec<&Span> = spans.into_iter().collect();
-        let resource = otlp::sdk_resource(SDK_VERSION);
-        // Encoded span by span, in pieces the connection frees as it writes them; not kept in
-        // flight (the spans are): a retry encodes the request again.
-        let encode = || {
-            otlp::encode_export_request(&resource, spans.iter().copied(), OTLP_PIECE)
-                .map(|encoded| Pieces::new(encoded.pieces.into_iter().map(Bytes::from)))
-        };
-        let Some(first) = encode() else {
+        if spans.is_empty() {
             return Ok(());
+        }
+        let resource = otlp::sdk_resource(SDK_VERSION);
+        // Encoded span by span, for each attempt, in pieces the connection frees as it writes
+        // them; not kept in flight (the spans are).
+        let encode = || {
+            Pieces::new(
+                otlp::encode_export_request(&resource, spans.iter().copied(), OTLP_PIECE)
+                    .into_iter()
+                    .map(Bytes::from),
+            )
         };
         let mut call = Call::new(Method::POST, path);
-        call.body = Body::ProtobufPieces(first);
         call.headers.push(header);
-        let again = || encode().unwrap_or_default();
-        self.send_with(call, Some(&again)).await.map(drop)
+        self.send_with(call, Some(&encode)).await.map(drop)
     }
 
     /// `PUT …/traces.json` through the server's artifact proxy, under the trace's

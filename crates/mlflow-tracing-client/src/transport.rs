@@ -24,14 +24,12 @@ pub(crate) const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
 /// Statuses retried with backoff, as MLflow's `requests` session does.
 const RETRY_STATUSES: [u16; 6] = [408, 429, 500, 502, 503, 504];
 
-/// A request's body: shared (not copied) by each attempt, or, in pieces, handed over once
-/// ([`TrackingClient::send_with`]).
+/// A request's body, shared (not copied) by each attempt. A protobuf body is made for each
+/// attempt instead ([`TrackingClient::send_with`]).
 pub(crate) enum Body {
     None,
     Json(Bytes),
     Text(Bytes),
-    /// Sent once: a later attempt sends what `send_with`'s `again` makes.
-    ProtobufPieces(Pieces),
 }
 
 /// One request to send.
@@ -104,15 +102,14 @@ impl TrackingClient {
         self.send_with(call, None).await
     }
 
-    /// [`TrackingClient::send`]; a [`Body::ProtobufPieces`] body is not kept while the request
-    /// is in flight: the first attempt hands its pieces to the connection, which frees each
-    /// once written, and each later attempt sends `again()` (without it, a later attempt fails
-    /// with [`ClientError::Config`]). An OTLP request of a batch can be large, and ten may wait
-    /// on a slow server.
+    /// [`TrackingClient::send`]; with `protobuf`, the body is a protobuf one that each attempt
+    /// makes (`call.body` is not sent) and that is not kept while the request is in flight: the
+    /// connection frees each piece once written. An OTLP request of a batch can be large, and
+    /// ten may wait on a slow server.
     pub(crate) async fn send_with(
         &self,
-        mut call: Call,
-        again: Option<&(dyn Fn() -> Pieces + Sync)>,
+        call: Call,
+        protobuf: Option<&(dyn Fn() -> Pieces + Sync)>,
     ) -> Result<Vec<u8>, ClientError> {
         let method = method_name(&call.method);
         let url = self.url(&call);
@@ -123,7 +120,6 @@ impl TrackingClient {
         };
         let mut retry = 0;
         let mut token_refreshed = false;
-        let mut body_sent = false;
         let mut follow_redirect = false;
         loop {
             let mut request = self.http.request(call.method.clone(), &url);
@@ -162,24 +158,9 @@ impl TrackingClient {
             for (k, v) in &call.headers {
                 request = request.header(*k, v);
             }
-            request = match &mut call.body {
-                Body::None => request,
-                Body::Json(b) => request
-                    .header("Content-Type", "application/json")
-                    .body(b.clone()),
-                Body::Text(b) => request.header("Content-Type", "text/plain").body(b.clone()),
-                Body::ProtobufPieces(first) => {
-                    let pieces = match (body_sent, again) {
-                        (false, _) => std::mem::take(first),
-                        (true, Some(again)) => again(),
-                        (true, None) => {
-                            return Err(ClientError::Config(format!(
-                                "{method} {}: the request body cannot be sent again",
-                                call.path
-                            )));
-                        }
-                    };
-                    body_sent = true;
+            request = match (protobuf, &call.body) {
+                (Some(make), _) => {
+                    let pieces = make();
                     let request = request.header("Content-Type", "application/x-protobuf");
                     if follow_redirect {
                         // Reusable: reqwest keeps a copy to send where it is redirected.
@@ -191,6 +172,13 @@ impl TrackingClient {
                         request.body(reqwest::Body::wrap(pieces))
                     }
                 }
+                (None, Body::None) => request,
+                (None, Body::Json(b)) => request
+                    .header("Content-Type", "application/json")
+                    .body(b.clone()),
+                (None, Body::Text(b)) => {
+                    request.header("Content-Type", "text/plain").body(b.clone())
+                }
             };
             let wait = match request.send().await {
                 Ok(response) => {
@@ -200,10 +188,7 @@ impl TrackingClient {
                             .await
                             .map_err(|e| e.into_error(method, &call.path));
                     }
-                    if matches!(status, 307 | 308)
-                        && matches!(call.body, Body::ProtobufPieces(_))
-                        && !follow_redirect
-                    {
+                    if matches!(status, 307 | 308) && protobuf.is_some() && !follow_redirect {
                         // Sent again with a body reqwest can resend where it is redirected.
                         follow_redirect = true;
                         continue;

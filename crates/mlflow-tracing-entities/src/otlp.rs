@@ -298,12 +298,12 @@ pub fn export_request<'a>(
 /// [`export_request`] encoded as protobuf in pieces of about `piece` bytes: the same bytes as
 /// `export_request(resource, spans).encode_to_vec()`, concatenated, without the whole request
 /// ever being built or held in one buffer. Each span is converted and encoded on its own, so a
-/// connection can free each piece once written. `None` for no spans (nothing to send).
+/// connection can free each piece once written. No pieces for no spans (nothing to send).
 pub fn encode_export_request<'a>(
     resource: &Resource,
     spans: impl IntoIterator<Item = &'a Span>,
     piece: usize,
-) -> Option<EncodedRequest> {
+) -> Vec<Vec<u8>> {
     use prost::Message as _;
     use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
@@ -329,7 +329,7 @@ pub fn encode_export_request<'a>(
         spans_len += field;
     }
     if spans_len == 0 {
-        return None;
+        return Vec::new();
     }
     current.shrink_to_fit();
     pieces.push(current);
@@ -349,25 +349,8 @@ pub fn encode_export_request<'a>(
     prost::encoding::message::encode(1, resource, &mut head);
     encode_key(2, WireType::LengthDelimited, &mut head);
     encode_varint(scope_spans_len as u64, &mut head);
-    let len = head.len() + spans_len;
     pieces.insert(0, head);
-    Some(EncodedRequest { pieces, len })
-}
-
-/// An encoded OTLP export request in pieces ([`encode_export_request`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncodedRequest {
-    /// The bytes, in order.
-    pub pieces: Vec<Vec<u8>>,
-    /// Their total length.
-    pub len: usize,
-}
-
-impl EncodedRequest {
-    /// The pieces joined into one buffer.
-    pub fn concat(&self) -> Vec<u8> {
-        self.pieces.concat()
-    }
+    pieces
 }
 
 #[cfg(test)]
@@ -410,18 +393,17 @@ mod tests {
         for count in [1, 2, 4, sizes.len()] {
             let expected = export_request(resource.clone(), &spans[..count]).encode_to_vec();
             for piece in [0, 64, 1_000, 32 * 1024, 1 << 20] {
-                let encoded = encode_export_request(&resource, &spans[..count], piece).unwrap();
+                let pieces = encode_export_request(&resource, &spans[..count], piece);
                 assert_eq!(
-                    encoded.len,
+                    pieces.iter().map(Vec::len).sum::<usize>(),
                     expected.len(),
                     "{count} spans, pieces of {piece}"
                 );
                 assert_eq!(
-                    encoded.concat(),
+                    pieces.concat(),
                     expected,
                     "{count} spans, pieces of {piece}"
                 );
-                let pieces = &encoded.pieces;
                 assert!(pieces.iter().all(|p| !p.is_empty()));
                 if piece == 1_000 && count == sizes.len() {
                     // The head; the first two spans together; every later one alone, as each
@@ -435,6 +417,6 @@ mod tests {
                 }
             }
         }
-        assert!(encode_export_request(&resource, &[], 1_000).is_none());
+        assert!(encode_export_request(&resource, &[], 1_000).is_empty());
     }
 }
