@@ -118,11 +118,9 @@ pub(crate) struct LiveState {
 impl LiveState {
     /// The state a recording span starts with: its span type first (the trace's request id is
     /// written before it when the span is finalized), as MLflow's `LiveSpan` sets them when it
-    /// is made; room for `more` attributes after it.
+    /// is made; room for `more` attributes after it (a span that sets more grows).
     pub(crate) fn starting(span_type_json: CompactString, more: usize) -> Self {
-        // At least room for what a `#[trace]` span sets (type, function name, inputs, outputs);
-        // spans that set more grow once. Each slot is 48 bytes that a queued span keeps.
-        let mut attributes = Vec::with_capacity((1 + more).max(5));
+        let mut attributes = Vec::with_capacity(1 + more);
         attributes.push((Cow::Borrowed(keys::span::SPAN_TYPE), span_type_json));
         LiveState {
             attributes,

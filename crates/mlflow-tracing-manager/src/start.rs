@@ -182,8 +182,16 @@ impl StartSpan {
         }
         let max_user = manager.limits.max_attributes;
         let span_type = self.span_type.as_ref().unwrap_or(&SpanType::Unknown);
-        let mut state =
-            LiveState::starting(span_type.attribute_json().into(), self.attribute_capacity);
+        // Exactly the room for what is known now, inputs and outputs, and the caller's extra
+        // room: each slot is 48 bytes a queued span keeps.
+        let known = self.attributes.len()
+            + usize::from(self.description.is_some())
+            + usize::from(self.log_level.is_some())
+            + usize::from(self.function_name.is_some())
+            + usize::from(is_root && self.experiment_id.is_some())
+            + usize::from(self.start_time_ns.is_some());
+        let room = known + 2 + self.attribute_capacity;
+        let mut state = LiveState::starting(span_type.attribute_json().into(), room);
         let mut dropped = 0;
         let mut set = |key: Cow<'static, str>, json: String| {
             if !state.set(key, json.into(), max_user) {
