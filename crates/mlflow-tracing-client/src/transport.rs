@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::client::TrackingClient;
 use crate::config::Auth;
 use crate::error::ClientError;
-use crate::pieces::Pieces;
+use crate::pieces::FedBody;
 
 /// Characters kept as they are in a path segment or query value (RFC 3986 unreserved).
 pub(crate) const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
@@ -23,6 +23,15 @@ pub(crate) const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
 
 /// Statuses retried with backoff, as MLflow's `requests` session does.
 const RETRY_STATUSES: [u16; 6] = [408, 429, 500, 502, 503, 504];
+
+/// A protobuf request body, made again for each attempt of a request
+/// ([`TrackingClient::send_with`]).
+pub(crate) trait ProtobufBody: Sync {
+    /// The body of one attempt, made as the connection writes it and not kept in flight.
+    fn streamed(&self) -> FedBody;
+    /// The whole body in one buffer, which reqwest can send again where a redirect points.
+    fn whole(&self) -> Bytes;
+}
 
 /// A request's body, shared (not copied) by each attempt. A protobuf body is made for each
 /// attempt instead ([`TrackingClient::send_with`]).
@@ -103,13 +112,12 @@ impl TrackingClient {
     }
 
     /// [`TrackingClient::send`]; with `protobuf`, the body is a protobuf one that each attempt
-    /// makes (`call.body` is not sent) and that is not kept while the request is in flight: the
-    /// connection frees each piece once written. An OTLP request of a batch can be large, and
-    /// ten may wait on a slow server.
+    /// makes (`call.body` is not sent) and that is not kept while the request is in flight. An
+    /// OTLP request of a batch can be large, and ten may wait on a slow server.
     pub(crate) async fn send_with(
         &self,
         call: Call,
-        protobuf: Option<&(dyn Fn() -> Pieces + Sync)>,
+        protobuf: Option<&dyn ProtobufBody>,
     ) -> Result<Vec<u8>, ClientError> {
         let method = method_name(&call.method);
         let url = self.url(&call);
@@ -159,17 +167,16 @@ impl TrackingClient {
                 request = request.header(*k, v);
             }
             request = match (protobuf, &call.body) {
-                (Some(make), _) => {
-                    let pieces = make();
+                (Some(body), _) => {
                     let request = request.header("Content-Type", "application/x-protobuf");
                     if follow_redirect {
                         // Reusable: reqwest keeps a copy to send where it is redirected.
-                        request.body(pieces.concat())
+                        request.body(body.whole())
                     } else {
                         // Not reusable, so reqwest keeps no copy; it cannot follow a 307 or
                         // 308 with it (handled below), nor retry an HTTP/2 stream the server
                         // refused (the `http2` feature; this loop retries it).
-                        request.body(reqwest::Body::wrap(pieces))
+                        request.body(reqwest::Body::wrap(body.streamed()))
                     }
                 }
                 (None, Body::None) => request,

@@ -296,61 +296,155 @@ pub fn export_request<'a>(
 }
 
 /// [`export_request`] encoded as protobuf in pieces of about `piece` bytes: the same bytes as
-/// `export_request(resource, spans).encode_to_vec()`, concatenated, without the whole request
-/// ever being built or held in one buffer. Each span is converted and encoded on its own, so a
-/// connection can free each piece once written. No pieces for no spans (nothing to send).
+/// `export_request(resource, spans).encode_to_vec()`, concatenated. No pieces for no spans
+/// (nothing to send). [`ExportRequestEncoder`] makes the pieces one at a time.
 pub fn encode_export_request<'a>(
     resource: &Resource,
     spans: impl IntoIterator<Item = &'a Span>,
     piece: usize,
 ) -> Vec<Vec<u8>> {
-    use prost::Message as _;
-    use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+    ExportRequestEncoder::new(resource, spans)
+        .map(|request| request.pieces(piece).collect())
+        .unwrap_or_default()
+}
 
-    let piece = piece.max(64);
-    let mut pieces = Vec::new();
-    let mut current: Vec<u8> = Vec::new();
-    let mut spans_len = 0usize;
-    for span in spans {
-        let otlp = span.to_otlp();
-        let len = otlp.encoded_len();
-        let field = key_len(2) + encoded_len_varint(len as u64) + len;
-        if !current.is_empty() && current.len() + field > piece {
-            pieces.push(std::mem::take(&mut current));
+/// [`export_request`] encoded as protobuf, whole or a piece at a time, without the request
+/// ever being built: the same bytes as `export_request(resource, spans).encode_to_vec()`.
+/// Its length is known before any piece is made, so a body can announce it; each span is
+/// converted and encoded on its own when its piece is made, so a connection that takes the
+/// pieces as it writes them never holds the whole request.
+#[derive(Debug)]
+pub struct ExportRequestEncoder<'a> {
+    /// The request's fields before the spans: the resource, then the tag and length of the
+    /// scope's spans.
+    head: Vec<u8>,
+    spans: Vec<&'a Span>,
+    /// The length of the spans' fields.
+    spans_len: usize,
+}
+
+impl<'a> ExportRequestEncoder<'a> {
+    /// The request of `spans` (measured: each is converted once); `None` for no spans.
+    pub fn new(resource: &Resource, spans: impl IntoIterator<Item = &'a Span>) -> Option<Self> {
+        use prost::Message as _;
+        use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+
+        let spans: Vec<&Span> = spans.into_iter().collect();
+        if spans.is_empty() {
+            return None;
         }
-        if current.capacity() == 0 {
-            current.reserve_exact(field.max(piece));
+        let spans_len: usize = spans
+            .iter()
+            .map(|span| span_field_len(span.to_otlp().encoded_len()))
+            .sum();
+        // `ScopeSpans`: no scope, the spans, no schema URL.
+        let scope_spans_len = spans_len;
+        let resource_len = resource.encoded_len();
+        // `ResourceSpans`: the resource (1), the one `ScopeSpans` (2), no schema URL.
+        let resource_spans_len = key_len(1)
+            + encoded_len_varint(resource_len as u64)
+            + resource_len
+            + key_len(2)
+            + encoded_len_varint(scope_spans_len as u64)
+            + scope_spans_len;
+        let mut head = Vec::with_capacity(resource_len + 32);
+        encode_key(1, WireType::LengthDelimited, &mut head);
+        encode_varint(resource_spans_len as u64, &mut head);
+        prost::encoding::message::encode(1, resource, &mut head);
+        encode_key(2, WireType::LengthDelimited, &mut head);
+        encode_varint(scope_spans_len as u64, &mut head);
+        Some(ExportRequestEncoder {
+            head,
+            spans,
+            spans_len,
+        })
+    }
+
+    /// The request's length in bytes.
+    pub fn encoded_len(&self) -> usize {
+        self.head.len() + self.spans_len
+    }
+
+    /// The request in pieces of about `piece` bytes (at least 64), made as they are taken:
+    /// the head, then as many whole spans as fit in each (a span longer than a piece is a
+    /// piece of its own).
+    pub fn pieces(&self, piece: usize) -> impl Iterator<Item = Vec<u8>> + '_ {
+        ExportPieces {
+            head: Some(&self.head),
+            spans: self.spans.iter(),
+            converted: None,
+            left: self.spans_len,
+            piece: piece.max(64),
         }
-        // `ScopeSpans.spans` (field 2), as prost writes each element of the repeated field
-        // (`prost::encoding` is what prost's generated code calls, stable within a version).
-        encode_key(2, WireType::LengthDelimited, &mut current);
-        encode_varint(len as u64, &mut current);
-        otlp.encode_raw(&mut current);
-        spans_len += field;
     }
-    if spans_len == 0 {
-        return Vec::new();
+
+    /// The whole request in one buffer.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut all = Vec::with_capacity(self.encoded_len());
+        all.extend_from_slice(&self.head);
+        for span in &self.spans {
+            encode_span_field(&span.to_otlp(), &mut all);
+        }
+        all
     }
-    current.shrink_to_fit();
-    pieces.push(current);
-    // `ScopeSpans`: no scope, the spans, no schema URL.
-    let scope_spans_len = spans_len;
-    let resource_len = resource.encoded_len();
-    // `ResourceSpans`: the resource (1), the one `ScopeSpans` (2), no schema URL.
-    let resource_spans_len = key_len(1)
-        + encoded_len_varint(resource_len as u64)
-        + resource_len
-        + key_len(2)
-        + encoded_len_varint(scope_spans_len as u64)
-        + scope_spans_len;
-    let mut head = Vec::with_capacity(resource_len + 32);
-    encode_key(1, WireType::LengthDelimited, &mut head);
-    encode_varint(resource_spans_len as u64, &mut head);
-    prost::encoding::message::encode(1, resource, &mut head);
-    encode_key(2, WireType::LengthDelimited, &mut head);
-    encode_varint(scope_spans_len as u64, &mut head);
-    pieces.insert(0, head);
-    pieces
+}
+
+/// The length of a span of `len` bytes as an element of `ScopeSpans.spans` (field 2).
+fn span_field_len(len: usize) -> usize {
+    use prost::encoding::{encoded_len_varint, key_len};
+    key_len(2) + encoded_len_varint(len as u64) + len
+}
+
+/// Writes `span` as an element of `ScopeSpans.spans` (field 2), as prost writes each element
+/// of the repeated field (`prost::encoding` is what prost's generated code calls, stable
+/// within a version).
+fn encode_span_field(span: &proto::Span, out: &mut Vec<u8>) {
+    use prost::Message as _;
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    encode_key(2, WireType::LengthDelimited, out);
+    encode_varint(span.encoded_len() as u64, out);
+    span.encode_raw(out);
+}
+
+/// The pieces of an [`ExportRequestEncoder`]'s request, made one at a time.
+struct ExportPieces<'e, 'a> {
+    head: Option<&'e [u8]>,
+    spans: std::slice::Iter<'e, &'a Span>,
+    /// A span converted for the last piece that did not fit in it: the next one starts with it.
+    converted: Option<proto::Span>,
+    /// The length of the spans' fields not made yet.
+    left: usize,
+    piece: usize,
+}
+
+impl Iterator for ExportPieces<'_, '_> {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        use prost::Message as _;
+
+        if let Some(head) = self.head.take() {
+            return Some(head.to_vec());
+        }
+        let mut current: Vec<u8> = Vec::new();
+        while let Some(span) = self
+            .converted
+            .take()
+            .or_else(|| self.spans.next().map(|s| s.to_otlp()))
+        {
+            let field = span_field_len(span.encoded_len());
+            if !current.is_empty() && current.len() + field > self.piece {
+                self.converted = Some(span);
+                break;
+            }
+            if current.capacity() == 0 {
+                current.reserve_exact(field.max(self.piece).min(self.left));
+            }
+            encode_span_field(&span, &mut current);
+            self.left = self.left.saturating_sub(field);
+        }
+        (!current.is_empty()).then_some(current)
+    }
 }
 
 #[cfg(test)]
@@ -405,6 +499,9 @@ mod tests {
                     "{count} spans, pieces of {piece}"
                 );
                 assert!(pieces.iter().all(|p| !p.is_empty()));
+                let request = ExportRequestEncoder::new(&resource, &spans[..count]).unwrap();
+                assert_eq!(request.encoded_len(), expected.len());
+                assert_eq!(request.to_vec(), expected);
                 if piece == 1_000 && count == sizes.len() {
                     // The head; the first two spans together; every later one alone, as each
                     // either exceeds a piece or follows one that does.

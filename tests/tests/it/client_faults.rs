@@ -257,6 +257,75 @@ async fn a_retried_otlp_request_sends_the_same_bytes_again() {
 }
 
 #[tokio::test]
+async fn an_otlp_request_cut_mid_body_is_sent_whole_again() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    // 200 spans of 2 KB: about 100 pieces, far more than a connection buffers at once, so the
+    // body is still being made when the connection breaks.
+    let capture = mlflow_tracing::testing::Capture::new();
+    capture.run(|| {
+        let root = mlflow_tracing::start_span("root").start();
+        let _in = root.enter();
+        for _ in 0..199 {
+            let child = mlflow_tracing::start_span("child").start();
+            child.set_inputs(&"x".repeat(2000));
+        }
+    });
+    let traces = capture.traces();
+    let spans = &traces[0].data.spans;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        // The first connection: 64 KB of the request, then closed.
+        let (mut first, _) = listener.accept().await.unwrap();
+        let mut cut = vec![0u8; 64 * 1024];
+        first.read_exact(&mut cut).await.unwrap();
+        drop(first);
+        // The second: the whole request, answered.
+        let (mut second, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        let (head_end, length) = loop {
+            let n = second.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the connection closed before the request's head");
+            request.extend_from_slice(&chunk[..n]);
+            if let Some(i) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&request[..i]).to_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap();
+                break (i + 4, length);
+            }
+        };
+        while request.len() < head_end + length {
+            let n = second.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the connection closed before the request's end");
+            request.extend_from_slice(&chunk[..n]);
+        }
+        second
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+            .await
+            .unwrap();
+        (cut, request.split_off(head_end), length)
+    });
+    client(&url, 2).log_spans("1", spans).await.unwrap();
+    let (cut, body, length) = server.await.unwrap();
+    assert_eq!(body.len(), length);
+    let request = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+    assert_eq!(request.resource_spans[0].scope_spans[0].spans.len(), 200);
+    assert!(length > 400_000, "{length}");
+    // The cut attempt had sent the same bytes as far as it got.
+    let cut_head = cut.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(body.starts_with(&cut[cut_head..]));
+}
+
+#[tokio::test]
 async fn an_otlp_request_follows_a_redirect_with_its_body() {
     let capture = mlflow_tracing::testing::Capture::new();
     capture.run(|| drop(mlflow_tracing::start_span("root").start()));
