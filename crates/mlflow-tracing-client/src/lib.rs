@@ -44,6 +44,7 @@ mod experiments;
 #[cfg(test)]
 mod fuzz;
 mod otlp_json;
+mod otlp_request;
 mod pieces;
 mod tls;
 mod traces;

@@ -1,25 +1,18 @@
 //! Traces: StartTraceV3, OTLP span logging, the `traces.json` artifact, reading, searching and
 //! tags.
 
-use bytes::Bytes;
 use mlflow_tracing_entities::keys::tag;
-use mlflow_tracing_entities::{Span, Trace, TraceData, TraceInfo, is_http_uri, json, otlp};
+use mlflow_tracing_entities::{Span, Trace, TraceData, TraceInfo, is_http_uri, json};
 use percent_encoding::utf8_percent_encode;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::client::{SDK_VERSION, TrackingClient};
+use crate::client::TrackingClient;
 use crate::error::ClientError;
 use crate::experiments::{validate_experiment_id, validate_name};
 use crate::otlp_json::SpanJson;
-use crate::pieces::{FedBody, fed};
-use crate::transport::{Body, Call, ENCODE, ProtobufBody, segment, url_path};
-
-/// About how large each piece of an OTLP request is. A piece is made when the connection can
-/// buffer it (hyper buffers up to 16) and freed once written, so a request a slow server has
-/// not read yet keeps at most about 18 pieces (16 buffered, 2 made ahead).
-const OTLP_PIECE: usize = 4 * 1024;
+use crate::transport::{Body, Call, ENCODE, segment, url_path};
 
 /// A trace search ([`TrackingClient::search_traces`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,33 +118,6 @@ impl TrackingClient {
             spans,
         )
         .await
-    }
-
-    /// One OTLP protobuf request of `spans` (nothing is sent for none) with a routing header.
-    /// Each attempt's body is encoded span by span as its connection takes the pieces, so the
-    /// request is never held whole while in flight (the spans are).
-    pub(crate) async fn send_otlp<'a>(
-        &self,
-        path: &'static str,
-        header: (&'static str, String),
-        spans: impl IntoIterator<Item = &'a Span>,
-    ) -> Result<(), ClientError> {
-        let resource = otlp::sdk_resource(SDK_VERSION);
-        let Some(request) = otlp::ExportRequestEncoder::new(&resource, spans) else {
-            return Ok(());
-        };
-        let (attempts, mut to_feed) = tokio::sync::mpsc::unbounded_channel();
-        let body = OtlpBody {
-            request: &request,
-            attempts,
-        };
-        let mut call = Call::new(Method::POST, path);
-        call.headers.push(header);
-        tokio::select! {
-            biased;
-            sent = self.send_with(call, Some(&body)) => sent.map(drop),
-            never = feed(&request, &mut to_feed) => match never {},
-        }
     }
 
     /// `PUT …/traces.json` through the server's artifact proxy, under the trace's
@@ -453,56 +419,6 @@ impl FullTrace {
 }
 
 /// A `GET /api/3.0/mlflow/traces/{id}` answer's info, as the client reads it (for fuzzing).
-/// The body of an OTLP request ([`TrackingClient::send_otlp`]): each attempt's body is fed by
-/// [`feed`].
-struct OtlpBody<'r, 's> {
-    request: &'r otlp::ExportRequestEncoder<'s>,
-    /// Each attempt's feeder, for [`feed`].
-    attempts: tokio::sync::mpsc::UnboundedSender<tokio::sync::mpsc::Sender<Bytes>>,
-}
-
-impl ProtobufBody for OtlpBody<'_, '_> {
-    fn streamed(&self) -> FedBody {
-        let (feeder, body) = fed(self.request.encoded_len() as u64);
-        // `feed` runs as long as the request does; were it gone, the body would end early and
-        // the attempt fail.
-        let _ = self.attempts.send(feeder);
-        body
-    }
-
-    fn whole(&self) -> Bytes {
-        Bytes::from(self.request.to_vec())
-    }
-}
-
-/// Feeds each attempt's body the request's pieces as its connection takes them; a newer
-/// attempt replaces the one being fed (a connection that failed may never take the rest).
-/// Never ends: the request's future does, and drops it.
-async fn feed(
-    request: &otlp::ExportRequestEncoder<'_>,
-    attempts: &mut tokio::sync::mpsc::UnboundedReceiver<tokio::sync::mpsc::Sender<Bytes>>,
-) -> std::convert::Infallible {
-    let mut next = attempts.recv().await;
-    while let Some(feeder) = next.take() {
-        let mut pieces = request.pieces(OTLP_PIECE);
-        next = loop {
-            let Some(piece) = pieces.next() else {
-                break attempts.recv().await;
-            };
-            tokio::select! {
-                biased;
-                newer = attempts.recv() => break newer,
-                sent = feeder.send(Bytes::from(piece)) => if sent.is_err() {
-                    // The attempt is over (its body dropped).
-                    break attempts.recv().await;
-                },
-            }
-        };
-    }
-    // No attempt can come any more: wait to be dropped.
-    std::future::pending().await
-}
-
 #[cfg(test)]
 pub(crate) fn parse_trace_info_answer(body: &[u8]) -> Result<TraceInfo, String> {
     json::parse_json_bytes::<TraceAnswer>(body)

@@ -27,7 +27,8 @@ const RETRY_STATUSES: [u16; 6] = [408, 429, 500, 502, 503, 504];
 /// A protobuf request body, made again for each attempt of a request
 /// ([`TrackingClient::send_with`]).
 pub(crate) trait ProtobufBody: Sync {
-    /// The body of one attempt, made as the connection writes it and not kept in flight.
+    /// The body of one attempt, made as the connection writes it. It only moves while its
+    /// maker feeds it, alongside the request (`otlp_request.rs`).
     fn streamed(&self) -> FedBody;
     /// The whole body in one buffer, which reqwest can send again where a redirect points.
     fn whole(&self) -> Bytes;
@@ -112,8 +113,9 @@ impl TrackingClient {
     }
 
     /// [`TrackingClient::send`]; with `protobuf`, the body is a protobuf one that each attempt
-    /// makes (`call.body` is not sent) and that is not kept while the request is in flight. An
-    /// OTLP request of a batch can be large, and ten may wait on a slow server.
+    /// makes (`call.body` is not sent), streamed as the connection writes it (whole only to
+    /// follow a redirect). An OTLP request of a batch can be large, and ten may wait on a slow
+    /// server.
     pub(crate) async fn send_with(
         &self,
         call: Call,

@@ -318,7 +318,8 @@ pub struct ExportRequestEncoder<'a> {
     /// The request's fields before the spans: the resource, then the tag and length of the
     /// scope's spans.
     head: Vec<u8>,
-    spans: Vec<&'a Span>,
+    /// The spans, each with its encoded length.
+    spans: Vec<(&'a Span, usize)>,
     /// The length of the spans' fields.
     spans_len: usize,
 }
@@ -329,14 +330,14 @@ impl<'a> ExportRequestEncoder<'a> {
         use prost::Message as _;
         use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
-        let spans: Vec<&Span> = spans.into_iter().collect();
+        let spans: Vec<(&Span, usize)> = spans
+            .into_iter()
+            .map(|span| (span, span.to_otlp().encoded_len()))
+            .collect();
         if spans.is_empty() {
             return None;
         }
-        let spans_len: usize = spans
-            .iter()
-            .map(|span| span_field_len(span.to_otlp().encoded_len()))
-            .sum();
+        let spans_len: usize = spans.iter().map(|(_, len)| span_field_len(*len)).sum();
         // `ScopeSpans`: no scope, the spans, no schema URL.
         let scope_spans_len = spans_len;
         let resource_len = resource.encoded_len();
@@ -382,8 +383,8 @@ impl<'a> ExportRequestEncoder<'a> {
     pub fn to_vec(&self) -> Vec<u8> {
         let mut all = Vec::with_capacity(self.encoded_len());
         all.extend_from_slice(&self.head);
-        for span in &self.spans {
-            encode_span_field(&span.to_otlp(), &mut all);
+        for (span, len) in &self.spans {
+            encode_span_field(&span.to_otlp(), *len, &mut all);
         }
         all
     }
@@ -395,23 +396,24 @@ fn span_field_len(len: usize) -> usize {
     key_len(2) + encoded_len_varint(len as u64) + len
 }
 
-/// Writes `span` as an element of `ScopeSpans.spans` (field 2), as prost writes each element
-/// of the repeated field (`prost::encoding` is what prost's generated code calls, stable
-/// within a version).
-fn encode_span_field(span: &proto::Span, out: &mut Vec<u8>) {
+/// Writes `span` (`len` bytes encoded) as an element of `ScopeSpans.spans` (field 2), as prost
+/// writes each element of the repeated field (`prost::encoding` is what prost's generated code
+/// calls, stable within a version).
+fn encode_span_field(span: &proto::Span, len: usize, out: &mut Vec<u8>) {
     use prost::Message as _;
     use prost::encoding::{WireType, encode_key, encode_varint};
     encode_key(2, WireType::LengthDelimited, out);
-    encode_varint(span.encoded_len() as u64, out);
+    encode_varint(len as u64, out);
     span.encode_raw(out);
 }
 
 /// The pieces of an [`ExportRequestEncoder`]'s request, made one at a time.
 struct ExportPieces<'e, 'a> {
     head: Option<&'e [u8]>,
-    spans: std::slice::Iter<'e, &'a Span>,
-    /// A span converted for the last piece that did not fit in it: the next one starts with it.
-    converted: Option<proto::Span>,
+    spans: std::slice::Iter<'e, (&'a Span, usize)>,
+    /// A span converted for the last piece that did not fit in it (with its length): the next
+    /// one starts with it.
+    converted: Option<(proto::Span, usize)>,
     /// The length of the spans' fields not made yet.
     left: usize,
     piece: usize,
@@ -421,26 +423,24 @@ impl Iterator for ExportPieces<'_, '_> {
     type Item = Vec<u8>;
 
     fn next(&mut self) -> Option<Vec<u8>> {
-        use prost::Message as _;
-
         if let Some(head) = self.head.take() {
             return Some(head.to_vec());
         }
         let mut current: Vec<u8> = Vec::new();
-        while let Some(span) = self
+        while let Some((span, len)) = self
             .converted
             .take()
-            .or_else(|| self.spans.next().map(|s| s.to_otlp()))
+            .or_else(|| self.spans.next().map(|(s, len)| (s.to_otlp(), *len)))
         {
-            let field = span_field_len(span.encoded_len());
+            let field = span_field_len(len);
             if !current.is_empty() && current.len() + field > self.piece {
-                self.converted = Some(span);
+                self.converted = Some((span, len));
                 break;
             }
             if current.capacity() == 0 {
                 current.reserve_exact(field.max(self.piece).min(self.left));
             }
-            encode_span_field(&span, &mut current);
+            encode_span_field(&span, len, &mut current);
             self.left = self.left.saturating_sub(field);
         }
         (!current.is_empty()).then_some(current)

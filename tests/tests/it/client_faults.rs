@@ -262,13 +262,13 @@ async fn an_otlp_request_cut_mid_body_is_sent_whole_again() {
     use prost::Message as _;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-    // 200 spans of 2 KB: about 100 pieces, far more than a connection buffers at once, so the
-    // body is still being made when the connection breaks.
+    // 2,500 spans of 2 KB: 5 MB, more than the loopback's socket buffers take, so the body is
+    // still being fed (a piece a span) when the connection breaks.
     let capture = mlflow_tracing::testing::Capture::new();
     capture.run(|| {
         let root = mlflow_tracing::start_span("root").start();
         let _in = root.enter();
-        for _ in 0..199 {
+        for _ in 0..2_499 {
             let child = mlflow_tracing::start_span("child").start();
             child.set_inputs(&"x".repeat(2000));
         }
@@ -318,8 +318,8 @@ async fn an_otlp_request_cut_mid_body_is_sent_whole_again() {
     let (cut, body, length) = server.await.unwrap();
     assert_eq!(body.len(), length);
     let request = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
-    assert_eq!(request.resource_spans[0].scope_spans[0].spans.len(), 200);
-    assert!(length > 400_000, "{length}");
+    assert_eq!(request.resource_spans[0].scope_spans[0].spans.len(), 2_500);
+    assert!(length > 5_000_000, "{length}");
     // The cut attempt had sent the same bytes as far as it got.
     let cut_head = cut.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     assert!(body.starts_with(&cut[cut_head..]));
