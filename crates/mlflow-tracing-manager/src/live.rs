@@ -120,7 +120,7 @@ impl LiveState {
     /// written before it when the span is finalized), as MLflow's `LiveSpan` sets them when it
     /// is made; room for `more` attributes after it (a span that sets more grows).
     pub(crate) fn starting(span_type_json: CompactString, more: usize) -> Self {
-        let mut attributes = Vec::with_capacity(1 + more);
+        let mut attributes = Vec::with_capacity(more.saturating_add(1));
         attributes.push((Cow::Borrowed(keys::span::SPAN_TYPE), span_type_json));
         LiveState {
             attributes,

@@ -132,8 +132,9 @@ impl StartSpan {
         self
     }
 
-    /// Room for `n` attributes to be set after the start, reserved at once (a span that sets
-    /// many, such as a `tracing` span with its fields, does not grow its storage one by one).
+    /// Room for `n` attributes to be set after the start, inputs and outputs included,
+    /// reserved at once (a span that sets many, such as a `tracing` span with its fields, does
+    /// not grow its storage one by one). By default: room for inputs and outputs.
     pub fn attribute_capacity(mut self, n: usize) -> Self {
         self.attribute_capacity = n;
         self
@@ -182,15 +183,25 @@ impl StartSpan {
         }
         let max_user = manager.limits.max_attributes;
         let span_type = self.span_type.as_ref().unwrap_or(&SpanType::Unknown);
-        // Exactly the room for what is known now, inputs and outputs, and the caller's extra
-        // room: each slot is 48 bytes a queued span keeps.
+        // Exactly the room for what is known now and what is set later: the caller's room
+        // when it says (a `tracing` span's fields), else inputs and outputs. Each slot is 48
+        // bytes a queued span keeps; no more than the attribute limit allows.
         let known = self.attributes.len()
             + usize::from(self.description.is_some())
             + usize::from(self.log_level.is_some())
             + usize::from(self.function_name.is_some())
             + usize::from(is_root && self.experiment_id.is_some())
             + usize::from(self.start_time_ns.is_some());
-        let room = known + 2 + self.attribute_capacity;
+        let later = if self.attribute_capacity > 0 {
+            self.attribute_capacity
+        } else {
+            2
+        };
+        let room = known.saturating_add(later).min(
+            usize::try_from(max_user)
+                .unwrap_or(usize::MAX)
+                .saturating_add(16),
+        );
         let mut state = LiveState::starting(span_type.attribute_json().into(), room);
         let mut dropped = 0;
         let mut set = |key: Cow<'static, str>, json: String| {
