@@ -152,7 +152,14 @@ pub(crate) fn run(filter: Option<&str>) -> Result<(), String> {
     let mut missed = Vec::new();
     let mut micro = None;
     if filter != Some("e2e") && filter != Some("memory") {
-        let mut args = vec!["bench", "--package", "mlflow-tracing-benches", "--"];
+        let mut args = vec![
+            "bench",
+            "--profile",
+            crate::e2e::PROFILE,
+            "--package",
+            "mlflow-tracing-benches",
+            "--",
+        ];
         if let Some(f) = filter {
             args.push(f);
         }

@@ -90,12 +90,28 @@ impl Side {
     }
 }
 
+/// The Rust SDK's burst a second time in one process, once the first was exported: its
+/// memory is not new (not a target; it shows what the SDK itself costs the caller).
+#[derive(Clone, Debug)]
+pub(crate) struct Warm {
+    /// Caller time per span, in ns.
+    pub(crate) caller_ns: f64,
+    /// The part of it on a CPU, where known.
+    pub(crate) caller_cpu_ns: Option<f64>,
+    /// New pages the calling thread touched, where known.
+    pub(crate) faults: Option<f64>,
+    /// Spans sent (both bursts) and stored.
+    pub(crate) sent: f64,
+    pub(crate) stored: f64,
+}
+
 /// The run: the ceiling, the Rust SDK, the Python SDK.
 #[derive(Clone, Debug)]
 pub(crate) struct E2e {
     pub(crate) ceiling: Side,
     pub(crate) rust: Side,
     pub(crate) python: Side,
+    pub(crate) warm: Warm,
     /// What a new page of memory costs a thread on this machine now (ns per 4 KB page).
     pub(crate) page_fault_ns: f64,
 }
@@ -179,6 +195,16 @@ impl E2e {
             }
             out.push('\n');
         }
+        let w = &self.warm;
+        out.push_str(&format!(
+            "\nThe same burst a second time in one process, once the first was exported (its memory freed and used again: {} new pages), cost the caller {} per span ({} on a CPU): what the SDK itself costs the caller when its memory is not new. Not a target; {:.0} of its {:.0} spans were stored.\n",
+            w.faults.map_or_else(|| "?".to_owned(), |f| format!("{f:.0}")),
+            crate::bench::human(w.caller_ns),
+            w.caller_cpu_ns
+                .map_or_else(|| "–".to_owned(), crate::bench::human),
+            w.stored,
+            w.sent,
+        ));
         if let Some(file) = self.rust.file_rss {
             out.push_str(&format!(
                 "\nOf the Rust SDK's peak RSS, {:.1} MB is file-backed: the program's code and shared libraries; the rest ({:.1} MB) is its heap and stacks. The spans' inputs and outputs alone are {:.1} MB, and the burst outruns the server, so nearly all of them are held at the peak.\n",
@@ -243,14 +269,19 @@ fn num(v: &serde_json::Value, key: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("e2e: no {key:?} in {v}"))
 }
 
-/// Builds a benches example in release mode (before a server starts, so no compilation
+/// The profile benchmarks and examples are built with (the workspace's `Cargo.toml`: release
+/// with whole-program LTO).
+pub(crate) const PROFILE: &str = "measure";
+
+/// Builds a benches example with [`PROFILE`] (before a server starts, so no compilation
 /// competes with it); its path.
 pub(crate) fn build_example(step: &str, name: &str) -> Result<std::path::PathBuf, String> {
     crate::cargo(
         step,
         &[
             "build",
-            "--release",
+            "--profile",
+            PROFILE,
             "--quiet",
             "-p",
             "mlflow-tracing-benches",
@@ -262,7 +293,11 @@ pub(crate) fn build_example(step: &str, name: &str) -> Result<std::path::PathBuf
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .ok_or("no workspace root")?;
-    Ok(root.join("target/release/examples").join(name))
+    Ok(root
+        .join("target")
+        .join(PROFILE)
+        .join("examples")
+        .join(name))
 }
 
 /// Builds and runs a benches example with `args` and `env`; its JSON line.
@@ -315,6 +350,7 @@ pub(crate) fn run() -> Result<E2e, String> {
         .map(|(i, mode)| format!("{mode}{i}"))
         .collect();
     kinds.push("python".to_owned());
+    kinds.push("warm".to_owned());
     let mut args = vec!["e2e"];
     args.extend(kinds.iter().map(String::as_str));
     let ids = json_line(&python::run_script_with(PY_EXPERIMENTS, &args, &env)?)?;
@@ -338,6 +374,16 @@ pub(crate) fn run() -> Result<E2e, String> {
             rust.push((run, id(i)));
         }
     }
+    let warm_exp = id(ROUNDS.len() + 1);
+    let warm = rust_example("warm", &url, &warm_exp)?;
+    let warm_sent = num(&warm, "spans")? * num(&warm, "bursts")?;
+    let warm = Warm {
+        caller_ns: num(&warm, "caller_s")? / num(&warm, "spans")? * 1e9,
+        caller_cpu_ns: warm["caller_cpu_s"].as_f64().map(|s| s / sent * 1e9),
+        faults: warm["caller_minor_faults"].as_f64(),
+        sent: warm_sent,
+        stored: stored(&warm_exp)?,
+    };
     eprintln!("==> e2e: Python SDK burst");
     let py_exp = id(ROUNDS.len());
     let sizes = [TRACES.to_string(), SPANS.to_string(), PAYLOAD.to_string()];
@@ -413,6 +459,7 @@ pub(crate) fn run() -> Result<E2e, String> {
             peak_rss: num(&py, "peak_rss")?,
             file_rss: None,
         },
+        warm,
         page_fault_ns: page_fault_ns(),
     };
     drop(server);
