@@ -2,8 +2,9 @@
 //! (the exporter's exact requests, encoded beforehand, sent by a plain HTTP client at the
 //! exporter's concurrency) and the same traces through the Rust SDK, twice each in the order
 //! ceiling, Rust, Rust, ceiling (so a server that speeds up or slows down as its store fills
-//! favours neither), then through the Python SDK; each run into its own experiment, what each
-//! stored read back with Python's client.
+//! favours neither), then the Rust burst twice in one process (the second's memory is not new:
+//! what the SDK itself costs the caller; reported, not a target), then through the Python SDK;
+//! each run into its own experiment, what each stored read back with Python's client.
 
 use mlflow_tracing_tests::python;
 use mlflow_tracing_tests::server::MlflowServer;
