@@ -295,19 +295,6 @@ pub fn export_request<'a>(
     }
 }
 
-/// [`export_request`] encoded as protobuf in pieces of about `piece` bytes: the same bytes as
-/// `export_request(resource, spans).encode_to_vec()`, concatenated. No pieces for no spans
-/// (nothing to send). [`ExportRequestEncoder`] makes the pieces one at a time.
-pub fn encode_export_request<'a>(
-    resource: &Resource,
-    spans: impl IntoIterator<Item = &'a Span>,
-    piece: usize,
-) -> Vec<Vec<u8>> {
-    ExportRequestEncoder::new(resource, spans)
-        .map(|request| request.pieces(piece).collect())
-        .unwrap_or_default()
-}
-
 /// [`export_request`] encoded as protobuf, whole or a piece at a time, without the request
 /// ever being built: the same bytes as `export_request(resource, spans).encode_to_vec()`.
 /// Its length is known before any piece is made, so a body can announce it; each span is
@@ -338,22 +325,21 @@ impl<'a> ExportRequestEncoder<'a> {
             return None;
         }
         let spans_len: usize = spans.iter().map(|(_, len)| span_field_len(*len)).sum();
-        // `ScopeSpans`: no scope, the spans, no schema URL.
-        let scope_spans_len = spans_len;
+        // `ScopeSpans` (no scope, the spans, no schema URL) is as long as its spans' fields.
         let resource_len = resource.encoded_len();
         // `ResourceSpans`: the resource (1), the one `ScopeSpans` (2), no schema URL.
         let resource_spans_len = key_len(1)
             + encoded_len_varint(resource_len as u64)
             + resource_len
             + key_len(2)
-            + encoded_len_varint(scope_spans_len as u64)
-            + scope_spans_len;
+            + encoded_len_varint(spans_len as u64)
+            + spans_len;
         let mut head = Vec::with_capacity(resource_len + 32);
         encode_key(1, WireType::LengthDelimited, &mut head);
         encode_varint(resource_spans_len as u64, &mut head);
         prost::encoding::message::encode(1, resource, &mut head);
         encode_key(2, WireType::LengthDelimited, &mut head);
-        encode_varint(scope_spans_len as u64, &mut head);
+        encode_varint(spans_len as u64, &mut head);
         Some(ExportRequestEncoder {
             head,
             spans,
@@ -472,6 +458,13 @@ mod tests {
             Value::String(format!("\"{}\"", "x".repeat(input_bytes))),
         )
         .build()
+    }
+
+    /// The request's pieces, none for no spans.
+    fn encode_export_request(resource: &Resource, spans: &[Span], piece: usize) -> Vec<Vec<u8>> {
+        ExportRequestEncoder::new(resource, spans)
+            .map(|request| request.pieces(piece).collect())
+            .unwrap_or_default()
     }
 
     #[test]

@@ -138,6 +138,10 @@ const RESERVED: &[&str] = &[
     "mlflow.gateway.linkedTraceId",
 ];
 
+/// How many of MLflow's own span attributes there are: with the user's limit, the most
+/// attributes a span can hold.
+pub(crate) const RESERVED_KEYS: usize = RESERVED.len();
+
 /// Whether `key` is one of MLflow's own span attributes, which limits never drop.
 pub(crate) fn is_reserved(key: &str) -> bool {
     key.starts_with("mlflow.") && RESERVED.contains(&key)

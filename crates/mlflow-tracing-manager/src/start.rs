@@ -197,11 +197,10 @@ impl StartSpan {
         } else {
             2
         };
-        let room = known.saturating_add(later).min(
-            usize::try_from(max_user)
-                .unwrap_or(usize::MAX)
-                .saturating_add(16),
-        );
+        let most = usize::try_from(max_user)
+            .unwrap_or(usize::MAX)
+            .saturating_add(crate::limits::RESERVED_KEYS);
+        let room = known.saturating_add(later).min(most);
         let mut state = LiveState::starting(span_type.attribute_json().into(), room);
         let mut dropped = 0;
         let mut set = |key: Cow<'static, str>, json: String| {
